@@ -1,0 +1,1 @@
+"""backtrader analyzers: quantstats metrics and tear sheets, trade and market-making statistics."""

@@ -1,0 +1,113 @@
+"""A fast array-backed backtrader feed for pandas DataFrames.
+
+backtrader's ``PandasData`` reads every cell through ``DataFrame.iloc`` on every bar; here the
+columns are turned into plain Python lists once in ``start()`` and ``_load()`` only indexes
+them, which makes a whole backtest about 1.7x faster (``scripts/bench_backtest.py``).
+
+Use it for your own frames::
+
+    data = ArrayData(dataname=df)           # df: DatetimeIndex + open/high/low/close/volume
+    cerebro.adddata(data, name="BTCUSDT")
+
+Timestamps are stored in UTC (naive UTC inside backtrader, as its own feeds do); pass
+``tz=`` to have backtrader show them in another zone.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from .validate import to_utc_index
+
+_EPOCH_ORDINAL = 719163.0  # datetime.date(1970, 1, 1).toordinal(): backtrader's date2num base
+_NS_PER_DAY = 86_400e9
+
+
+def index_to_num(index) -> np.ndarray:
+    """Vectorised ``backtrader.date2num`` for a (UTC) DatetimeIndex."""
+    idx = to_utc_index(index)
+    ns = idx.as_unit("ns").asi8.astype(np.float64)
+    return ns / _NS_PER_DAY + _EPOCH_ORDINAL
+
+
+def _as_utc_naive(value):
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+class ArrayData(bt.feed.DataBase):
+    """Backtrader feed over a DataFrame, read from arrays.
+
+    Params:
+      - ``dataname`` (as for ``PandasData``; ``dataframe`` is an alias): DatetimeIndex (bar open; naive means UTC) and columns named like the
+        feed's lines (``open, high, low, close, volume``, optional ``openinterest`` and any
+        extra lines a subclass declares). Missing extra columns become NaN.
+      - ``fromdate`` / ``todate``: optional bounds (naive values are UTC).
+
+    Subclasses add lines the backtrader way (``lines = ("bid", "ask")``) and get them filled
+    from the columns of the same name.
+    """
+
+    params = (("dataframe", None),)
+
+    def __init__(self):
+        super().__init__()
+        self._cols = []
+        self._dtnum = []
+        self._i = 0
+        self._n = 0
+
+    def _frame(self) -> pd.DataFrame:
+        """The frame to serve; subclasses that fetch data override this."""
+        df = self.p.dataframe if self.p.dataframe is not None else self.p.dataname
+        if not isinstance(df, pd.DataFrame):
+            raise ValueError(f"{type(self).__name__}: dataname must be a pandas DataFrame")
+        return df
+
+    def start(self):
+        super().start()
+        df = self._frame()
+        idx = to_utc_index(df.index)
+        keep = np.ones(len(df), dtype=bool)
+        lo, hi = _as_utc_naive(self.p.fromdate), _as_utc_naive(self.p.todate)
+        naive = idx.tz_localize(None)
+        if lo is not None and lo > _dt.datetime.min:
+            keep &= naive >= lo
+        if hi is not None and hi < _dt.datetime.max:
+            keep &= naive <= hi
+        self._dtnum = index_to_num(idx[keep]).tolist()
+        self._cols = []
+        for name in self.lines.getlinealiases():
+            if name == "datetime":
+                continue
+            line = getattr(self.lines, name)
+            if name in df.columns:
+                arr = df[name].to_numpy(dtype=np.float64)[keep]
+            elif name == "openinterest":
+                arr = np.zeros(int(keep.sum()))
+            else:
+                arr = np.full(int(keep.sum()), np.nan)
+            self._cols.append((line, arr.tolist()))
+        self._i = 0
+        self._n = len(self._dtnum)
+
+    def _load(self):
+        i = self._i
+        if i >= self._n:
+            return False
+        self.lines.datetime[0] = self._dtnum[i]
+        for line, values in self._cols:
+            line[0] = values[i]
+        self._i = i + 1
+        return True
+
+    def haslivedata(self):
+        return False
