@@ -1,1 +1,117 @@
-"""backtrader analyzers: quantstats metrics and tear sheets, trade and market-making statistics."""
+"""backtrader analyzers: quantstats metrics and tear sheets, trade statistics, pictures.
+
+One line adds everything to a Cerebro, one call writes the report of a finished run::
+
+    import analyzers
+    analyzers.add_all(cerebro, output="runs/x/tearsheet.html", benchmark="buyhold")
+    strat = cerebro.run()[0]
+    analyzers.write_report(strat, "runs/x")   # tearsheet.html, metrics.json, equity_drawdown.png
+
+The metric formulas are plain functions in ``analyzers.metrics`` (``compute_metrics``,
+``infer_periods_per_year``, ``bootstrap_sharpe_ci``) usable without backtrader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .metrics import (
+    align_benchmark,
+    bootstrap_sharpe_ci,
+    compute_metrics,
+    detect_calendar,
+    infer_periods_per_year,
+    json_safe,
+)
+from .plots import drawdown_series, plot_equity_drawdown, save_cerebro_plot
+from .quantstats_analyzer import (
+    QuantStatsAnalyzer,
+    quantstats_table,
+    quiet_fonts,
+    write_metrics_json,
+    write_tearsheet,
+)
+from .trades import TradeStats, summarize_trades
+
+__all__ = [
+    "QuantStatsAnalyzer",
+    "TradeStats",
+    "add_all",
+    "align_benchmark",
+    "bootstrap_sharpe_ci",
+    "compute_metrics",
+    "detect_calendar",
+    "drawdown_series",
+    "find_analyzer",
+    "infer_periods_per_year",
+    "json_safe",
+    "plot_equity_drawdown",
+    "quantstats_table",
+    "quiet_fonts",
+    "save_cerebro_plot",
+    "summarize_trades",
+    "write_metrics_json",
+    "write_report",
+    "write_tearsheet",
+]
+
+
+def add_all(cerebro, output=None, benchmark="buyhold", **quantstats_params):
+    """Add ``QuantStatsAnalyzer`` (as ``quantstats``) and ``TradeStats`` (as ``tradestats``).
+
+    ``output``: tear-sheet path written when the run stops (metrics JSON beside it);
+    other keyword arguments are ``QuantStatsAnalyzer`` params (``periods_per_year``,
+    ``calendar``, ``rf``, ``title``, ...). Returns ``cerebro``.
+    """
+    cerebro.addanalyzer(
+        QuantStatsAnalyzer, _name="quantstats", output=output, benchmark=benchmark,
+        **quantstats_params,
+    )
+    cerebro.addanalyzer(TradeStats, _name="tradestats")
+    return cerebro
+
+
+def find_analyzer(strategy, kind):
+    """The first analyzer of class ``kind`` attached to ``strategy`` (None if absent)."""
+    for analyzer in strategy.analyzers:
+        if isinstance(analyzer, kind):
+            return analyzer
+    return None
+
+
+def write_report(strategy, outdir, cerebro=None, tearsheet: bool = True) -> dict:
+    """Write the report of a finished strategy into ``outdir``.
+
+    Files: ``tearsheet.html`` (quantstats; reused when the analyzer already wrote it there),
+    ``metrics.json`` (labels, span, annualisation, metrics, and ``trades`` when ``TradeStats``
+    is attached), ``equity_drawdown.png`` and, given ``cerebro``, ``cerebro.png``
+    (backtrader's own chart). Needs ``QuantStatsAnalyzer`` on the strategy
+    (``add_all(cerebro)`` before ``cerebro.run()``).
+
+    Returns ``{"metrics": {...}, "trades": {...} or None, "files": {name: Path}}``.
+    """
+    qs_an = find_analyzer(strategy, QuantStatsAnalyzer)
+    if qs_an is None:
+        raise ValueError(
+            "write_report needs a QuantStatsAnalyzer on the strategy: call "
+            "analyzers.add_all(cerebro) (or cerebro.addanalyzer(QuantStatsAnalyzer)) before run()"
+        )
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    res = qs_an.get_analysis()
+    files = {}
+    trade_an = find_analyzer(strategy, TradeStats)
+    trades = trade_an.get_analysis() if trade_an is not None else None
+    files["metrics"] = qs_an.write_json(outdir / "metrics.json",
+                                        extra={"trades": trades} if trades is not None else None)
+    if tearsheet and len(res["returns"]) >= 2:
+        files["tearsheet"] = qs_an.write_html(outdir / "tearsheet.html")
+    files["equity_drawdown"] = plot_equity_drawdown(
+        res["returns"], outdir / "equity_drawdown.png", benchmark=res["benchmark"],
+        title=qs_an.title,
+    )
+    if cerebro is not None:
+        written = save_cerebro_plot(cerebro, outdir / "cerebro.png")
+        if written:
+            files["cerebro"] = written[0]
+    return {"metrics": res["metrics"], "trades": trades, "files": files}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
+import backtrader as bt
 import pandas as pd
 
 from .arrayfeed import ArrayData
@@ -139,6 +140,16 @@ class EmbeddedData(ArrayData):
 
     lines = ("turnover", "bid", "ask", "bid_size", "ask_size", "side")
     params = (("name", None),)
+
+    def __init__(self):
+        super().__init__()
+        # backtrader's own analyzers annualise from the feed's timeframe: set the true one.
+        if self.p.name in _TICKS:
+            self._timeframe, self._compression = bt.TimeFrame.Ticks, 1
+        elif self.p.name in _BARS and _BARS[self.p.name][1] == "1h":
+            self._timeframe, self._compression = bt.TimeFrame.Minutes, 60
+        elif self.p.name in _BARS:
+            self._timeframe, self._compression = bt.TimeFrame.Days, 1
 
     def _frame(self) -> pd.DataFrame:
         if self.p.name is None:

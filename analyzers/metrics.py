@@ -1,0 +1,424 @@
+"""Performance metrics as plain functions: returns in, numbers out. No Cerebro needed.
+
+``compute_metrics`` gives the headline numbers of a return series with the same
+definitions as quantstats 0.0.86 (``qs.stats.sharpe``, ``sortino``, ``cagr``, ...), computed
+here with numpy so that they are fast, exact (quantstats' report table rounds to two
+decimals) and defined on degenerate input (all-zero, one bar, no losing bar)::
+
+    from analyzers.metrics import compute_metrics, infer_periods_per_year
+    ppy = infer_periods_per_year(returns.index)          # 252, 365, 8760, ...
+    m = compute_metrics(returns, ppy, benchmark=bench)   # {"sharpe": 1.2, ...}
+    json.dumps(json_safe(m))                            # NaN/inf -> null
+
+Conventions: returns are simple per-period returns; ``rf`` is an annual rate, turned into a
+per-period rate as ``(1 + rf) ** (1 / periods_per_year) - 1`` (as quantstats does); a ratio
+whose denominator is zero is ``inf`` (signed) when its numerator is not zero and ``NaN``
+when both are zero.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "align_benchmark",
+    "bootstrap_sharpe_ci",
+    "compute_metrics",
+    "detect_calendar",
+    "infer_periods_per_year",
+    "json_safe",
+    "to_naive_utc",
+]
+
+TRADING_DAYS = {"equities": 252, "crypto": 365}
+EQUITY_SESSION = pd.Timedelta(hours=6, minutes=30)  # NYSE 09:30-16:00
+# backtrader.TimeFrame values (kept here so that this module needs no backtrader).
+_BT_TIMEFRAME = {
+    3: pd.Timedelta(seconds=1),  # Seconds
+    4: pd.Timedelta(minutes=1),  # Minutes
+    5: pd.Timedelta(days=1),  # Days
+    6: pd.Timedelta(weeks=1),  # Weeks
+    7: pd.Timedelta(days=30),  # Months
+    8: pd.Timedelta(days=365),  # Years
+}
+_CALENDAR_FREQ = {"W": 7, "M": 30, "ME": 30, "MS": 30, "Q": 91, "QE": 91, "Y": 365, "YE": 365}
+
+
+# ---------------------------------------------------------------- time and calendars
+
+
+def to_naive_utc(index) -> pd.DatetimeIndex:
+    """A DatetimeIndex in UTC without a time zone (naive input is taken as UTC)."""
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    return idx
+
+
+def detect_calendar(index) -> str:
+    """``"crypto"`` when bars fall on (nearly) every day of the week, else ``"equities"``.
+
+    A weekday counts when it holds at least 5% of the bars, so a venue that opens on Sunday
+    evening UTC (forex, Sydney) or an exchange whose UTC stamps shift by a day (Tokyo dailies)
+    still reads as a five-day calendar, while 24/7 markets show all seven days. Series that
+    are too short to tell (under a week) read as equities; pass ``calendar=`` for those.
+    """
+    idx = to_naive_utc(index)
+    if len(idx) < 2:
+        return "equities"
+    share = np.bincount(idx.day_of_week, minlength=7) / len(idx)
+    return "crypto" if int((share >= 0.05).sum()) >= 6 else "equities"
+
+
+def _spacing(value, compression: int) -> pd.Timedelta:
+    if isinstance(value, (pd.Timedelta, _dt.timedelta, np.timedelta64)):
+        return pd.Timedelta(value) * compression
+    if isinstance(value, str):
+        key = value.lstrip("0123456789") or value
+        if key in _CALENDAR_FREQ:
+            mult = int(value[: len(value) - len(key)] or 1)
+            return pd.Timedelta(days=_CALENDAR_FREQ[key]) * mult * compression
+        return pd.to_timedelta(value if value[0].isdigit() else "1" + value) * compression
+    if isinstance(value, (int, np.integer)):
+        if int(value) not in _BT_TIMEFRAME:
+            raise ValueError(f"unsupported backtrader timeframe {value!r} (ticks/microseconds)")
+        return _BT_TIMEFRAME[int(value)] * compression
+    raise TypeError(f"cannot infer a bar spacing from {type(value).__name__}")
+
+
+def infer_periods_per_year(index_or_timeframe, calendar: str = "auto", compression: int = 1) -> int:
+    """Bars per year for annualising.
+
+    ``index_or_timeframe`` is a DatetimeIndex (or a Series with one), a ``backtrader.TimeFrame``
+    value with ``compression``, a ``Timedelta`` or a pandas frequency (``"1h"``, ``"D"``, ``"W"``).
+    ``calendar`` is ``"crypto"`` (365 days of 24 h), ``"equities"`` (252 sessions of 6.5 h) or
+    ``"auto"``: read from the index (see ``detect_calendar``); equities when only a timeframe
+    is given.
+
+    daily: 252 / 365; weekly 52; monthly 12; quarterly 4; yearly 1; intraday crypto
+    ``365 * 24 h / spacing`` (hourly 8760); intraday equities ``252 * bars per session``, the
+    bars per session counted in the index when there is one (hourly US: 252 * 7 = 1764).
+    """
+    if calendar not in ("auto", "crypto", "equities"):
+        raise ValueError(f"calendar must be 'auto', 'crypto' or 'equities', not {calendar!r}")
+    index = None
+    if isinstance(index_or_timeframe, (pd.Series, pd.DataFrame)):
+        index_or_timeframe = index_or_timeframe.index
+    if isinstance(index_or_timeframe, pd.DatetimeIndex):
+        index = to_naive_utc(index_or_timeframe).unique().sort_values()
+        if len(index) < 2:
+            raise ValueError("need at least two timestamps to infer the bar spacing")
+        step = pd.Series(index).diff().dropna().median()
+    else:
+        step = _spacing(index_or_timeframe, compression)
+    if calendar == "auto":
+        calendar = detect_calendar(index) if index is not None else "equities"
+    days = step / pd.Timedelta(days=1)
+    if days >= 300:
+        return 1
+    if days >= 80:
+        return 4
+    if days >= 25:
+        return 12
+    if days >= 5:
+        return 52
+    if days >= 0.9 or (calendar == "equities" and step >= EQUITY_SESSION):
+        return TRADING_DAYS[calendar]
+    if calendar == "crypto":
+        return max(1, round(pd.Timedelta(days=365) / step))
+    if index is not None:  # bars per session as seen in the data
+        per_day = int(pd.Series(1, index=index).groupby(index.normalize()).size().median())
+    else:
+        per_day = math.ceil(EQUITY_SESSION / step)
+    return TRADING_DAYS["equities"] * max(1, per_day)
+
+
+# ---------------------------------------------------------------- benchmark alignment
+
+
+def align_benchmark(benchmark: pd.Series, index) -> pd.Series:
+    """Re-express benchmark *returns* on another set of timestamps.
+
+    Each benchmark return counts in the first period of ``index`` stamped at or after it
+    (the period it was known by), and returns falling into the same period are compounded,
+    so nothing is lost when the two series are stamped differently (hourly bars 30 minutes
+    apart, a daily benchmark under an hourly strategy) and the total return over the common
+    span is kept. The first period takes only the last benchmark return at or before it.
+    Periods inside the benchmark's span that received nothing are 0; periods before its
+    first or after its last timestamp are NaN. Both sides are compared in naive UTC.
+    """
+    out_index = to_naive_utc(index)
+    b = pd.Series(benchmark, dtype="float64").dropna()
+    if len(b) == 0 or len(out_index) == 0:
+        return pd.Series(np.nan, index=out_index, name=benchmark.name, dtype="float64")
+    b.index = to_naive_utc(b.index)
+    b = b[~b.index.duplicated(keep="last")].sort_index()
+    if b.index.equals(out_index):
+        return b.rename(benchmark.name)
+    pos = np.searchsorted(out_index.to_numpy(), b.index.to_numpy(), side="left")
+    keep = pos < len(out_index)
+    head = np.flatnonzero(pos == 0)
+    if len(head) > 1:  # only the most recent return before the first period
+        keep[head[:-1]] = False
+    s = pd.Series(b.to_numpy()[keep], index=pos[keep])
+    grouped = s.groupby(level=0)
+    single = grouped.size() == 1
+    values = ((1.0 + s).groupby(level=0).prod() - 1.0).where(~single, grouped.first())
+    out = values.reindex(np.arange(len(out_index)))
+    span = np.asarray((out_index >= b.index[0]) & (out_index <= b.index[-1]))
+    out = out.where(out.notna().to_numpy() | ~span, 0.0)
+    out.index = out_index
+    return out.rename(benchmark.name)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _ratio(num: float, den: float) -> float:
+    if not (np.isfinite(num) and np.isfinite(den)):
+        return float("nan")
+    if den == 0:
+        return float("nan") if num == 0 else math.copysign(float("inf"), num)
+    return float(num / den)
+
+
+def _clean(returns) -> pd.Series:
+    r = pd.Series(returns, dtype="float64").replace([np.inf, -np.inf], np.nan).dropna()
+    if isinstance(r.index, pd.DatetimeIndex):
+        r.index = to_naive_utc(r.index)
+    return r
+
+
+def _per_period_rf(rf: float, periods_per_year: float) -> float:
+    return (1.0 + rf) ** (1.0 / periods_per_year) - 1.0 if rf else 0.0
+
+
+def _drawdown(r: np.ndarray) -> tuple[float, int]:
+    """Maximum drawdown (≤ 0, from a starting wealth of 1) and the longest run under water."""
+    if len(r) == 0:
+        return 0.0, 0
+    wealth = np.cumprod(1.0 + r)
+    peak = np.maximum.accumulate(np.concatenate([[1.0], wealth]))[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = wealth / peak - 1.0
+    under = dd < 0
+    steps = np.arange(len(r))
+    last_high = np.maximum.accumulate(np.where(under, -1, steps))  # -1: under water from bar 0
+    longest = int((steps - last_high).max()) if under.any() else 0
+    return float(min(0.0, np.nanmin(dd))), longest
+
+
+def _cagr(r: np.ndarray, periods_per_year: float) -> float:
+    if len(r) == 0:
+        return float("nan")
+    wealth = float(np.prod(1.0 + r))
+    if wealth < 0:
+        return float("nan")
+    if wealth == 0:
+        return -1.0
+    with np.errstate(over="ignore"):
+        return float(np.expm1(np.log(wealth) * periods_per_year / len(r)))
+
+
+def _sharpe(r: np.ndarray, periods_per_year: float, rf: float = 0.0) -> float:
+    if len(r) < 2:
+        return float("nan")
+    ex = r - _per_period_rf(rf, periods_per_year)
+    return _ratio(ex.mean(), ex.std(ddof=1)) * math.sqrt(periods_per_year)
+
+
+def _core(r: np.ndarray, ppy: float, rf: float) -> dict:
+    n = len(r)
+    ex = r - _per_period_rf(rf, ppy)
+    wins, losses = r[r > 0], r[r < 0]
+    downside = math.sqrt(float((ex[ex < 0] ** 2).sum()) / n) if n else float("nan")
+    max_dd, dd_len = _drawdown(r)
+    cagr = _cagr(r, ppy)
+    std = float(r.std(ddof=1)) if n > 1 else float("nan")
+    s = pd.Series(r)
+    return {
+        "total_return": float(np.prod(1.0 + r) - 1.0) if n else float("nan"),
+        "cagr": cagr,
+        "volatility": std * math.sqrt(ppy),
+        "sharpe": _sharpe(r, ppy, rf),
+        "sortino": _ratio(ex.mean(), downside) * math.sqrt(ppy) if n else float("nan"),
+        "max_drawdown": max_dd,
+        "max_drawdown_periods": dd_len,
+        "calmar": _ratio(cagr, abs(max_dd)),
+        "win_rate": _ratio(len(wins), len(wins) + len(losses)),
+        "profit_factor": _ratio(float(wins.sum()), abs(float(losses.sum()))),
+        "avg_return": float(r.mean()) if n else float("nan"),
+        "avg_win": float(wins.mean()) if len(wins) else float("nan"),
+        "avg_loss": float(losses.mean()) if len(losses) else float("nan"),
+        "payoff_ratio": _ratio(
+            float(wins.mean()) if len(wins) else float("nan"),
+            abs(float(losses.mean())) if len(losses) else 0.0,
+        ),
+        "exposure": float(np.count_nonzero(r) / n) if n else float("nan"),
+        "best": float(r.max()) if n else float("nan"),
+        "worst": float(r.min()) if n else float("nan"),
+        "skew": float(s.skew()) if n > 2 else float("nan"),
+        "kurtosis": float(s.kurt()) if n > 3 else float("nan"),
+        "var_95": float(np.quantile(r, 0.05)) if n else float("nan"),
+    }
+
+
+def compute_metrics(
+    returns: pd.Series,
+    periods_per_year: int,
+    benchmark: pd.Series | None = None,
+    rf: float = 0.0,
+) -> dict:
+    """Headline metrics of a simple-return series, all plain floats (NaN/inf where undefined).
+
+    Keys: ``total_return, cagr, volatility, sharpe, sortino, max_drawdown`` (≤ 0),
+    ``max_drawdown_periods, calmar, win_rate, profit_factor, avg_return, avg_win, avg_loss,
+    payoff_ratio, exposure`` (share of non-zero periods), ``best, worst, skew, kurtosis,
+    var_95`` (historical 5% quantile), ``n_periods, years, periods_per_year, rf``.
+    With a benchmark (returns, aligned with ``align_benchmark`` when stamped differently):
+    ``benchmark_<key>`` for the benchmark's own numbers over its span, and ``beta, alpha``
+    (annualised as quantstats: ``(mean(r) - beta * mean(b)) * ppy``), ``correlation,
+    r_squared, tracking_error, information_ratio`` (annualised) over the common periods.
+
+    Same definitions as quantstats (``sharpe``/``sortino``/``volatility``/``cagr`` use the count
+    of periods, ``max_drawdown`` starts from a wealth of 1, win rate ignores flat periods);
+    where quantstats returns 0.0 for an undefined value (win rate or profit factor of a
+    series without a single non-zero return) this returns NaN.
+    """
+    ppy = float(periods_per_year)
+    if not ppy > 0:
+        raise ValueError(f"periods_per_year must be positive, not {periods_per_year!r}")
+    r = _clean(returns)
+    out = _core(r.to_numpy(), ppy, rf)
+    out.update(n_periods=len(r), years=len(r) / ppy, periods_per_year=ppy, rf=float(rf))
+    if benchmark is None:
+        return out
+    b = pd.Series(benchmark, dtype="float64")
+    if isinstance(b.index, pd.DatetimeIndex) and isinstance(r.index, pd.DatetimeIndex):
+        b.index = to_naive_utc(b.index)
+        if not b.index.equals(r.index):
+            b = align_benchmark(b, r.index)
+    b = b.replace([np.inf, -np.inf], np.nan)
+    bench = b.dropna()
+    for key, value in _core(bench.to_numpy(), ppy, rf).items():
+        out[f"benchmark_{key}"] = value
+    out.update(benchmark_n_periods=len(bench), benchmark_years=len(bench) / ppy)
+    pair = pd.concat([r.rename("r"), b.rename("b")], axis=1, join="inner").dropna()
+    x, y = pair["r"].to_numpy(), pair["b"].to_numpy()
+    if len(pair) > 1:
+        var_b = float(np.var(y, ddof=1))
+        beta = _ratio(float(np.cov(x, y, ddof=1)[0, 1]), var_b) if var_b else float("nan")
+        active = x - y
+        te = float(active.std(ddof=1))
+        corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+        out.update(
+            beta=beta,
+            alpha=(float(x.mean()) - beta * float(y.mean())) * ppy,
+            correlation=corr,
+            r_squared=corr**2,
+            tracking_error=te * math.sqrt(ppy),
+            information_ratio=_ratio(float(active.mean()), te) * math.sqrt(ppy),
+        )
+    else:
+        out.update({k: float("nan") for k in ("beta", "alpha", "correlation", "r_squared",
+                                               "tracking_error", "information_ratio")})
+    return out
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def _stationary_indices(rng, rows: int, length: int, block: float) -> np.ndarray:
+    """Politis & Romano (1994): blocks of geometric length (mean ``block``), circular."""
+    steps = np.arange(length)
+    new = rng.random((rows, length)) < 1.0 / block
+    new[:, 0] = True
+    last = np.maximum.accumulate(np.where(new, steps, 0), axis=1)  # start of current block
+    starts = rng.integers(0, length, size=(rows, length))
+    return (np.take_along_axis(starts, last, axis=1) + steps - last) % length
+
+
+def _block_indices(rng, rows: int, length: int, block: int) -> np.ndarray:
+    """Circular moving-block bootstrap with blocks of exactly ``block`` periods."""
+    n_blocks = -(-length // block)
+    starts = rng.integers(0, length, size=(rows, n_blocks, 1))
+    return ((starts + np.arange(block)) % length).reshape(rows, -1)[:, :length]
+
+
+def bootstrap_sharpe_ci(
+    returns,
+    periods_per_year: int,
+    n: int = 1000,
+    block: float | None = None,
+    seed: int | None = None,
+    level: float = 0.95,
+    method: str = "stationary",
+    rf: float = 0.0,
+) -> tuple[float, float]:
+    """Percentile confidence interval of the annualised Sharpe ratio by resampling.
+
+    ``method="stationary"`` (Politis–Romano, random block lengths with mean ``block``) or
+    ``"block"`` (circular blocks of fixed length). Blocks keep the autocorrelation and
+    volatility clustering that an i.i.d. bootstrap would destroy; ``block=None`` uses
+    ``len ** (1/3)``, ``block=1`` is the plain i.i.d. bootstrap. Returns ``(lo, hi)``;
+    ``(nan, nan)`` for fewer than 3 periods or a constant series.
+    """
+    if method not in ("stationary", "block"):
+        raise ValueError(f"method must be 'stationary' or 'block', not {method!r}")
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    r = _clean(returns).to_numpy() - _per_period_rf(rf, float(periods_per_year))
+    length = len(r)
+    if length < 3 or np.all(r == r[0]):
+        return float("nan"), float("nan")
+    block = max(1.0, float(block) if block is not None else round(length ** (1 / 3)))
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // length)
+    stats = []
+    for done in range(0, n, chunk):
+        rows = min(chunk, n - done)
+        if method == "stationary":
+            idx = _stationary_indices(rng, rows, length, block)
+        else:
+            idx = _block_indices(rng, rows, length, int(round(block)))
+        sample = r[idx]
+        sd = sample.std(axis=1, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stats.append(np.where(sd > 0, sample.mean(axis=1) / sd, np.nan))
+    sharpe = np.concatenate(stats) * math.sqrt(periods_per_year)
+    sharpe = sharpe[np.isfinite(sharpe)]
+    if len(sharpe) == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(sharpe, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def json_safe(obj):
+    """A copy that ``json.dumps`` writes as strict JSON: NaN/inf -> None, numpy -> Python,
+    timestamps -> ISO strings, Series -> ``{iso: value}``."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, pd.Series):
+        return {str(k.isoformat() if hasattr(k, "isoformat") else k): json_safe(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if obj is None or obj is pd.NaT or isinstance(obj, str):
+        return None if obj is pd.NaT else obj
+    if isinstance(obj, (pd.Timestamp, _dt.datetime, _dt.date)):
+        return obj.isoformat()
+    return str(obj)
