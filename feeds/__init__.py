@@ -1,11 +1,24 @@
 """backtrader data feeds: embedded real market data, Bybit (pybit) and Yahoo Finance."""
 
 from .arrayfeed import ArrayData, index_to_num
+from .bybit import BybitData, fetch_bybit_klines, load_bybit_klines
+from .cache import CacheWarning
 from .embedded import EmbeddedData, bar_frequency, is_tick_dataset, list_embedded, load_embedded
 from .errors import DataError, FeedError
+from .live import KlineStream, parse_kline_message
 from .validate import clean_ohlcv, find_gaps
+from .yahoo import YFinanceData, fetch_yfinance, load_yfinance
 
 __all__ = [
+    "BybitData",
+    "CacheWarning",
+    "KlineStream",
+    "YFinanceData",
+    "fetch_bybit_klines",
+    "fetch_yfinance",
+    "load_bybit_klines",
+    "load_yfinance",
+    "parse_kline_message",
     "ArrayData",
     "DataError",
     "EmbeddedData",

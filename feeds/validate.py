@@ -46,6 +46,11 @@ def _fmt(idx, limit=5) -> str:
 def to_utc_index(index) -> pd.DatetimeIndex:
     """Return ``index`` as a UTC ``DatetimeIndex`` (naive values are taken as UTC)."""
     if not isinstance(index, pd.DatetimeIndex):
+        dtype = getattr(index, "dtype", None)
+        if dtype is not None and (pd.api.types.is_numeric_dtype(dtype)
+                                  or pd.api.types.is_bool_dtype(dtype)):
+            # pd.to_datetime would read 0, 1, 2 ... as nanoseconds after 1970: never intended
+            raise DataError(f"index is {dtype}, not timestamps (set a DatetimeIndex)")
         try:
             index = pd.DatetimeIndex(pd.to_datetime(index, utc=True))
         except (TypeError, ValueError) as exc:
@@ -160,6 +165,7 @@ def clean_ohlcv(
                 warnings.warn(msg, stacklevel=2)
             else:  # fill
                 full = pd.date_range(out.index[0], out.index[-1], freq=pd.Timedelta(freq))
+                full = full.union(out.index)  # keep bars off the grid (never drop real bars)
                 out = out.reindex(full)
                 out.index.name = "datetime"
                 close = out["close"].ffill()
