@@ -23,6 +23,8 @@ from .metrics import (
     infer_periods_per_year,
     json_safe,
 )
+from .market_making import MarketMakingAnalyzer, plot_inventory
+from .market_making import format_table as format_mm_table
 from .plots import drawdown_series, plot_equity_drawdown, save_cerebro_plot
 from .quantstats_analyzer import (
     QuantStatsAnalyzer,
@@ -34,6 +36,7 @@ from .quantstats_analyzer import (
 from .trades import TradeStats, summarize_trades
 
 __all__ = [
+    "MarketMakingAnalyzer",
     "QuantStatsAnalyzer",
     "TradeStats",
     "add_all",
@@ -43,9 +46,11 @@ __all__ = [
     "detect_calendar",
     "drawdown_series",
     "find_analyzer",
+    "format_mm_table",
     "infer_periods_per_year",
     "json_safe",
     "plot_equity_drawdown",
+    "plot_inventory",
     "quantstats_table",
     "quiet_fonts",
     "save_cerebro_plot",

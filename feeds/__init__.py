@@ -7,12 +7,17 @@ from .embedded import EmbeddedData, bar_frequency, is_tick_dataset, list_embedde
 from .errors import DataError, FeedError
 from .live import KlineStream, parse_kline_message
 from .validate import clean_ohlcv, find_gaps
+from .ticks import TICK_LINES, TickData, load_ticks, merge_ticks
 from .yahoo import YFinanceData, fetch_yfinance, load_yfinance
 
 __all__ = [
     "BybitData",
     "CacheWarning",
     "KlineStream",
+    "TICK_LINES",
+    "TickData",
+    "load_ticks",
+    "merge_ticks",
     "YFinanceData",
     "fetch_bybit_klines",
     "fetch_yfinance",

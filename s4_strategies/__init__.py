@@ -19,6 +19,10 @@ _LAZY = {
     "S4DirectionalStrategy": "s4_strategies.strategies.directional",
     "S4PortfolioStrategy": "s4_strategies.strategies.portfolio",
     "AvellanedaStoikovStrategy": "s4_strategies.strategies.market_maker",
+    "run_market_making": "s4_strategies.strategies.mm_runner",
+    "MarketMakingBroker": "s4_strategies.strategies.fills",
+    "MakerTakerCommInfo": "s4_strategies.strategies.fills",
+    "Predictor": "s4_strategies.checkpoint",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,0 +1,356 @@
+"""Fill models and maker/taker fees for market making in backtrader.
+
+backtrader's ``BackBroker`` fills a limit order whenever a bar's range touches it, with no
+queue. For a market maker that overstates spread capture: every quote the range reaches is
+filled, first in the queue, including those the market only touched. ``MarketMakingBroker``
+keeps orders as ordinary backtrader orders (``notify_order``, positions, broker value and
+other analyzers work as usual) and replaces the limit-order matching with one of:
+
+``"trade_through"`` (default for ticks and for bars)
+    Tick feeds (a ``trade_price`` line, see ``feeds.ticks``): a resting bid fills only when
+    a sell trade prints *below* it, or when the best ask drops to it or below (the book
+    moved through it); a trade *at* its price fills it under the ``queue`` rule:
+
+    - ``"queue"`` (default): the order joins behind the displayed size at its price (the
+      best bid's size when it is placed at the best bid, nothing when it improves the best,
+      the displayed size when its level later becomes the best); only trades at the price
+      advance it (the queue ahead never exceeds the size now displayed), and what a trade
+      leaves past the queue fills it, partially if need be;
+    - ``"through"``: trades at the price never fill it (the most conservative);
+    - ``"touch"``: trades at the price fill it up to their size (front of the queue).
+
+    Bars: a bid fills only when the bar's low is strictly below it (``queue="touch"``: at or
+    below), at the limit price. A bar that trades through a level cleared its queue.
+``"intensity"``
+    Poisson fills: per broker step of ``dt`` seconds the order fills with probability
+    ``1 − exp(−A·exp(−kappa·delta)·dt)``, ``delta`` its distance from the mid when it was
+    quoted, from a seeded generator. On bars a fill also needs the bar's range to have
+    reached the price (``require_touch``, default on bars): fills stay on the side the
+    price went (adverse selection is kept) and are a thinned subset of touches. On tick
+    feeds the draws are the AS model's world as it stands (default off there: a per-event
+    draw that also needed a trade at the price in that same event would almost never
+    fill; ``require_touch=True`` asks for it anyway). ``A, kappa`` come from the ``intensity`` param (a pair or
+    ``{data name: pair}``) or else from the order's ``A``/``kappa`` info, which
+    ``AvellanedaStoikovStrategy`` attaches from its rolling calibration.
+``"touch"``
+    backtrader's own rule (for comparison).
+
+Why trade-through is the default: it needs no parameters that could be tuned to flatter
+a result, it fills a quote only when the market demonstrably traded at it, and on bars it
+drops the touch-only fills that backtrader's rule counts. The intensity model is the AS
+model's own world: useful to check the maths, but its fills are as good as its ``A, kappa``.
+
+In every model an order is matched only against events after the one it was placed on
+(with several feeds, a feed that did not move is not re-matched), a limit order that is
+marketable when it reaches the book fills at the opposite best as a taker (or is rejected
+when it carries ``post_only=True`` in its info, as exchanges do), and market
+orders fill at the opposite best (ticks) or the next bar's open (bars). Fees:
+``MakerTakerCommInfo`` charges ``maker`` on passive fills and ``taker`` on the rest.
+"""
+
+from __future__ import annotations
+
+import math
+
+import backtrader as bt
+import numpy as np
+
+from s4_strategies.market_making import fill_probability
+
+__all__ = ["FILL_MODELS", "QUEUE_RULES", "MakerTakerCommInfo", "MarketMakingBroker"]
+
+FILL_MODELS = ("trade_through", "intensity", "touch")
+QUEUE_RULES = ("queue", "through", "touch")
+MAKER, TAKER = "maker", "taker"
+_SECONDS_PER_DAY = 86_400.0
+
+
+class MakerTakerCommInfo(bt.CommInfoBase):
+    """Maker/taker commission (a negative rate is a rebate).
+
+    Params:
+      - ``maker`` (0.0002 = 0.02 %), ``taker`` (0.00055 = 0.055 %): Bybit linear defaults,
+        as fractions of notional;
+      - ``per_contract`` (``False``): when ``True`` ``maker``/``taker`` are a fixed amount per
+        contract per side (futures: ``futures(round_turn=14.0)`` charges 7 a side).
+
+    ``MarketMakingBroker`` sets ``liquidity`` to ``"maker"`` or ``"taker"`` for each fill;
+    under another broker every fill is charged ``maker``.
+    """
+
+    params = (
+        ("maker", 0.0002),
+        ("taker", 0.00055),
+        ("per_contract", False),
+        ("stocklike", True),
+        ("commtype", bt.CommInfoBase.COMM_PERC),
+        ("percabs", True),
+    )
+
+    liquidity = MAKER
+
+    def rate(self, liquidity: str | None = None) -> float:
+        liq = liquidity or self.liquidity
+        return self.p.taker if liq == TAKER else self.p.maker
+
+    def _getcommission(self, size, price, pseudoexec):
+        rate = self.rate()
+        if self.p.per_contract:
+            return abs(size) * rate
+        notional = abs(size) * price
+        if not self._stocklike:
+            notional *= self.p.mult
+        return notional * rate
+
+    @classmethod
+    def bybit_linear(cls, maker: float = 0.0002, taker: float = 0.00055, **kwargs):
+        """Bybit USDT linear perpetual: 0.02 % maker, 0.055 % taker."""
+        return cls(maker=maker, taker=taker, **kwargs)
+
+    @classmethod
+    def futures(cls, round_turn: float = 14.0, mult: float = 1.0, margin: float = 1000.0,
+                **kwargs):
+        """Futures-like (margin, mark-to-market) with a fixed fee of ``round_turn/2`` a side."""
+        side = round_turn / 2.0
+        return cls(maker=side, taker=side, per_contract=True, stocklike=False, mult=mult,
+                   margin=margin, commtype=bt.CommInfoBase.COMM_FIXED, **kwargs)
+
+
+def _line(data, name):
+    lines = data.lines
+    if not hasattr(lines, name):
+        return math.nan
+    return getattr(lines, name)[0]
+
+
+class _OrderState:
+    __slots__ = ("seen", "t", "queue", "new")
+
+    def __init__(self, seen: int, t: float):
+        self.seen = seen      # len(data) when last matched (or placed)
+        self.t = t            # epoch seconds of that event
+        self.queue = None     # size ahead in the queue at the order's price (ticks)
+        self.new = True       # not yet matched against any event
+
+
+class MarketMakingBroker(bt.brokers.BackBroker):
+    """``BackBroker`` with market-making fill models (see the module doc).
+
+    Extra params: ``fill_model`` (``"trade_through"``), ``queue`` (``"queue"``), ``seed``
+    (0), ``intensity`` (``None``), ``require_touch`` (``None``: on bars, not on ticks).
+    """
+
+    params = (
+        ("fill_model", "trade_through"),
+        ("queue", "queue"),
+        ("seed", 0),
+        ("intensity", None),
+        ("require_touch", None),
+    )
+
+    def init(self):
+        super().init()
+        if self.p.fill_model not in FILL_MODELS:
+            raise ValueError(f"fill_model must be one of {FILL_MODELS}")
+        if self.p.queue not in QUEUE_RULES:
+            raise ValueError(f"queue must be one of {QUEUE_RULES}")
+        self._rng = np.random.default_rng(self.p.seed)
+        self._ostate: dict[int, _OrderState] = {}
+        self._taker_refs: set[int] = set()
+        self._fill_qty = None
+        self._user_filler = self.p.filler if self.p.filler != self._filler else None
+        self.p.filler = self._filler
+
+    # --------------------------------------------------------------- bookkeeping
+    def _filler(self, order, price, ago):
+        rem = abs(order.executed.remsize)
+        if self._user_filler is not None:
+            rem = min(rem, abs(self._user_filler(order, price, ago)))
+        return rem if self._fill_qty is None else min(rem, self._fill_qty)
+
+    def submit(self, order, check=True):
+        data = order.data
+        self._ostate[order.ref] = _OrderState(len(data), _now(data))
+        return super().submit(order, check)
+
+    def cancel(self, order, bracket=False):
+        done = super().cancel(order, bracket)
+        if done:
+            self._ostate.pop(order.ref, None)
+        return done
+
+    def _fill(self, order, price, qty=None, taker=False):
+        if taker:
+            self._taker_refs.add(order.ref)
+            order.addinfo(taker=True)
+        self._fill_qty = qty
+        try:
+            self._execute(order, ago=0, price=price)
+        finally:
+            self._fill_qty = None
+
+    def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
+        ci = self.getcommissioninfo(order.data)
+        taker = order.exectype != bt.Order.Limit or order.ref in self._taker_refs
+        previous = getattr(ci, "liquidity", None)
+        ci.liquidity = TAKER if taker else MAKER
+        try:
+            return super()._execute(order, ago=ago, price=price, cash=cash,
+                                    position=position, dtcoc=dtcoc)
+        finally:
+            ci.liquidity = previous
+
+    # --------------------------------------------------------------- matching
+    def _try_exec(self, order):
+        data = order.data
+        st = self._ostate.get(order.ref)
+        if st is None:
+            st = self._ostate[order.ref] = _OrderState(len(data) - 1, _now(data))
+        n = len(data)
+        if n <= st.seen:
+            return  # this feed has not moved since the order was placed or last matched
+        st.seen = n
+        now = _now(data)
+        dt = max(now - st.t, 0.0)
+        st.t = now
+        try:
+            if order.exectype == bt.Order.Market:
+                self._exec_market(order)
+            elif order.exectype == bt.Order.Limit and self.p.fill_model != "touch":
+                self._exec_limit(order, st, dt)
+            else:
+                super()._try_exec(order)
+        finally:
+            st.new = False
+            if not order.alive():
+                self._ostate.pop(order.ref, None)
+                self._taker_refs.discard(order.ref)
+
+    def _exec_market(self, order):
+        data = order.data
+        price = _line(data, "ask") if order.isbuy() else _line(data, "bid")
+        if math.isfinite(price):
+            self._fill(order, price, taker=True)
+        else:
+            super()._try_exec(order)
+
+    def _exec_limit(self, order, st, dt):
+        data = order.data
+        limit = order.created.price
+        buy = order.isbuy()
+        eps = 1e-8 * abs(limit)
+        bid, ask = _line(data, "bid"), _line(data, "ask")
+        opposite = ask if buy else bid
+        sign = 1.0 if buy else -1.0
+        if math.isfinite(opposite) and sign * (limit - opposite) >= -eps:
+            # the opposite best is at or through the limit. On arrival: a post-only order is
+            # rejected, any other fills as a taker at the best. Resting: the book moved
+            # through it, so it fills at its price.
+            if st.new and order.info.get("post_only", False):
+                order.reject(self)
+                self.notify(order)
+            elif st.new:
+                self._fill(order, opposite, taker=True)
+            else:
+                self._fill(order, limit)
+            return
+        tick_feed = hasattr(data.lines, "trade_price")
+        if self.p.fill_model == "trade_through":
+            if tick_feed:
+                self._trade_through_tick(order, st, limit, buy, eps)
+            else:
+                self._trade_through_bar(order, limit, buy, eps)
+        else:
+            self._intensity(order, limit, buy, eps, dt, tick_feed)
+
+    def _update_queue(self, order, st, limit, buy, eps):
+        best = _line(order.data, "bid" if buy else "ask")
+        size = _line(order.data, "bid_size" if buy else "ask_size")
+        if not math.isfinite(best):
+            return
+        better = (limit - best) if buy else (best - limit)
+        if better > eps:
+            st.queue = 0.0  # we improve the displayed best: nobody ahead
+        elif abs(better) <= eps and math.isfinite(size):
+            st.queue = size if st.queue is None else min(st.queue, size)
+
+    def _trade_through_tick(self, order, st, limit, buy, eps):
+        data = order.data
+        if self.p.queue == "queue":
+            self._update_queue(order, st, limit, buy, eps)
+        price, side = data.lines.trade_price[0], data.lines.trade_side[0]
+        if not math.isfinite(price):
+            return
+        if math.isfinite(side) and side == (1.0 if buy else -1.0):
+            return  # a buy print hits asks, not our bid (and vice versa)
+        through = (limit - price) if buy else (price - limit)
+        if through > eps:
+            self._fill(order, limit)
+            return
+        if abs(through) > eps or self.p.queue == "through":
+            return
+        size = data.lines.trade_size[0]
+        if not math.isfinite(size) or size <= 0:
+            return
+        if self.p.queue == "touch":
+            self._fill(order, limit, qty=size)
+            return
+        if st.queue is None:
+            return  # deeper than the displayed best: our place in the queue is unknown
+        left = size - st.queue
+        st.queue = max(st.queue - size, 0.0)
+        if left > 0:
+            self._fill(order, limit, qty=left)
+
+    def _trade_through_bar(self, order, limit, buy, eps):
+        data = order.data
+        touch = self.p.queue == "touch"
+        if buy:
+            low = data.low[0]
+            hit = low < limit - eps or (touch and low <= limit + eps)
+        else:
+            high = data.high[0]
+            hit = high > limit + eps or (touch and high >= limit - eps)
+        if hit:
+            self._fill(order, limit)
+
+    def _touched(self, order, limit, buy, eps, tick_feed):
+        data = order.data
+        if tick_feed:
+            price, side = data.lines.trade_price[0], data.lines.trade_side[0]
+            if not math.isfinite(price):
+                return False
+            if math.isfinite(side) and side == (1.0 if buy else -1.0):
+                return False
+            return (price <= limit + eps) if buy else (price >= limit - eps)
+        return data.low[0] <= limit + eps if buy else data.high[0] >= limit - eps
+
+    def _intensity_params(self, order):
+        spec = self.p.intensity
+        if isinstance(spec, dict):
+            spec = spec.get(order.data._name)
+        if spec is not None:
+            return float(spec[0]), float(spec[1])
+        A, kappa = order.info.get("A"), order.info.get("kappa")
+        if A is None or kappa is None:
+            raise ValueError("intensity fills need A and kappa: pass intensity=(A, kappa) to "
+                             "the broker or quote with AvellanedaStoikovStrategy")
+        return float(A), float(kappa)
+
+    def _intensity(self, order, limit, buy, eps, dt, tick_feed):
+        u = self._rng.random()  # drawn on every step: the stream does not depend on touches
+        need = (not tick_feed) if self.p.require_touch is None else self.p.require_touch
+        if need and not self._touched(order, limit, buy, eps, tick_feed):
+            return
+        A, kappa = self._intensity_params(order)
+        mid = order.info.get("mid")
+        if mid is None:
+            mid = order.data.close[-1] if len(order.data) > 1 else order.data.close[0]
+        delta = abs(limit - mid)
+        if u < fill_probability(delta, A, kappa, dt):
+            self._fill(order, limit)
+
+
+def _now(data) -> float:
+    """The feed's current time in epoch seconds (UTC)."""
+    return (data.datetime[0] - 719163.0) * _SECONDS_PER_DAY if len(data) else 0.0

@@ -1,0 +1,251 @@
+"""Fill models (trade-through with queue rules, intensity, touch) and maker/taker fees."""
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import pytest
+
+from feeds import ArrayData
+from feeds.ticks import TickData
+from s4_strategies.strategies.fills import MakerTakerCommInfo, MarketMakingBroker
+
+T0 = pd.Timestamp("2024-08-08 23:00", tz="UTC")
+NAN = float("nan")
+
+
+def tick_frame(rows):
+    """Events from dicts with bid/ask (default 99.99/100.00, sizes 2) and an optional trade."""
+    out = []
+    for r in rows:
+        bid, ask = r.get("bid", 99.99), r.get("ask", 100.00)
+        mid = (bid + ask) / 2
+        tp = r.get("tp", NAN)
+        out.append(dict(open=mid, high=np.fmax(mid, tp), low=np.fmin(mid, tp), close=mid,
+                        volume=r.get("ts", 0.0) if tp == tp else 0.0, bid=bid, ask=ask,
+                        bid_size=r.get("bs", 2.0), ask_size=r.get("as", 2.0), mid=mid,
+                        trade_price=tp, trade_size=r.get("ts", NAN),
+                        trade_side=r.get("side", NAN)))
+    idx = T0 + pd.to_timedelta(np.arange(len(rows)), unit="s")
+    return pd.DataFrame(out, index=idx)
+
+
+def bar_frame(bars, freq="1h"):
+    idx = pd.date_range(T0, periods=len(bars), freq=freq)
+    return pd.DataFrame(bars, columns=["open", "high", "low", "close"], index=idx).assign(volume=1.0)
+
+
+class Scripted(bt.Strategy):
+    """Places the orders of ``plan[i]`` on event ``i``; logs every execution bit."""
+
+    params = dict(plan=None)
+
+    def __init__(self):
+        self.fills = []
+        self.statuses = []
+        self.i = -1
+
+    def notify_order(self, order):
+        self.statuses.append((order.ref, order.getstatusname()))
+        for bit in order.executed.iterpending():
+            self.fills.append(dict(event=len(self.data) - 1, size=bit.size, price=bit.price, comm=bit.comm,
+                                   taker=bool(order.info.get("taker", False))))
+
+    def prenext(self):
+        self.next()
+
+    def next(self):
+        self.i += 1
+        for kind, price, size, *info in self.p.plan.get(self.i, []):
+            kw = info[0] if info else {}
+            if kind == "bid":
+                self.buy(price=price, size=size, exectype=bt.Order.Limit, **kw)
+            elif kind == "ask":
+                self.sell(price=price, size=size, exectype=bt.Order.Limit, **kw)
+            elif kind == "buy":
+                self.buy(size=size, exectype=bt.Order.Market, **kw)
+            elif kind == "sell":
+                self.sell(size=size, exectype=bt.Order.Market, **kw)
+
+
+def run(frame, plan, tick=True, comm=None, broker=None, **broker_kw):
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = broker or MarketMakingBroker(**broker_kw)
+    cerebro.broker.setcash(1e6)
+    cerebro.broker.addcommissioninfo(comm or MakerTakerCommInfo())
+    cerebro.adddata(TickData(dataname=frame) if tick else ArrayData(dataname=frame), name="X")
+    cerebro.addstrategy(Scripted, plan=plan)
+    strat = cerebro.run()[0]
+    return strat, cerebro.broker
+
+
+# ----------------------------------------------------------------- trade-through on ticks
+DEEP = {0: [("bid", 99.98, 1.0)]}
+DEEP_EVENTS = [{}, {"tp": 99.98, "ts": 5.0, "side": -1}, {"tp": 99.97, "ts": 0.1, "side": -1}]
+
+
+def test_trade_at_price_does_not_fill_under_through_rule_but_trade_below_does():
+    strat, _ = run(tick_frame(DEEP_EVENTS), DEEP, fill_model="trade_through", queue="through")
+    assert [(f["event"], f["size"], f["price"]) for f in strat.fills] == [(2, 1.0, 99.98)]
+    assert strat.fills[0]["comm"] == pytest.approx(99.98 * 1.0 * 0.0002)
+    assert not strat.fills[0]["taker"]
+
+
+def test_touch_queue_rule_fills_at_price_up_to_the_trade_size():
+    events = [{}, {"tp": 99.98, "ts": 0.4, "side": -1}, {"tp": 99.98, "ts": 5.0, "side": -1}]
+    strat, _ = run(tick_frame(events), DEEP, fill_model="trade_through", queue="touch")
+    assert [(f["event"], f["size"]) for f in strat.fills] == [(1, 0.4), (2, 0.6)]
+
+
+def test_queue_rule_waits_for_the_displayed_size_ahead():
+    plan = {0: [("bid", 99.99, 1.0)]}  # joins the best bid behind 2.0
+    events = [{}, {}, {"tp": 99.99, "ts": 1.5, "side": -1}, {"tp": 99.99, "ts": 1.0, "side": -1},
+              {"tp": 99.99, "ts": 1.0, "side": -1}]
+    strat, _ = run(tick_frame(events), plan, fill_model="trade_through", queue="queue")
+    assert [(f["event"], f["size"]) for f in strat.fills] == [(3, 0.5), (4, 0.5)]
+
+
+def test_queue_ahead_shrinks_with_the_displayed_size():
+    plan = {0: [("bid", 99.99, 1.0)]}
+    events = [{}, {}, {"bs": 0.3}, {"tp": 99.99, "ts": 0.5, "side": -1, "bs": 0.3}]
+    strat, _ = run(tick_frame(events), plan, fill_model="trade_through", queue="queue")
+    assert [(f["event"], f["size"]) for f in strat.fills] == [(3, pytest.approx(0.2))]
+
+
+def test_deeper_level_fills_only_by_trade_through_under_queue_rule():
+    strat, _ = run(tick_frame(DEEP_EVENTS), DEEP, fill_model="trade_through", queue="queue")
+    assert [f["event"] for f in strat.fills] == [2]
+
+
+def test_buy_prints_do_not_fill_bids():
+    events = [{}, {"tp": 99.97, "ts": 1.0, "side": 1}, {}]
+    strat, _ = run(tick_frame(events), DEEP, fill_model="trade_through")
+    assert strat.fills == []
+
+
+def test_book_moving_through_a_resting_order_fills_it_as_maker():
+    events = [{}, {}, {"bid": 99.97, "ask": 99.98}]
+    strat, _ = run(tick_frame(events), DEEP, fill_model="trade_through")
+    assert [(f["event"], f["price"], f["taker"]) for f in strat.fills] == [(2, 99.98, False)]
+
+
+def test_marketable_limit_takes_liquidity_or_is_rejected_post_only():
+    events = [{}, {}, {}]
+    strat, _ = run(tick_frame(events), {0: [("bid", 100.01, 1.0)]}, fill_model="trade_through")
+    (f,) = strat.fills
+    assert (f["price"], f["taker"]) == (100.00, True)
+    assert f["comm"] == pytest.approx(100.0 * 0.00055)
+    strat, _ = run(tick_frame(events), {0: [("bid", 100.01, 1.0, {"post_only": True})]},
+                   fill_model="trade_through")
+    assert strat.fills == []
+    assert ("Rejected" in {s for _, s in strat.statuses})
+
+
+def test_market_orders_fill_at_the_opposite_best_with_taker_fee():
+    strat, broker = run(tick_frame([{}, {}, {}]), {0: [("sell", None, 2.0)]},
+                        fill_model="trade_through")
+    (f,) = strat.fills
+    assert (f["size"], f["price"], f["taker"]) == (-2.0, 99.99, True)
+    assert f["comm"] == pytest.approx(2 * 99.99 * 0.00055)
+
+
+# ----------------------------------------------------------------- bars
+BARS = [(100, 100.5, 99.5, 100), (100, 100.5, 99.0, 100), (98.7, 99.2, 98.5, 99)]
+
+
+def test_trade_through_on_bars_needs_the_low_strictly_below_and_fills_at_the_limit():
+    plan = {0: [("bid", 99.0, 1.0)]}
+    strat, _ = run(bar_frame(BARS), plan, tick=False, fill_model="trade_through")
+    assert [(f["event"], f["price"]) for f in strat.fills] == [(2, 99.0)]  # not the 98.7 open
+    strat, _ = run(bar_frame(BARS), plan, tick=False, fill_model="trade_through", queue="touch")
+    assert [(f["event"], f["price"]) for f in strat.fills] == [(1, 99.0)]
+    strat, _ = run(bar_frame(BARS), plan, tick=False, fill_model="touch")
+    assert [f["event"] for f in strat.fills] == [1]
+
+
+def test_intensity_fills_follow_the_rate_and_require_a_touch():
+    plan = {0: [("bid", 99.0, 1.0, {"mid": 100.0})]}
+    kw = dict(tick=False, fill_model="intensity", seed=3)
+    strat, _ = run(bar_frame(BARS), plan, intensity=(1e6, 0.1), **kw)
+    assert [f["event"] for f in strat.fills] == [1]
+    strat, _ = run(bar_frame(BARS), plan, intensity=(1e-12, 0.1), **kw)
+    assert strat.fills == []
+    untouched = [(100, 101, 99.5, 100)] * 3
+    strat, _ = run(bar_frame(untouched), plan, intensity=(1e6, 0.1), **kw)
+    assert strat.fills == []
+    strat, _ = run(bar_frame(untouched), plan, intensity=(1e6, 0.1), require_touch=False, **kw)
+    assert [f["event"] for f in strat.fills] == [1]
+
+
+def test_intensity_draws_are_seeded():
+    rng_bars = [(100, 100.5, 98.0, 100)] * 60
+    plan = {i: [("bid", 99.0, 0.01, {"mid": 100.0}), ("ask", 101.0, 0.01, {"mid": 100.0})]
+            for i in range(0, 60, 2)}
+
+    def events(seed):
+        strat, _ = run(bar_frame(rng_bars), plan, tick=False, fill_model="intensity",
+                       intensity=(1 / 3600, 0.5), seed=seed)
+        return [f["event"] for f in strat.fills]
+
+    assert events(1) == events(1)
+    assert events(1) != events(2)
+    assert 0 < len(events(1)) < 30
+
+
+class _OnA(Scripted):
+    def next(self):
+        self.i += 1
+        if self.i == 0:
+            self.buy(data=self.datas[0], price=99.0, size=1.0, exectype=bt.Order.Limit)
+
+
+@pytest.mark.parametrize("broker_cls", [MarketMakingBroker, bt.brokers.BackBroker])
+def test_orders_on_a_feed_that_did_not_move_are_not_rematched(broker_cls):
+    a = bar_frame([(100, 100, 98, 100), (100, 101, 100, 100)], freq="10s")
+    b = bar_frame([(1, 1, 1, 1)] * 15, freq="1s")
+    b.index = b.index + pd.Timedelta("500ms")
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = broker_cls(fill_model="touch") if broker_cls is MarketMakingBroker \
+        else broker_cls()
+    cerebro.broker.setcash(1e6)
+    cerebro.adddata(ArrayData(dataname=a), name="A")
+    cerebro.adddata(ArrayData(dataname=b), name="B")
+    cerebro.addstrategy(_OnA, plan={})
+    strat = cerebro.run()[0]
+    if broker_cls is MarketMakingBroker:
+        # A's first bar (low 98) predates the order and A's next bar stays above 99
+        assert strat.fills == []
+    else:
+        # backtrader re-matches A's stale bar while only B moves: a fill from the past
+        assert [f["price"] for f in strat.fills] == [99.0]
+
+
+# ----------------------------------------------------------------- fees
+def test_maker_rebate_is_a_negative_fee():
+    strat, broker = run(tick_frame(DEEP_EVENTS), DEEP, queue="through",
+                        comm=MakerTakerCommInfo(maker=-0.0001))
+    (f,) = strat.fills
+    assert f["comm"] == pytest.approx(-99.98 * 0.0001)
+    # cash: 1e6 − cost + rebate
+    assert broker.getcash() == pytest.approx(1e6 - 99.98 + 99.98 * 0.0001)
+
+
+def test_per_contract_commission_round_turn():
+    bars = [(100, 100.5, 99.5, 100), (100, 100.2, 98.0, 99), (99, 102.0, 99, 101), (101, 101, 101, 101)]
+    plan = {0: [("bid", 99.0, 2.0)], 1: [("ask", 101.0, 2.0)]}
+    comm = MakerTakerCommInfo.futures(round_turn=14.0, mult=5.0, margin=2000.0)
+    strat, broker = run(bar_frame(bars), plan, tick=False, comm=comm)
+    assert [f["comm"] for f in strat.fills] == [14.0, 14.0]  # 7 a side per contract, 2 contracts
+    # futures PnL: 2 contracts · (101 − 99) · mult 5 = 20, minus 28 of fees
+    assert broker.getvalue() == pytest.approx(1e6 + 20.0 - 28.0)
+
+
+def test_bybit_defaults_and_bad_parameters():
+    ci = MakerTakerCommInfo.bybit_linear()
+    assert (ci.p.maker, ci.p.taker) == (0.0002, 0.00055)
+    assert ci.getcommission(2.0, 100.0) == pytest.approx(2 * 100 * 0.0002)
+    ci.liquidity = "taker"
+    assert ci.getcommission(2.0, 100.0) == pytest.approx(2 * 100 * 0.00055)
+    with pytest.raises(ValueError):
+        MarketMakingBroker(fill_model="magic")
+    with pytest.raises(ValueError):
+        MarketMakingBroker(queue="magic")
