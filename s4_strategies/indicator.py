@@ -1,0 +1,191 @@
+"""``S4Indicator``: a trained state space model advancing one bar at a time inside backtrader.
+
+It computes the checkpoint's features from the data's lines (the same definition training
+used) and advances the model's recurrent state by one bar in every ``next()``, so a backtest
+and a live feed compute exactly what was trained. In runonce mode ``once()`` computes the
+whole series with the model's parallel (batch) view instead; tests hold ``next()``,
+``once()`` and the batch forward equal.
+
+Lines: ``signal`` (the most likely class as a position: -1/0/1, or -2..2 with five classes),
+``confidence`` (its probability), ``expected_signal`` (probability-weighted class value),
+``pred_return`` (predicted log return over the shortest label horizon) and ``pred_vol``
+(predicted realised volatility per bar). All are NaN until ``warmup`` bars have been seen
+since the start or the last state reset.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from array import array
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from .checkpoint import Predictor, load_model
+
+_EPOCH = 719163.0
+_OUT = ("signal", "confidence", "expected_signal", "pred_return", "pred_vol")
+
+
+def _as_predictor(model) -> Predictor:
+    if isinstance(model, Predictor):
+        return model
+    if model is None:
+        raise ValueError("S4Indicator needs model= (a checkpoint path or a loaded model)")
+    return load_model(model)
+
+
+def _parse_time(value):
+    if value is None or isinstance(value, _dt.time):
+        return value
+    hh, mm = str(value).split(":")
+    return _dt.time(int(hh), int(mm))
+
+
+class S4Indicator(bt.Indicator):
+    """Per-bar predictions of a trained S4/S4D/selective-SSM (or baseline) model.
+
+    Params:
+      - ``model``: checkpoint path or a :class:`~s4_strategies.checkpoint.Predictor`
+        (``s4_strategies.load_model(path)``)
+      - ``warmup``: bars to see before the lines count (default: the feature warm-up)
+      - ``reset_time``: ``"HH:MM"`` (UTC) session start; the model state resets on the first
+        bar at or after it each day (``None``: never)
+      - ``reset_gap``: reset when the time since the previous bar exceeds this many bar
+        spacings (``None``: never)
+      - ``strict``: refuse data whose bar spacing differs from the training data's
+      - ``state``: a state from ``get_state()`` to start from (e.g. after a restart)
+    """
+
+    lines = _OUT
+    params = dict(model=None, warmup=None, reset_time=None, reset_gap=None, strict=True,
+                  state=None)
+    plotinfo = dict(subplot=True, plotname="S4", plotymargin=0.1)
+    plotlines = dict(
+        signal=dict(_method="bar", alpha=0.5, width=1.0),
+        confidence=dict(ls="--"),
+        expected_signal=dict(_plotskip=True),
+        pred_return=dict(_plotskip=True),
+        pred_vol=dict(_plotskip=True),
+    )
+
+    def __init__(self):
+        self.predictor = _as_predictor(self.p.model)
+        spec = self.predictor.feature_spec
+        self._warmup = int(self.p.warmup if self.p.warmup is not None else spec.warmup)
+        self._reset_time = _parse_time(self.p.reset_time)
+        self._stream = self.predictor.stream()
+        self._since_reset = 0
+        self._last_len = -1
+        self._last_num = None
+        self._snapshot = None
+        self._once_done = False
+        self._spacing_days = (self.predictor.meta.get("bar_spacing_s") or 0) / 86400.0
+        if self.p.state is not None:
+            self.set_state(self.p.state)
+
+    # -- state ---------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """A copy of everything the indicator carries between bars."""
+        return {"stream": self._stream.get_state(), "since_reset": self._since_reset,
+                "last_num": self._last_num}
+
+    def set_state(self, state: dict) -> None:
+        self._stream.set_state(state["stream"])
+        self._since_reset = state["since_reset"]
+        self._last_num = state["last_num"]
+
+    def reset_state(self) -> None:
+        """Zero the model's recurrent state (features keep their history)."""
+        self._stream.stepper.reset()
+        self._since_reset = 0
+
+    def _is_boundary(self, num: float, prev: float | None) -> bool:
+        if prev is None:
+            return False
+        if self.p.reset_gap is not None and self._spacing_days > 0:
+            if num - prev > self.p.reset_gap * self._spacing_days * (1 + 1e-3):
+                return True
+        if self._reset_time is not None:
+            t = self._reset_time.hour / 24.0 + self._reset_time.minute / 1440.0
+            # A session start t (days after midnight UTC) lies in (prev, num].
+            if math.floor(num - t + 1e-9) > math.floor(prev - t + 1e-9):
+                return True
+        return False
+
+    # -- next(): one bar ---------------------------------------------------------------
+    def prenext(self):
+        self.next()
+
+    def next(self):
+        d = self.data
+        n = len(self)
+        if n == self._last_len and self._snapshot is not None:
+            # The same bar again (replaydata / a live bar update): redo it from before.
+            self.set_state(self._snapshot)
+        elif getattr(d, "replaying", False) or d.islive():
+            self._snapshot = self.get_state()
+        self._last_len = n
+        num = d.datetime[0]
+        if self._is_boundary(num, self._last_num):
+            self.reset_state()
+        self._last_num = num
+        frac = num - math.floor(num)
+        hour = frac * 24.0
+        dow = float((int(math.floor(num)) - 1) % 7)
+        out = self._stream.step(d.open[0], d.high[0], d.low[0], d.close[0], d.volume[0], hour, dow)
+        self._since_reset += 1
+        if self._since_reset < self._warmup:
+            for name in _OUT:
+                getattr(self.lines, name)[0] = math.nan
+            return
+        self.lines.signal[0] = float(out["signal"])
+        self.lines.confidence[0] = float(out["confidence"])
+        self.lines.expected_signal[0] = float(out["expected_signal"])
+        self.lines.pred_return[0] = float(out["pred_return"])
+        self.lines.pred_vol[0] = float(out["pred_vol"])
+
+    # -- once(): the whole series in the parallel view ------------------------------------
+    def preonce(self, start, end):
+        pass
+
+    def oncestart(self, start, end):
+        self.once(start, end)
+
+    def once(self, start, end):
+        if self._once_done:
+            return
+        self._once_done = True
+        d = self.data
+        n = d.buflen()
+        nums = np.frombuffer(d.datetime.array, dtype=np.float64)[:n] if n else np.empty(0)
+        frame = pd.DataFrame(
+            {k: np.asarray(getattr(d, k).array[:n], dtype=np.float64)
+             for k in ("open", "high", "low", "close", "volume")},
+            # backtrader's float dates carry ~10 µs of rounding: snap to the millisecond.
+            index=pd.to_datetime(np.round((nums - _EPOCH) * 86400e3).astype("int64"), unit="ms",
+                                 utc=True),
+        )
+        out = self.compute_series(frame, nums)
+        for name in _OUT:
+            getattr(self.lines, name).array[:n] = array("d", out[name])
+
+    def compute_series(self, frame: pd.DataFrame, nums: np.ndarray | None = None) -> dict:
+        """Lines for every bar of ``frame`` in the batch view, honouring resets and warm-up."""
+        n = len(frame)
+        x = self.predictor.features(frame, strict=self.p.strict)
+        bounds = [0]
+        if nums is not None and (self.p.reset_gap is not None or self._reset_time is not None):
+            bounds += [i for i in range(1, n) if self._is_boundary(nums[i], nums[i - 1])]
+        bounds.append(n)
+        result = {name: np.full(n, np.nan) for name in _OUT}
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if b <= a:
+                continue
+            seg = self.predictor.forward_array(x[a:b])
+            keep = np.arange(b - a) >= self._warmup - 1
+            for name in _OUT:
+                result[name][a:b] = np.where(keep, seg[name], np.nan)
+        return result

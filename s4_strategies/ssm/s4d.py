@@ -1,0 +1,114 @@
+"""S4D: a diagonal state space layer with a Vandermonde kernel and FFT convolution.
+
+Per channel h (H = d_model channels, N2 = d_state / 2 complex modes):
+
+    x_k = Ab x_{k-1} + Bb u_k,   y_k = 2 Re(C x_k) + D u_k
+    ZOH:      Ab = exp(dt A),  Bb = (exp(dt A) - 1) / A * B      (exact for the diagonal)
+    bilinear: Ab = (1 + dt/2 A) / (1 - dt/2 A),  Bb = dt B / (1 - dt/2 A)
+    kernel:   K_l = 2 Re sum_n C_n Bb_n Ab_n^l,   y = K * u + D u   (causal FFT convolution)
+
+Continuing from a state x0 adds ``2 Re sum_n C_n Ab_n^{t+1} x0_n`` to y_t, and the state
+after L steps is ``Ab^L x0 + sum_j Ab^{L-1-j} Bb u_j``. Every power is ``exp(l log Ab)``
+for the actual length, so ``forward`` is exact at any length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import SequenceLayer, complex_dtype, real_param
+from .hippo import init_log_dt, nplr_legs, s4d_init
+from .kernels import fft_conv, vandermonde_kernel, vandermonde_powers
+
+
+class S4DLayer(SequenceLayer):
+    def __init__(self, d_model: int, d_state: int = 64, init: str = "legs", disc: str = "zoh",
+                 dt_min: float = 1e-3, dt_max: float = 1e-1, learn_dt: bool = True,
+                 bidirectional: bool = False, generator: torch.Generator | None = None):
+        super().__init__()
+        if disc not in ("zoh", "bilinear"):
+            raise ValueError(f"disc must be 'zoh' or 'bilinear', got {disc!r}")
+        H, N2 = d_model, d_state // 2
+        self.d_model, self.d_state, self.disc = d_model, d_state, disc
+        self.bidirectional = bidirectional
+        A = torch.as_tensor(s4d_init(init, d_state, generator)).expand(H, N2)  # (H, N2)
+        if init == "legs":
+            B = torch.as_tensor(nplr_legs(d_state)[2]).expand(H, N2)  # (H, N2)  V^H B_hippo
+        elif init == "random":
+            B = torch.randn(H, N2, dtype=torch.complex128, generator=generator)  # (H, N2)
+        else:
+            B = torch.ones(H, N2, dtype=torch.complex128)  # (H, N2)
+        C = torch.randn(1 + bidirectional, H, N2, dtype=torch.complex128, generator=generator)
+        log_dt = init_log_dt(H, dt_min, dt_max, generator)  # (H,)
+        self.log_A_real = real_param(torch.log(-A.real))  # (H, N2)
+        self.A_imag = real_param(A.imag)  # (H, N2)
+        self.B = real_param(torch.view_as_real(B.contiguous()))  # (H, N2, 2)
+        self.C = real_param(torch.view_as_real(C * math.sqrt(0.5)))  # (c, H, N2, 2)
+        self.D = real_param(torch.randn(H, generator=generator, dtype=torch.float64))  # (H,)
+        if learn_dt:
+            self.log_dt = real_param(log_dt)  # (H,)
+        else:
+            self.register_buffer("log_dt", real_param(log_dt).data)  # (H,) fixed step (ablation)
+
+    # -- parameters and discretisation ---------------------------------------------------
+    def discrete(self):
+        """-> dt (H,), log_Ab (H, N2), Ab (H, N2), Bb (H, N2), C (c, H, N2)."""
+        dt = torch.exp(self.log_dt).unsqueeze(-1)  # (H, 1)
+        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)  # (H, N2)
+        B = torch.view_as_complex(self.B)  # (H, N2)
+        C = torch.view_as_complex(self.C)  # (c, H, N2)
+        if self.disc == "zoh":
+            log_Ab = dt * A  # (H, N2)
+            Ab = torch.exp(log_Ab)  # (H, N2)
+            Bb = (Ab - 1) / A * B  # (H, N2)
+        else:
+            E = 1 - dt / 2 * A  # (H, N2)
+            Ab = (1 + dt / 2 * A) / E  # (H, N2)
+            log_Ab = torch.log(Ab)  # (H, N2)  |Ab| < 1, any branch gives Ab^l exactly
+            Bb = dt * B / E  # (H, N2)
+        return dt.squeeze(-1), log_Ab, Ab, Bb, C
+
+    def kernel(self, L: int) -> torch.Tensor:
+        """Convolution kernel K (c, H, L)."""
+        _, log_Ab, _, Bb, C = self.discrete()
+        return vandermonde_kernel(C, Bb, vandermonde_powers(log_Ab, L))  # (c, H, L)
+
+    # -- parallel view ---------------------------------------------------------------------
+    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False):
+        """u (B, L, H) [, state (B, H, N2) complex] -> y (B, L, H) [, state (B, H, N2)]."""
+        if self.bidirectional and (state is not None or return_state):
+            self._check_recurrent()
+        L = u.shape[1]
+        _, log_Ab, Ab, Bb, C = self.discrete()
+        powers = vandermonde_powers(log_Ab, L + 1)  # (H, N2, L+1)  Ab^0 .. Ab^L
+        K = vandermonde_kernel(C, Bb, powers[..., :L])  # (c, H, L)
+        u_ = u.transpose(1, 2)  # (B, H, L)
+        y = fft_conv(u_, K[0]) + self.D.unsqueeze(-1) * u_  # (B, H, L)
+        if self.bidirectional:
+            y = y + fft_conv(u_.flip(-1), K[1]).flip(-1)  # (B, H, L)  anti-causal half
+        if state is not None:
+            y = y + 2 * torch.einsum("hn,hnl,bhn->bhl", C[0], powers[..., 1:], state).real
+        y = y.transpose(1, 2)  # (B, L, H)
+        if not return_state:
+            return y
+        x = Bb * torch.einsum("bhl,hnl->bhn", u_.to(Ab.dtype), powers[..., :L].flip(-1))  # (B, H, N2)
+        if state is not None:
+            x = x + powers[..., L] * state  # (B, H, N2)
+        return y, x
+
+    # -- recurrent view --------------------------------------------------------------------
+    def default_state(self, batch: int) -> torch.Tensor:
+        self._check_recurrent()
+        N2 = self.d_state // 2
+        return torch.zeros(batch, self.d_model, N2, dtype=complex_dtype(self._dtype),
+                           device=self._device)  # (B, H, N2)
+
+    def step(self, u_t: torch.Tensor, state: torch.Tensor):
+        """u_t (B, H), state (B, H, N2) -> y_t (B, H), state (B, H, N2)."""
+        self._check_recurrent()
+        _, _, Ab, Bb, C = self._cached(self.discrete)
+        x = Ab * state + Bb * u_t.unsqueeze(-1)  # (B, H, N2)
+        y = 2 * (C[0] * x).sum(-1).real + self.D * u_t  # (B, H)
+        return y, x

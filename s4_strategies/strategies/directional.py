@@ -1,0 +1,137 @@
+"""``S4DirectionalStrategy``: trade one instrument on the S4 indicator's signal."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import backtrader as bt
+
+from ..commission import BYBIT_TAKER, set_bybit_fees
+from ..indicator import S4Indicator
+
+
+class S4DirectionalStrategy(bt.Strategy):
+    """Long/short (or long-only) on the model's signal, sized by confidence and volatility.
+
+    Params:
+      - ``model``: checkpoint path or loaded model (``s4_strategies.load_model``)
+      - ``indicator``: extra keyword arguments for :class:`S4Indicator` (``reset_time``, …)
+      - ``conf_threshold``: minimum probability of the predicted class to take a position
+      - ``max_position``: fraction of portfolio value at full size (e.g. 0.95)
+      - ``vol_target``: per-bar volatility the position is scaled to (``None``: no scaling)
+      - ``regime_window`` / ``regime_quantile``: stand aside while the predicted volatility is
+        above this trailing quantile of its own history (``None``: off)
+      - ``stop_loss`` / ``take_profit``: fractions of the entry price, placed as real stop and
+        limit orders, so they trigger on the bar's low/high (not its close); ``None``: off
+      - ``long_only``: never short
+      - ``min_change``: smallest change of target weight worth trading (fees are real)
+      - ``cooldown``: bars to stay out after a stop or take-profit fills
+      - ``fees``: ``"bybit"`` sets Bybit's taker fee on the broker at start (``None``: leave it)
+
+    Subclass hooks: :meth:`signal_to_target` and :meth:`risk_filter`.
+    """
+
+    params = dict(
+        model=None,
+        indicator=None,
+        conf_threshold=0.45,
+        max_position=0.95,
+        vol_target=None,
+        regime_window=24 * 30,
+        regime_quantile=None,
+        stop_loss=None,
+        take_profit=None,
+        long_only=False,
+        min_change=0.05,
+        cooldown=0,
+        fees="bybit",
+    )
+
+    def __init__(self):
+        self.s4 = S4Indicator(self.data, model=self.p.model, **(self.p.indicator or {}))
+        self._vols = deque(maxlen=self.p.regime_window or 1)
+        self._exits = []
+        self._entry = None
+        self._cool = 0
+        self._pending = None
+        self.stopped_out = 0
+
+    def start(self):
+        if self.p.fees == "bybit":
+            set_bybit_fees(self.broker, taker=BYBIT_TAKER)
+
+    # -- hooks ---------------------------------------------------------------------------
+    def signal_to_target(self, signal: float, confidence: float, pred_vol: float) -> float:
+        """Target weight (fraction of portfolio value, signed) for this bar's prediction."""
+        if confidence < self.p.conf_threshold or signal == 0:
+            return 0.0
+        half = (self.s4.predictor.label_spec.n_classes // 2) or 1
+        size = self.p.max_position * min(abs(signal) / half, 1.0) * confidence
+        if self.p.vol_target and pred_vol > 0:
+            size *= min(1.0, self.p.vol_target / pred_vol)
+        return math.copysign(size, signal)
+
+    def risk_filter(self, signal: float, confidence: float, pred_vol: float) -> bool:
+        """False to stand aside. Default: the volatility regime filter."""
+        if self.p.regime_quantile is None:
+            return True
+        vols = sorted(self._vols)
+        if len(vols) < max(10, self._vols.maxlen // 4):
+            return True
+        cut = vols[min(len(vols) - 1, int(self.p.regime_quantile * len(vols)))]
+        return pred_vol <= cut
+
+    # -- trading -------------------------------------------------------------------------
+    def next(self):
+        sig, conf, vol = self.s4.signal[0], self.s4.confidence[0], self.s4.pred_vol[0]
+        if math.isnan(sig):
+            return
+        allowed = self.risk_filter(sig, conf, vol)
+        self._vols.append(vol)
+        if self._cool > 0:
+            self._cool -= 1
+            return
+        target = self.signal_to_target(sig, conf, vol) if allowed else 0.0
+        if self.p.long_only:
+            target = max(target, 0.0)
+        value = self.broker.getvalue()
+        current = self.position.size * self.data.close[0] / value if value > 0 else 0.0
+        exiting = target == 0.0 and self.position.size != 0
+        if abs(target - current) < self.p.min_change and not exiting:
+            return
+        if self._pending is not None and self._pending.alive():
+            return
+        self._cancel_exits()
+        self._pending = self.order_target_percent(target=target)
+
+    def _cancel_exits(self):
+        for o in self._exits:
+            if o.alive():
+                self.cancel(o)
+        self._exits = []
+
+    def notify_order(self, order):
+        if order.status != order.Completed:
+            return
+        if order in self._exits:
+            self.stopped_out += 1
+            self._cancel_exits()
+            self._cool = self.p.cooldown
+            return
+        pos = self.position
+        if pos.size == 0 or (self.p.stop_loss is None and self.p.take_profit is None):
+            return
+        self._cancel_exits()
+        size, price = abs(pos.size), pos.price
+        long = pos.size > 0
+        close = self.sell if long else self.buy
+        sl, tp = self.p.stop_loss, self.p.take_profit
+        stop = lim = None
+        if sl is not None:
+            stop = close(exectype=bt.Order.Stop, size=size,
+                         price=price * (1 - sl) if long else price * (1 + sl))
+        if tp is not None:
+            lim = close(exectype=bt.Order.Limit, size=size, oco=stop,
+                        price=price * (1 + tp) if long else price * (1 - tp))
+        self._exits = [o for o in (stop, lim) if o is not None]

@@ -1,0 +1,284 @@
+#!/usr/bin/env python
+"""Benchmarks of the state space core; prints markdown tables to stdout.
+
+    python scripts/bench_ssm.py            # full run, a few minutes on 2 CPU cores
+    python scripts/bench_ssm.py --quick    # smaller sizes, for a smoke test
+
+1. Cost of the next prediction with L bars of history (L = 256 .. 16384): the numpy
+   stepper, the eager torch ``step``, and re-running the model over the last L bars, with
+   the Transformer and LSTM baselines re-run over the same window. One torch thread.
+2. Stepper backends side by side (numba / numpy / torch step) for the three SSM layers.
+3. The stepper's memory as consumed history grows.
+4. Training view: forward + backward at batch 32 and peak memory (RSS high-water mark,
+   reset per case through /proc/self/clear_refs) for L = 256, 1024, 4096.
+
+Every ratio is against a baseline measured in the same run. A cell whose time or memory,
+estimated from the previous length, would exceed the per-cell budget (60 s, 8 GB) or the
+run's deadline (270 s) is skipped and marked "skip" with the estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import os
+import platform
+import re
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from s4_strategies.ssm import build_model  # noqa: E402
+
+INPUT_DIM = 16
+DEFAULT = dict(d_model=64, d_state=64, n_layers=4)
+
+
+def timed(fn, min_time: float = 0.2, max_reps: int = 1000, long: float = 8.0) -> float:
+    """Seconds per call: best of the calls after a warm-up call. A call slower than ``long``
+    seconds is timed once, warm-up included (allocation costs are then a small share)."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    if first > long:
+        return first
+    best, spent, reps = float("inf"), 0.0, 0
+    while reps == 0 or (spent < min_time and reps < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, spent, reps = min(best, dt), spent + dt, reps + 1
+    return best
+
+
+def per_bar(step, xs, n: int) -> float:
+    """Seconds per bar of ``step`` over n bars (best of 3 blocks)."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for i in range(n):
+            step(xs[i % len(xs)])
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+class PeakRSS:
+    """Peak resident memory above the starting point, in MB (Linux; None elsewhere)."""
+
+    def __enter__(self):
+        gc.collect()
+        try:  # hand freed heap memory back, so the baseline is what is really in use
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            self.base = self._read("VmRSS")
+        except OSError:
+            self.base = None
+        return self
+
+    def __exit__(self, *exc):
+        self.mb = None if self.base is None else (self._read("VmHWM") - self.base) / 1024
+
+    @staticmethod
+    def _read(key: str) -> int:
+        return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def fmt_t(s: float | None) -> str:
+    if s is None:
+        return "skip"
+    return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def fmt_r(a: float | None, b: float | None) -> str:
+    return "" if a is None or b is None else f" ({a / b:,.0f}×)"
+
+
+def table(header, rows) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def make(kind, dtype=torch.float32, **kw):
+    torch.manual_seed(0)
+    return build_model(kind, INPUT_DIM, **{**DEFAULT, **kw}).to(dtype).eval()
+
+
+def estimate(prev, L_prev, L, power=1.0):
+    return None if prev is None else prev * (L / L_prev) ** power
+
+
+def bench_next_prediction(lengths, budget):
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(max(lengths), INPUT_DIM)).astype(np.float32)
+    s4, tf, lstm = make("s4"), make("transformer"), make("lstm")
+    sp = s4.stepper()
+    rows, prev = [], {}
+    for L in lengths:
+        x = torch.from_numpy(xs[None, :L])  # (1, L, I)
+        sp.reset()
+        for i in range(L):  # consume the history bar by bar
+            sp.step(xs[i])
+        t_sp = per_bar(sp.step, xs, 2000)
+        with torch.no_grad():
+            _, state = s4(x, return_state=True)  # the history in one parallel call
+            st = [state]
+            xt = torch.from_numpy(xs[:1])
+
+            def torch_step(_, st=st, xt=xt):
+                _, st[0] = s4.step(xt, st[0])
+
+            t_torch = per_bar(torch_step, xs, 30)
+            cells = {}
+            for name, model, power in (("s4", s4, 1.0), ("tf", tf, 2.0), ("lstm", lstm, 1.0)):
+                est = estimate(*prev.get(name, (None, L)), L, power)
+                if est is not None and est > budget:
+                    cells[name] = None
+                    continue
+                cells[name] = timed(lambda m=model, x=x: m(x), min_time=0.1, max_reps=5)
+                prev[name] = (cells[name], L)
+        rows.append([f"{L:,}", fmt_t(t_sp), fmt_t(t_torch) + fmt_r(t_torch, t_sp),
+                     fmt_t(cells["s4"]) + fmt_r(cells["s4"], t_sp),
+                     fmt_t(cells["tf"]) + fmt_r(cells["tf"], t_sp),
+                     fmt_t(cells["lstm"]) + fmt_r(cells["lstm"], t_sp)])
+    header = ["history L", "S4 stepper (numba, f32)", "S4 torch `step`", "S4 re-run last L",
+              "Transformer re-run", "LSTM re-run"]
+    return table(header, rows)
+
+
+def bench_backends(n_numba=3000, n_slow=100):
+    rng = np.random.default_rng(1)
+    xs = rng.normal(size=(256, INPUT_DIM)).astype(np.float32)
+    rows = []
+    for kind in ("s4", "s4d", "mamba"):
+        m = make(kind)
+        t = {}
+        for label, kw, n in (("numba f32", dict(backend="numba"), n_numba),
+                             ("numba f64", dict(backend="numba", dtype=np.float64), n_numba),
+                             ("numpy f32", dict(backend="numpy"), n_slow)):
+            sp = m.stepper(**kw)
+            t[label] = per_bar(sp.step, xs, n)
+        st = [m.default_state(1)]
+        xt = torch.from_numpy(xs[:1])
+
+        def torch_step(_, m=m, st=st, xt=xt):
+            with torch.no_grad():
+                _, st[0] = m.step(xt, st[0])
+
+        t_torch = per_bar(torch_step, xs, 30)
+        rows.append([kind] + [fmt_t(v) + fmt_r(t_torch, v) for v in t.values()] + [fmt_t(t_torch)])
+    header = ["layer", "stepper numba f32 (default)", "stepper numba f64", "stepper numpy f32",
+              "torch `step` (eager)"]
+    return table(header, rows)
+
+
+def bench_training(lengths, batch, budget, deadline, mem_cap_mb=8000):
+    kinds = [("LSTM (baseline)", "lstm", {}), ("S4", "s4", {}), ("S4D", "s4d", {}),
+             ("selective SSM (d_state 16)", "mamba", dict(d_state=16)),
+             ("Transformer", "transformer", {})]
+    results = {}
+    for label, kind, kw in kinds:
+        torch.manual_seed(0)
+        model = build_model(kind, INPUT_DIM, **{**DEFAULT, **kw}).train()
+        prev = None
+        for L in lengths:
+            power = 2.0 if kind == "transformer" else 1.0
+            est = None if prev is None else estimate(prev[0], prev[1], L, power)
+            est_mb = None if prev is None or prev[2] is None else prev[2] * L / prev[1]
+            late = est is not None and time.perf_counter() + 2 * est > deadline
+            if (est is not None and est > budget) or late or (est_mb or 0) > mem_cap_mb:
+                results[label, L] = (None, est, est_mb)
+                continue
+            x = torch.randn(batch, L, INPUT_DIM)
+
+            def fwd_bwd(model=model, x=x):
+                out = model(x)
+                loss = sum(v.float().square().mean() for v in out.values())
+                loss.backward()
+                model.zero_grad(set_to_none=True)
+
+            with PeakRSS() as mem:
+                t = timed(fwd_bwd, min_time=0.5, max_reps=3)
+            prev = (t, L, mem.mb)
+            results[label, L] = (t, None, mem.mb)
+    rows = []
+    for label, *_ in kinds:
+        cells = []
+        for L in lengths:
+            t, est, mb = results[label, L]
+            if t is None:
+                cells.append(f"skip (est. {est:.0f} s" + (f", {est_mb_fmt(mb)})" if mb else ")"))
+                continue
+            base = results[kinds[0][0], L][0]
+            ratio = "" if label == kinds[0][0] or base is None else f" ({t / base:.1f}×)"
+            cells.append(f"{fmt_t(t)}{ratio}, " + (f"{mb:,.0f} MB" if mb is not None else "n/a"))
+        rows.append([label] + cells)
+    return table(["model"] + [f"L = {L:,}" for L in lengths], rows)
+
+
+def est_mb_fmt(mb: float) -> str:
+    return f"{mb / 1024:.0f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def bench_stepper_memory(checkpoints):
+    m = make("s4")
+    sp = m.stepper()
+    xs = np.random.default_rng(2).normal(size=(1024, INPUT_DIM)).astype(np.float32)
+    rows, done = [], 0
+    sp.step(xs[0])
+    for L in checkpoints:
+        while done < L - 1000:
+            sp.step(xs[done % 1024])
+            done += 1
+        tracemalloc.start()
+        while done < L:  # the last 1000 bars before the checkpoint under tracemalloc
+            sp.step(xs[done % 1024])
+            done += 1
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        rss = PeakRSS._read("VmRSS") / 1024
+        rows.append([f"{L:,}", f"{sp.state_nbytes:,} B", f"{peak:,} B", f"{rss:,.0f} MB"])
+    return table(["bars consumed", "stepper state", "peak traced allocation (last 1000 bars)",
+                  "process RSS"], rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds allowed per cell")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    t_start = time.perf_counter()
+    hist = [256, 1024] if args.quick else [256, 1024, 4096, 16384]
+    train = [64, 256] if args.quick else [256, 1024, 4096]
+    batch = 4 if args.quick else 32
+    print("# s4-trading SSM benchmark\n")
+    print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+          f"load average at start {os.getloadavg()[0]:.2f} (the cores are shared)")
+    print(f"- torch {torch.__version__}, torch.set_num_threads(1) for every measurement; "
+          f"numpy {np.__version__}")
+    print(f"- model: input_dim {INPUT_DIM}, d_model 64, d_state 64, 4 layers, float32 weights; "
+          "the stepper runs in the model's dtype (float32) unless marked f64\n")
+    print("## 1. Next prediction with L bars of history (per bar; × = multiple of the stepper)\n")
+    print(bench_next_prediction(hist, args.budget))
+    print("\n## 2. Per-bar stepper backends (× = speed-up over the eager torch `step`)\n")
+    print(bench_backends(n_numba=500 if args.quick else 3000, n_slow=30 if args.quick else 100))
+    print("\n## 3. Stepper memory as consumed history grows (S4 default model)\n")
+    print(bench_stepper_memory([1024, 4096] if args.quick else [1024, 4096, 16384, 65536]))
+    print(f"\n## 4. Training view: forward + backward at batch {batch}, time (× = multiple of "
+          "the LSTM baseline) and peak memory above the process baseline\n")
+    print(bench_training(train, batch, args.budget, deadline=t_start + 270))
+    print(f"\ntotal benchmark time: {time.perf_counter() - t_start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+import datetime as dt
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import pytest
+
+import feeds
+import s4_strategies
+from s4_strategies import S4DirectionalStrategy, S4PortfolioStrategy
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint):
+    return s4_strategies.load_model(tiny_checkpoint)
+
+
+class Positions(bt.Analyzer):
+    def start(self):
+        self.sizes = []
+
+    def next(self):
+        self.sizes.append([self.strategy.getposition(d).size for d in self.strategy.datas])
+
+    def get_analysis(self):
+        return self.sizes
+
+
+def run_directional(model, data=None, **params):
+    cerebro = bt.Cerebro(stdstats=False)
+    if data is None:
+        data = feeds.EmbeddedData(name="bybit:BTCUSDT:60", fromdate=dt.datetime(2021, 7, 1),
+                                  todate=dt.datetime(2021, 9, 30))
+    cerebro.adddata(data)
+    cerebro.broker.setcash(100_000)
+    cerebro.addstrategy(S4DirectionalStrategy, model=model, **params)
+    cerebro.addanalyzer(Positions, _name="pos")
+    cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
+    strat = cerebro.run()[0]
+    return cerebro, strat
+
+
+class AlwaysLong(S4DirectionalStrategy):
+    def signal_to_target(self, signal, confidence, pred_vol):
+        return 0.5
+
+
+class AlwaysShort(S4DirectionalStrategy):
+    def signal_to_target(self, signal, confidence, pred_vol):
+        return -0.5
+
+
+def test_directional_trades_and_pays_fees(model):
+    cerebro, strat = run_directional(model, conf_threshold=0.0, min_change=0.0)
+    ta = strat.analyzers.trades.get_analysis()
+    assert ta.total.total > 0
+    sizes = np.array(strat.analyzers.pos.get_analysis())[:, 0]
+    assert (sizes > 0).any() and (sizes < 0).any()
+    # Fees were charged: net PnL of closed trades is below gross.
+    assert ta.pnl.net.total < ta.pnl.gross.total
+
+
+def test_long_only_never_shorts(model):
+    _, strat = run_directional(model, conf_threshold=0.0, long_only=True)
+    sizes = np.array(strat.analyzers.pos.get_analysis())[:, 0]
+    assert (sizes >= 0).all() and (sizes > 0).any()
+
+
+def test_regime_filter_can_stand_aside(model):
+    _, strat = run_directional(model, conf_threshold=0.0, regime_quantile=0.0, regime_window=48)
+    sizes = np.array(strat.analyzers.pos.get_analysis())[:, 0]
+    base = np.array(run_directional(model, conf_threshold=0.0)[1].analyzers.pos.get_analysis())[:, 0]
+    assert (sizes != 0).sum() < (base != 0).sum()
+
+
+def _synthetic(bars=400, crash_at=300, low_frac=0.9):
+    """Flat-ish hourly bars with one bar whose low pierces 10 % below while the close does not."""
+    idx = pd.date_range("2021-01-01", periods=bars, freq="h", tz="UTC")
+    rng = np.random.default_rng(1)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.0005, bars)))
+    df = pd.DataFrame({"open": close, "high": close * 1.001, "low": close * 0.999,
+                       "close": close, "volume": 1000.0}, index=idx)
+    df.iloc[crash_at, df.columns.get_loc("low")] = df["close"].iloc[crash_at] * low_frac
+    return df
+
+
+def test_stop_loss_triggers_on_the_bar_low_not_the_close(model):
+    df = _synthetic()
+    assert (df["close"] > df["close"].iloc[0] * 0.96).all()  # no close ever reaches the stop
+    cerebro, strat = _run_sub(AlwaysLong, model, df, stop_loss=0.05, cooldown=1000)
+    assert strat.stopped_out == 1
+    sizes = np.array(strat.analyzers.pos.get_analysis())[:, 0]
+    assert sizes[-1] == 0  # out after the stop; cooldown keeps it out
+    ta = strat.analyzers.trades.get_analysis()
+    assert ta.total.closed == 1 and ta.pnl.net.total < 0
+
+
+def test_take_profit_for_shorts_on_the_bar_low(model):
+    df = _synthetic()
+    _, strat = _run_sub(AlwaysShort, model, df, take_profit=0.05, cooldown=1000)
+    assert strat.stopped_out == 1
+    ta = strat.analyzers.trades.get_analysis()
+    assert ta.total.closed == 1 and ta.pnl.gross.total > 0
+
+
+def _run_sub(cls, model, df, **params):
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feeds.ArrayData(dataname=df))
+    cerebro.broker.setcash(100_000)
+    cerebro.addstrategy(cls, model=model, indicator={"strict": False, "warmup": 1}, **params)
+    cerebro.addanalyzer(Positions, _name="pos")
+    cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
+    return cerebro, cerebro.run()[0]
+
+
+def test_portfolio_handles_late_starters_and_constraints(model):
+    cerebro = bt.Cerebro(stdstats=False)
+    for name in ("bybit:BTCUSDT:60", "bybit:ETHUSDT:60", "bybit:SOLUSDT:60"):
+        cerebro.adddata(feeds.EmbeddedData(name=name, fromdate=dt.datetime(2021, 9, 1),
+                                           todate=dt.datetime(2021, 11, 30)), name=name)
+    cerebro.broker.setcash(100_000)
+    cerebro.addstrategy(S4PortfolioStrategy, model=model, rebalance=12, max_weight=0.4,
+                        conf_threshold=0.0, min_trade=0.0)
+    cerebro.addanalyzer(Positions, _name="pos")
+    strat = cerebro.run()[0]
+    assert strat.rebalances > 10
+    sol_start = pd.Timestamp("2021-10-15")
+    before = [w for t, w in strat.weights_history if t < sol_start]
+    after = [w for t, w in strat.weights_history if t >= sol_start + pd.Timedelta(days=10)]
+    assert before and all("bybit:SOLUSDT:60" not in w for w in before)
+    assert after and any("bybit:SOLUSDT:60" in w for w in after)
+    for _, w in strat.weights_history:
+        assert all(0.0 <= v <= 0.4 + 1e-12 for v in w.values())
+        assert sum(abs(v) for v in w.values()) <= 1.0 + 1e-9
+    sizes = np.array(strat.analyzers.pos.get_analysis())
+    assert (sizes >= 0).all() and (sizes > 0).any()

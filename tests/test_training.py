@@ -1,0 +1,89 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import feeds
+import s4_strategies
+from s4_strategies.checkpoint import CheckpointError
+from s4_strategies.features import LabelSpec
+from s4_strategies.training import date_split, walk_forward_splits
+
+
+def test_date_split_never_overlaps_and_purges():
+    idx = feeds.load_embedded("bybit:BTCUSDT:60").index
+    purge = LabelSpec().max_horizon
+    s = date_split(idx, "2021-01-01", "2022-12-31", purge=purge, test_from="2023-01-01",
+                   test_to="2024-12-31")
+    assert s.train[0] < s.train[1] <= s.val[0] - purge
+    assert s.val[1] + purge <= s.test[0]
+    d = s.dates(idx)
+    assert d["val"][1] <= "2022-12-31 23:00:00+00:00" and d["test"][0] >= "2023-01-01"
+    assert pd.Timestamp(d["test"][1]) == pd.Timestamp("2024-12-31 23:00", tz="UTC")
+    folds = list(walk_forward_splits(idx, n_folds=3, test_bars=2000, purge=purge))
+    assert len(folds) == 3
+    for f in folds:
+        assert f.train[1] + purge <= f.val[0] and f.val[1] + purge <= f.test[0]
+    assert folds[0].test[1] <= folds[1].test[0]
+
+
+def test_training_learns_something_and_records_its_provenance(tiny_result):
+    meta = tiny_result.meta
+    assert meta["bar_spacing_s"] == 3600
+    assert meta["periods"]["train"][0].startswith("2021-01-01")
+    assert np.isfinite(meta["best_val_loss"])
+    assert tiny_result.history and all(np.isfinite(h["val_loss"]) for h in tiny_result.history)
+
+
+def test_checkpoint_round_trip(tiny_result, tiny_checkpoint):
+    df = feeds.load_embedded("bybit:BTCUSDT:60", fromdate="2021-07-01", todate="2021-07-20")
+    loaded = s4_strategies.load_model(tiny_checkpoint)
+    a = tiny_result.predictor.predict(df)
+    b = loaded.predict(df)
+    pd.testing.assert_frame_equal(a, b)
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    assert payload["feature_names"] == loaded.feature_spec.names
+    assert payload["versions"]["torch"] == str(torch.__version__)
+    assert payload["meta"]["periods"]["train"]
+
+
+def test_checkpoint_that_does_not_match_the_data(tiny_checkpoint):
+    loaded = s4_strategies.load_model(tiny_checkpoint)
+    daily = feeds.load_embedded("yahoo:SPY:1d")
+    with pytest.raises(CheckpointError, match="3600 s apart"):
+        loaded.predict(daily)
+    no_volume = feeds.load_embedded("bybit:BTCUSDT:60").iloc[:500].drop(columns="volume")
+    with pytest.raises(CheckpointError, match="volume"):
+        loaded.predict(no_volume)
+
+
+def test_checkpoint_with_other_features_is_refused(tiny_checkpoint, tmp_path):
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["feature_names"] = payload["feature_names"][:-1] + ["something_else"]
+    bad = tmp_path / "bad.pt"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="features it was trained on"):
+        s4_strategies.load_model(bad)
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["feature_spec"]["ma_windows"] = [24]
+    payload["feature_names"] = [n for n in payload["feature_names"] if n != "ma_gap_168"]
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="expects"):
+        s4_strategies.load_model(bad)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a loadable"):
+        s4_strategies.load_model(junk)
+
+
+def test_train_command(tmp_path, capsys):
+    from s4_strategies.cli import main
+
+    out = tmp_path / "m.pt"
+    rc = main(["train", "--data", "bybit:BTCUSDT:60", "--from", "2021-01-01", "--to",
+               "2021-04-30", "--layer", "gru", "--epochs", "1", "--d-model", "8",
+               "--n-layers", "1", "--seq-len", "128", "--batch-size", "4", "--quiet",
+               "--out", str(out)])
+    assert rc == 0 and out.exists()
+    assert '"best_epoch": 0' in capsys.readouterr().out
+    assert s4_strategies.load_model(out).model.config["kind"] == "gru"
