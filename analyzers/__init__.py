@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .market_making import MarketMakingAnalyzer, plot_inventory
+from .market_making import format_table as format_mm_table
 from .metrics import (
     align_benchmark,
     bootstrap_sharpe_ci,
@@ -23,8 +25,6 @@ from .metrics import (
     infer_periods_per_year,
     json_safe,
 )
-from .market_making import MarketMakingAnalyzer, plot_inventory
-from .market_making import format_table as format_mm_table
 from .plots import drawdown_series, plot_equity_drawdown, save_cerebro_plot
 from .quantstats_analyzer import (
     QuantStatsAnalyzer,

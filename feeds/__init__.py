@@ -6,8 +6,8 @@ from .cache import CacheWarning
 from .embedded import EmbeddedData, bar_frequency, is_tick_dataset, list_embedded, load_embedded
 from .errors import DataError, FeedError
 from .live import KlineStream, parse_kline_message
-from .validate import clean_ohlcv, find_gaps
 from .ticks import TICK_LINES, TickData, load_ticks, merge_ticks
+from .validate import clean_ohlcv, find_gaps
 from .yahoo import YFinanceData, fetch_yfinance, load_yfinance
 
 __all__ = [
