@@ -67,7 +67,10 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
         res = run_market_making(source=source, fill_model=fill_model or "auto", out=str(out),
                                 dataset=dataset, fromdate=fromdate, todate=todate,
                                 **(params or {}))
-        return {"strategy": strategy, "data": data, "metrics": res, "out": str(out)}
+        summary = {"strategy": strategy, "data": data, "metrics": res, "out": str(out)}
+        (out / "metrics.json").write_text(
+            json.dumps(analyzers.json_safe(summary), indent=2, default=str))
+        return summary
     cerebro = build_cerebro(strategy, data, model, fromdate, todate, cash, runonce, params)
     analyzers.add_all(cerebro, output=str(out / "tearsheet.html"), benchmark="buyhold",
                       title=f"S4 {strategy} on {', '.join(data)}")
@@ -106,6 +109,12 @@ KEYS = [
 
 
 def print_metrics(res: dict) -> None:
+    if res.get("strategy") == "market-making":
+        print(f"\nmarket making on {', '.join(res['data'])} "
+              f"(fill model: {res['metrics'].get('fill_model')})")
+        print(res["metrics"].get("table", ""))
+        print(f"  written to {res['out']}")
+        return
     m = dict(res.get("metrics") or {})
     m["final_value"] = res.get("final_value")
     print(f"\n{res['strategy']} on {', '.join(res['data'])}")
@@ -117,6 +126,4 @@ def print_metrics(res: dict) -> None:
         print(f"  {'trades':<14} {t.get('closed_trades', t.get('trades', '–'))}")
         if t.get("fees_paid") is not None:
             print(f"  {'fees paid':<14} {t['fees_paid']:,.2f}")
-    if res.get("strategy") == "market-making":
-        print(res["metrics"].get("table", ""))
     print(f"  written to {res['out']}")

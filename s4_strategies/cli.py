@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--to", default="2022-12-31")
     tr.add_argument("--layer", default="s4d",
                     choices=["s4", "s4d", "mamba", "lstm", "gru", "transformer"])
-    tr.add_argument("--epochs", type=int, default=12)
+    tr.add_argument("--epochs", type=int, default=20)
     tr.add_argument("--d-model", type=int, default=64)
     tr.add_argument("--d-state", type=int, default=64)
     tr.add_argument("--n-layers", type=int, default=4)

@@ -98,14 +98,15 @@ class TrainConfig:
     n_layers: int = 4
     dropout: float = 0.1
     layer_options: dict = field(default_factory=dict)
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 16
     seq_len: int = 1024
     burn_in: int = 128
+    overlap: int = 4  # training windows per scored stretch: stride = (seq_len - burn_in) / overlap
     lr: float = 2e-3
     weight_decay: float = 0.05
     grad_clip: float = 1.0
-    patience: int = 4
+    patience: int = 5
     val_fraction: float = 0.15
     loss_weights: dict = field(default_factory=lambda: {"signal": 1.0, "returns": 0.5, "vol": 0.5})
     seed: int = 0
@@ -168,10 +169,11 @@ def prepare_arrays(df: pd.DataFrame, fspec: FeatureSpec, lspec: LabelSpec, split
     return x, y, valid, norm, targets
 
 
-def _windows(lo: int, hi: int, seq_len: int, burn_in: int, rng=None) -> list[int]:
-    """Window starts covering [lo, hi): scored parts tile the range, random offset if rng."""
+def _windows(lo: int, hi: int, seq_len: int, burn_in: int, rng=None, overlap: int = 1) -> list[int]:
+    """Window starts covering [lo, hi) with scored parts overlapping ``overlap`` times;
+    a random offset when ``rng`` is given (training), none for evaluation."""
     seq_len = min(seq_len, hi - lo)
-    stride = max(seq_len - burn_in, 1)
+    stride = max((seq_len - burn_in) // max(overlap, 1), 1)
     offset = int(rng.integers(0, stride)) if rng is not None else 0
     starts = list(range(lo - offset if offset else lo, hi - seq_len + 1, stride))
     starts = [max(lo, s) for s in starts]
@@ -265,7 +267,8 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
     # Windows start where the features are defined (less a burn-in of warm-up context).
     lo = max(lo, min(fspec.warmup - cfg.burn_in, hi - cfg.seq_len))
     seq_len = min(cfg.seq_len, hi - lo)
-    steps_per_epoch = math.ceil(len(_windows(lo, hi, seq_len, cfg.burn_in)) / cfg.batch_size)
+    steps_per_epoch = math.ceil(
+        len(_windows(lo, hi, seq_len, cfg.burn_in, overlap=cfg.overlap)) / cfg.batch_size)
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -277,7 +280,7 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
     bar = _progress(cfg.epochs * steps_per_epoch, cfg.progress, f"train {cfg.layer}")
     for epoch in range(cfg.epochs):
         model.train()
-        starts = _windows(lo, hi, seq_len, cfg.burn_in, rng)
+        starts = _windows(lo, hi, seq_len, cfg.burn_in, rng, overlap=cfg.overlap)
         rng.shuffle(starts)
         parts_sum: dict[str, float] = {}
         for step in range(steps_per_epoch):
