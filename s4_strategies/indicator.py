@@ -3,8 +3,8 @@
 It computes the checkpoint's features from the data's lines (the same definition training
 used) and advances the model's recurrent state by one bar in every ``next()``, so a backtest
 and a live feed compute exactly what was trained. In runonce mode ``once()`` computes the
-whole series with the model's parallel (batch) view instead; tests hold ``next()``,
-``once()`` and the batch forward equal.
+whole series in one pass: batch features and the recurrent view in one compiled loop; tests
+hold ``next()``, ``once()`` and the model's batch (parallel, FFT) forward equal.
 
 Lines: ``signal`` (the most likely class as a position: -1/0/1, or -2..2 with five classes),
 ``confidence`` (its probability), ``expected_signal`` (probability-weighted class value),
@@ -181,10 +181,12 @@ class S4Indicator(bt.Indicator):
             bounds += [i for i in range(1, n) if self._is_boundary(nums[i], nums[i - 1])]
         bounds.append(n)
         result = {name: np.full(n, np.nan) for name in _OUT}
+        stream = self.predictor.stream()
         for a, b in zip(bounds[:-1], bounds[1:]):
             if b <= a:
                 continue
-            seg = self.predictor.forward_array(x[a:b])
+            stream.stepper.reset()
+            seg = stream.run(x[a:b])
             keep = np.arange(b - a) >= self._warmup - 1
             for name in _OUT:
                 result[name][a:b] = np.where(keep, seg[name], np.nan)

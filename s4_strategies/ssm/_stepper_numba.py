@@ -191,3 +191,19 @@ def mamba_model_step(x, We, be, norms, Win, bin_, convw, convb, Wx, Wdt, bdt, dt
         _glu_residual(Wo[li], bo[li], y, h)
     _layernorm(h, norms[nl, 0], norms[nl, 1], eps, z)
     _linear(Wh, bh, z, out)
+
+
+@_jit
+def s4_model_run(X, We, be, norms, ssm, D, Wo, bo, Wh, bh, state, s, OUT, eps, dplr):
+    """``s4_model_step`` over every row of X (L, I) in compiled code; outputs in OUT (L, O)."""
+    for t in range(X.shape[0]):
+        s4_model_step(X[t], We, be, norms, ssm, D, Wo, bo, Wh, bh, state, s, OUT[t], eps, dplr)
+
+
+@_jit
+def mamba_model_run(X, We, be, norms, Win, bin_, convw, convb, Wx, Wdt, bdt, dt_fixed, A, Dm,
+                    Wout, bout, Wo, bo, Wh, bh, conv, hs, OUT, eps):
+    """``mamba_model_step`` over every row of X (L, I); outputs in OUT (L, O)."""
+    for t in range(X.shape[0]):
+        mamba_model_step(X[t], We, be, norms, Win, bin_, convw, convb, Wx, Wdt, bdt, dt_fixed,
+                         A, Dm, Wout, bout, Wo, bo, Wh, bh, conv, hs, OUT[t], eps)

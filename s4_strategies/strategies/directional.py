@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 
@@ -50,7 +51,10 @@ class S4DirectionalStrategy(bt.Strategy):
 
     def __init__(self):
         self.s4 = S4Indicator(self.data, model=self.p.model, **(self.p.indicator or {}))
-        self._vols = deque(maxlen=self.p.regime_window or 1)
+        self._vols = deque()  # predicted volatility, oldest first (regime filter)
+        self._sorted_vols = []  # the same values, sorted
+        self._half = (self.s4.predictor.label_spec.n_classes // 2) or 1
+        self._target = 0.0  # the weight last ordered
         self._exits = []
         self._entry = None
         self._cool = 0
@@ -66,44 +70,54 @@ class S4DirectionalStrategy(bt.Strategy):
         """Target weight (fraction of portfolio value, signed) for this bar's prediction."""
         if confidence < self.p.conf_threshold or signal == 0:
             return 0.0
-        half = (self.s4.predictor.label_spec.n_classes // 2) or 1
-        size = self.p.max_position * min(abs(signal) / half, 1.0) * confidence
+        size = self.p.max_position * min(abs(signal) / self._half, 1.0) * confidence
         if self.p.vol_target and pred_vol > 0:
             size *= min(1.0, self.p.vol_target / pred_vol)
         return math.copysign(size, signal)
 
     def risk_filter(self, signal: float, confidence: float, pred_vol: float) -> bool:
-        """False to stand aside. Default: the volatility regime filter."""
+        """False to stand aside. Default: the volatility regime filter (predicted volatility
+        above the ``regime_quantile`` of its last ``regime_window`` values)."""
         if self.p.regime_quantile is None:
             return True
-        vols = sorted(self._vols)
-        if len(vols) < max(10, self._vols.maxlen // 4):
+        vols = self._sorted_vols
+        if len(vols) < max(10, self.p.regime_window // 4):
             return True
         cut = vols[min(len(vols) - 1, int(self.p.regime_quantile * len(vols)))]
         return pred_vol <= cut
 
+    def _remember_vol(self, vol: float) -> None:
+        self._vols.append(vol)
+        bisect.insort(self._sorted_vols, vol)
+        if len(self._vols) > self.p.regime_window:
+            old = self._vols.popleft()
+            del self._sorted_vols[bisect.bisect_left(self._sorted_vols, old)]
+
     # -- trading -------------------------------------------------------------------------
     def next(self):
-        sig, conf, vol = self.s4.signal[0], self.s4.confidence[0], self.s4.pred_vol[0]
-        if math.isnan(sig):
+        s4 = self.s4
+        sig = s4.signal[0]
+        if sig != sig:  # NaN: still warming up
             return
+        conf, vol = s4.confidence[0], s4.pred_vol[0]
         allowed = self.risk_filter(sig, conf, vol)
-        self._vols.append(vol)
+        if self.p.regime_quantile is not None:
+            self._remember_vol(vol)
         if self._cool > 0:
             self._cool -= 1
             return
         target = self.signal_to_target(sig, conf, vol) if allowed else 0.0
-        if self.p.long_only:
-            target = max(target, 0.0)
-        value = self.broker.getvalue()
-        current = self.position.size * self.data.close[0] / value if value > 0 else 0.0
-        exiting = target == 0.0 and self.position.size != 0
-        if abs(target - current) < self.p.min_change and not exiting:
+        if self.p.long_only and target < 0.0:
+            target = 0.0
+        last = self._target
+        # Trade when the target moved by min_change (fees are real); always allow an exit.
+        if abs(target - last) < self.p.min_change and not (target == 0.0 and last != 0.0):
             return
         if self._pending is not None and self._pending.alive():
             return
         self._cancel_exits()
         self._pending = self.order_target_percent(target=target)
+        self._target = target
 
     def _cancel_exits(self):
         for o in self._exits:
@@ -118,6 +132,7 @@ class S4DirectionalStrategy(bt.Strategy):
             self.stopped_out += 1
             self._cancel_exits()
             self._cool = self.p.cooldown
+            self._target = 0.0
             return
         pos = self.position
         if pos.size == 0 or (self.p.stop_loss is None and self.p.take_profit is None):
