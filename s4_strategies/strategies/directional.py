@@ -26,7 +26,8 @@ class S4DirectionalStrategy(bt.Strategy):
       - ``stop_loss`` / ``take_profit``: fractions of the entry price, placed as real stop and
         limit orders, so they trigger on the bar's low/high (not its close); ``None``: off
       - ``long_only``: never short
-      - ``min_change``: smallest change of target weight worth trading (fees are real)
+      - ``min_change``: smallest change of the target weight (against the last one ordered)
+        worth trading; exits always go through (fees are real)
       - ``cooldown``: bars to stay out after a stop or take-profit fills
       - ``fees``: ``"bybit"`` sets Bybit's taker fee on the broker at start (``None``: leave it)
 
