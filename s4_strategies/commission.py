@@ -1,4 +1,4 @@
-"""Exchange fee schedules as backtrader commission schemes."""
+"""Exchange fee schedules as backtrader commission schemes (fractional crypto sizes)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ class PercentCommission(bt.CommInfoBase):
 
     params = dict(commission=BYBIT_TAKER, stocklike=True, commtype=bt.CommInfoBase.COMM_PERC,
                   percabs=True, leverage=1.0)
+
+    def getsize(self, price, cash):
+        """Fractional sizes, as crypto trades (backtrader's default rounds down to whole units,
+        so 45,000 USDT of BTC at 60,000 would be no BTC at all)."""
+        return self.p.leverage * cash / price
 
 
 def set_bybit_fees(broker, taker: float = BYBIT_TAKER, leverage: float = 1.0, name=None) -> None:

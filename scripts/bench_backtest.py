@@ -59,6 +59,7 @@ def main(argv=None) -> int:
 
     import feeds
     from s4_strategies import load_model
+    from s4_strategies.commission import set_bybit_fees
     from s4_strategies.pretrained import default_checkpoint
     from s4_strategies.strategies.directional import S4DirectionalStrategy
 
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
             else:
                 cerebro.adddata(bt.feeds.PandasData(dataname=df.tz_localize(None),
                                                     openinterest=None))
-            cerebro.broker.setcommission(commission=0.00055)
+            set_bybit_fees(cerebro.broker)  # the same fees and fractional sizing for both
             cerebro.addstrategy(strategy, **kw)
             return cerebro.run()[0]
 

@@ -134,3 +134,19 @@ def test_portfolio_handles_late_starters_and_constraints(model):
         assert sum(abs(v) for v in w.values()) <= 1.0 + 1e-9
     sizes = np.array(strat.analyzers.pos.get_analysis())
     assert (sizes >= 0).all() and (sizes > 0).any()
+
+
+def test_crypto_positions_are_fractional(model):
+    """10,000 USDT cannot buy a whole BTC: the position must still be taken, fractionally."""
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feeds.EmbeddedData(name="bybit:BTCUSDT:60", fromdate=dt.datetime(2021, 7, 1),
+                                       todate=dt.datetime(2021, 8, 31)))
+    cerebro.broker.setcash(10_000)
+    cerebro.addstrategy(AlwaysLong, model=model)
+    cerebro.addanalyzer(Positions, _name="pos")
+    strat = cerebro.run()[0]
+    sizes = np.array(strat.analyzers.pos.get_analysis())[:, 0]
+    held = sizes[sizes != 0]
+    assert len(held) and (held < 1).all() and (held > 0.1).all()
+    value = cerebro.broker.getvalue()
+    assert 0.4 < held[-1] * strat.data.close[0] / value < 0.6
