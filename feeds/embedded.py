@@ -107,6 +107,22 @@ def load_embedded(name: str, fromdate=None, todate=None) -> pd.DataFrame:
     return df.copy()
 
 
+def read_raw(name: str) -> pd.DataFrame:
+    """The shipped CSV of an embedded dataset, every column as it is in the file (the tick
+    files also carry the exchange time ``exch_time_ms`` and the receive time
+    ``local_time_ns``). Most users want :func:`load_embedded` instead."""
+    filename = _BARS[name][0] if name in _BARS else _TICKS.get(name)
+    if filename is None:
+        raise DataError(f"unknown embedded dataset {name!r}; choose from {list_embedded()}")
+    with resources.as_file(_path(filename)) as path:
+        return pd.read_csv(path)
+
+
+def utc_timestamp(value) -> pd.Timestamp:
+    """``value`` as a UTC Timestamp (naive values are taken as UTC)."""
+    return _utc(value)
+
+
 def _utc(value) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

@@ -30,7 +30,6 @@ Use::
 from __future__ import annotations
 
 import functools
-from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -126,9 +125,7 @@ def merge_ticks(trades: pd.DataFrame, bbo: pd.DataFrame, aggregate: bool = True
 
 @functools.lru_cache(maxsize=8)
 def _raw(name: str) -> pd.DataFrame:
-    filename = _embedded._TICKS[name]
-    with resources.as_file(_embedded._path(filename)) as path:
-        return pd.read_csv(path)
+    return _embedded.read_raw(name)
 
 
 def _stamp(raw: pd.DataFrame, clock: str, is_trades: bool) -> pd.DatetimeIndex:
@@ -163,9 +160,9 @@ def load_ticks(name: str = "binance:BTCUSDT", fromdate=None, todate=None,
                        index=_stamp(rb, clock, False))
     ev = merge_ticks(trades, bbo, aggregate=aggregate)
     if fromdate is not None:
-        ev = ev[ev.index >= _embedded._utc(fromdate)]
+        ev = ev[ev.index >= _embedded.utc_timestamp(fromdate)]
     if todate is not None:
-        ev = ev[ev.index <= _embedded._utc(todate)]
+        ev = ev[ev.index <= _embedded.utc_timestamp(todate)]
     if max_events is not None:
         ev = ev.iloc[: int(max_events)]
     return ev.copy()
