@@ -35,11 +35,11 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from feeds.arrayfeed import EPOCH_ORDINAL
 from s4_strategies.market_making import parse_session_close
 
 __all__ = ["MarketMakingAnalyzer", "format_table", "plot_inventory"]
 
-_EPOCH = 719163.0
 _DAY = 86_400.0
 
 
@@ -125,7 +125,7 @@ class MarketMakingAnalyzer(bt.Analyzer):
         # fills are marked to the mid prevailing before the event they happen on: the
         # pre-trade mid on ticks, the previous close (the price the quote was set at) on bars
         mid = acc.mid_prev if acc.mid_prev is not None else self._mid(order.data)
-        t = (order.data.datetime[0] - _EPOCH) * _DAY
+        t = (order.data.datetime[0] - EPOCH_ORDINAL) * _DAY
         taker = (not limit) or bool(order.info.get("taker", False))
         for bit in order.executed.iterpending():
             size, price = bit.size, bit.price
@@ -150,7 +150,7 @@ class MarketMakingAnalyzer(bt.Analyzer):
             if n == 0 or n == acc.seen:
                 continue
             acc.seen = n
-            t = (data.datetime[0] - _EPOCH) * _DAY
+            t = (data.datetime[0] - EPOCH_ORDINAL) * _DAY
             mid = self._mid(data)
             if acc.mid_prev is not None:
                 # this event's fills were marked at mid_prev, so they carry its move too

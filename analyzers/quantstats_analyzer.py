@@ -26,6 +26,8 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from feeds.arrayfeed import num_to_index
+
 from .metrics import (
     align_benchmark,
     compute_metrics,
@@ -46,7 +48,6 @@ __all__ = [
     "write_tearsheet",
 ]
 
-_EPOCH_ORDINAL = 719163.0  # backtrader's date2num of 1970-01-01
 
 
 @contextlib.contextmanager
@@ -205,13 +206,6 @@ def _data_name(data) -> str:
     return data.p.dataname if isinstance(data.p.dataname, str) else "data0"
 
 
-def _num_to_index(nums) -> pd.DatetimeIndex:
-    """backtrader float dates -> naive UTC timestamps, rounded to the millisecond (the
-    precision a float date carries)."""
-    ms = np.round((np.asarray(nums, dtype=np.float64) - _EPOCH_ORDINAL) * 86_400_000.0)
-    return pd.DatetimeIndex(pd.to_datetime(ms.astype(np.int64), unit="ms"))
-
-
 class QuantStatsAnalyzer(bt.Analyzer):
     """Portfolio value every bar -> returns, metrics and (with ``output=``) a tear sheet.
 
@@ -287,7 +281,7 @@ class QuantStatsAnalyzer(bt.Analyzer):
             return 252
 
     def stop(self):
-        index = _num_to_index(self._dt)
+        index = num_to_index(self._dt, utc=False)
         value = pd.Series(self._value, index=index, dtype="float64", name="value")
         keep = ~index.duplicated(keep="last")
         value = value[keep]

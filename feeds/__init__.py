@@ -1,6 +1,6 @@
 """backtrader data feeds: embedded real market data, Bybit (pybit) and Yahoo Finance."""
 
-from .arrayfeed import ArrayData, index_to_num
+from .arrayfeed import EPOCH_ORDINAL, ArrayData, index_to_num, num_to_index
 from .bybit import BybitData, fetch_bybit_klines, load_bybit_klines
 from .cache import CacheWarning
 from .embedded import EmbeddedData, bar_frequency, is_tick_dataset, list_embedded, load_embedded
@@ -25,6 +25,8 @@ __all__ = [
     "load_yfinance",
     "parse_kline_message",
     "ArrayData",
+    "EPOCH_ORDINAL",
+    "num_to_index",
     "DataError",
     "EmbeddedData",
     "FeedError",

@@ -23,7 +23,8 @@ import pandas as pd
 
 from .validate import to_utc_index
 
-_EPOCH_ORDINAL = 719163.0  # datetime.date(1970, 1, 1).toordinal(): backtrader's date2num base
+#: backtrader's date2num of 1970-01-01 00:00 (``datetime.date(1970, 1, 1).toordinal()``)
+EPOCH_ORDINAL = 719163.0
 _NS_PER_DAY = 86_400e9
 
 
@@ -31,7 +32,15 @@ def index_to_num(index) -> np.ndarray:
     """Vectorised ``backtrader.date2num`` for a (UTC) DatetimeIndex."""
     idx = to_utc_index(index)
     ns = idx.as_unit("ns").asi8.astype(np.float64)
-    return ns / _NS_PER_DAY + _EPOCH_ORDINAL
+    return ns / _NS_PER_DAY + EPOCH_ORDINAL
+
+
+def num_to_index(nums, utc: bool = True) -> pd.DatetimeIndex:
+    """Vectorised ``backtrader.num2date``: float dates to a DatetimeIndex (UTC, or naive UTC
+    with ``utc=False``), snapped to the millisecond — backtrader's float dates carry ~10 µs
+    of rounding, which would otherwise leak into hour-of-day features."""
+    ms = np.round((np.asarray(nums, dtype=np.float64) - EPOCH_ORDINAL) * 86_400_000.0)
+    return pd.DatetimeIndex(pd.to_datetime(ms.astype(np.int64), unit="ms", utc=utc))
 
 
 def _as_utc_naive(value):

@@ -23,9 +23,10 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from feeds.arrayfeed import num_to_index
+
 from .checkpoint import Predictor, load_model
 
-_EPOCH = 719163.0
 _OUT = ("signal", "confidence", "expected_signal", "pred_return", "pred_vol")
 
 
@@ -164,9 +165,7 @@ class S4Indicator(bt.Indicator):
         frame = pd.DataFrame(
             {k: np.asarray(getattr(d, k).array[:n], dtype=np.float64)
              for k in ("open", "high", "low", "close", "volume")},
-            # backtrader's float dates carry ~10 µs of rounding: snap to the millisecond.
-            index=pd.to_datetime(np.round((nums - _EPOCH) * 86400e3).astype("int64"), unit="ms",
-                                 utc=True),
+            index=num_to_index(nums),
         )
         out = self.compute_series(frame, nums)
         for name in _OUT:

@@ -55,6 +55,7 @@ import math
 import backtrader as bt
 import numpy as np
 
+from feeds.arrayfeed import EPOCH_ORDINAL
 from s4_strategies.market_making import fill_probability
 
 __all__ = ["FILL_MODELS", "QUEUE_RULES", "MakerTakerCommInfo", "MarketMakingBroker"]
@@ -353,4 +354,4 @@ class MarketMakingBroker(bt.brokers.BackBroker):
 
 def _now(data) -> float:
     """The feed's current time in epoch seconds (UTC)."""
-    return (data.datetime[0] - 719163.0) * _SECONDS_PER_DAY if len(data) else 0.0
+    return (data.datetime[0] - EPOCH_ORDINAL) * _SECONDS_PER_DAY if len(data) else 0.0

@@ -48,11 +48,11 @@ from types import SimpleNamespace
 import backtrader as bt
 import numpy as np
 
+from feeds.arrayfeed import EPOCH_ORDINAL
 from s4_strategies import market_making as mm
 
 __all__ = ["AvellanedaStoikovStrategy", "run_market_making"]
 
-_EPOCH = 719163.0
 _DAY = 86_400.0
 
 
@@ -220,12 +220,12 @@ class AvellanedaStoikovStrategy(bt.Strategy):
 
     # ------------------------------------------------------------------ clock, mid
     def _now(self, data, book) -> float:
-        t = (data.datetime[0] - _EPOCH) * _DAY
+        t = (data.datetime[0] - EPOCH_ORDINAL) * _DAY
         if book.tick_feed or not book.cfg.stamp_at_open:
             return t
         if book.cfg.bar_seconds is None and 1 < len(data) <= 20:
             # the shortest spacing of the first bars (a weekend gap is not a bar)
-            gap = t - (data.datetime[-1] - _EPOCH) * _DAY
+            gap = t - (data.datetime[-1] - EPOCH_ORDINAL) * _DAY
             if gap > 0:
                 book.bar_seconds = min(book.bar_seconds or math.inf, gap)
         return t + (book.bar_seconds or 0.0)
