@@ -35,12 +35,9 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from feeds.arrayfeed import EPOCH_ORDINAL
-from s4_strategies.market_making import parse_session_close
+from feeds.bartime import SECONDS_PER_DAY, num_to_epoch, seconds_after_midnight
 
 __all__ = ["MarketMakingAnalyzer", "format_table", "plot_inventory"]
-
-_DAY = 86_400.0
 
 
 class _Acc:
@@ -100,7 +97,7 @@ class MarketMakingAnalyzer(bt.Analyzer):
         close = self.p.session_close
         if close is None:
             close = getattr(self.strategy.p, "session_close", None)
-        self._close_s = parse_session_close(close)
+        self._close_s = seconds_after_midnight(close)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -125,7 +122,7 @@ class MarketMakingAnalyzer(bt.Analyzer):
         # fills are marked to the mid prevailing before the event they happen on: the
         # pre-trade mid on ticks, the previous close (the price the quote was set at) on bars
         mid = acc.mid_prev if acc.mid_prev is not None else self._mid(order.data)
-        t = (order.data.datetime[0] - EPOCH_ORDINAL) * _DAY
+        t = num_to_epoch(order.data.datetime[0])
         taker = (not limit) or bool(order.info.get("taker", False))
         for bit in order.executed.iterpending():
             size, price = bit.size, bit.price
@@ -150,7 +147,7 @@ class MarketMakingAnalyzer(bt.Analyzer):
             if n == 0 or n == acc.seen:
                 continue
             acc.seen = n
-            t = (data.datetime[0] - EPOCH_ORDINAL) * _DAY
+            t = num_to_epoch(data.datetime[0])
             mid = self._mid(data)
             if acc.mid_prev is not None:
                 # this event's fills were marked at mid_prev, so they carry its move too
@@ -160,10 +157,10 @@ class MarketMakingAnalyzer(bt.Analyzer):
                 acc.tw_abs += abs(acc.pos_marked) * dt
                 acc.span += dt
                 if self._close_s is not None:
-                    k0 = math.floor((acc.t_prev - self._close_s) / _DAY)
-                    k1 = math.floor((t - self._close_s) / _DAY)
+                    k0 = math.floor((acc.t_prev - self._close_s) / SECONDS_PER_DAY)
+                    k1 = math.floor((t - self._close_s) / SECONDS_PER_DAY)
                     if k1 > k0:
-                        when = (k1 * _DAY) + self._close_s
+                        when = (k1 * SECONDS_PER_DAY) + self._close_s
                         acc.close_inventory.append(
                             (pd.Timestamp(when, unit="s", tz="UTC").isoformat(), acc.pos_marked))
             acc.mid_prev, acc.t_prev = mid, t

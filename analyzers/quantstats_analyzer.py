@@ -26,7 +26,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from feeds.arrayfeed import num_to_index
+from feeds.bartime import num_to_index
 
 from .metrics import (
     align_benchmark,

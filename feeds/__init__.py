@@ -1,6 +1,7 @@
 """backtrader data feeds: embedded real market data, Bybit (pybit) and Yahoo Finance."""
 
-from .arrayfeed import EPOCH_ORDINAL, ArrayData, index_to_num, num_to_index
+from .arrayfeed import ArrayData
+from .bartime import EPOCH_ORDINAL, index_to_num, num_to_index, to_utc_index, utc_timestamp
 from .bybit import BybitData, fetch_bybit_klines, load_bybit_klines
 from .cache import CacheWarning
 from .embedded import EmbeddedData, bar_frequency, is_tick_dataset, list_embedded, load_embedded
@@ -34,6 +35,8 @@ __all__ = [
     "clean_ohlcv",
     "find_gaps",
     "index_to_num",
+    "to_utc_index",
+    "utc_timestamp",
     "is_tick_dataset",
     "list_embedded",
     "load_embedded",

@@ -21,35 +21,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from .validate import to_utc_index
-
-#: backtrader's date2num of 1970-01-01 00:00 (``datetime.date(1970, 1, 1).toordinal()``)
-EPOCH_ORDINAL = 719163.0
-_NS_PER_DAY = 86_400e9
-
-
-def index_to_num(index) -> np.ndarray:
-    """Vectorised ``backtrader.date2num`` for a (UTC) DatetimeIndex."""
-    idx = to_utc_index(index)
-    ns = idx.as_unit("ns").asi8.astype(np.float64)
-    return ns / _NS_PER_DAY + EPOCH_ORDINAL
-
-
-def num_to_index(nums, utc: bool = True) -> pd.DatetimeIndex:
-    """Vectorised ``backtrader.num2date``: float dates to a DatetimeIndex (UTC, or naive UTC
-    with ``utc=False``), snapped to the millisecond — backtrader's float dates carry ~10 µs
-    of rounding, which would otherwise leak into hour-of-day features."""
-    ms = np.round((np.asarray(nums, dtype=np.float64) - EPOCH_ORDINAL) * 86_400_000.0)
-    return pd.DatetimeIndex(pd.to_datetime(ms.astype(np.int64), unit="ms", utc=utc))
-
-
-def _as_utc_naive(value):
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts
+from .bartime import index_to_num, to_utc_index, utc_naive
 
 
 class ArrayData(bt.feed.DataBase):
@@ -86,7 +58,7 @@ class ArrayData(bt.feed.DataBase):
         df = self._frame()
         idx = to_utc_index(df.index)
         keep = np.ones(len(df), dtype=bool)
-        lo, hi = _as_utc_naive(self.p.fromdate), _as_utc_naive(self.p.todate)
+        lo, hi = utc_naive(self.p.fromdate), utc_naive(self.p.todate)
         naive = idx.tz_localize(None)
         if lo is not None and lo > _dt.datetime.min:
             keep &= naive >= lo

@@ -28,10 +28,11 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 from requests import RequestException
 
 from .arrayfeed import ArrayData
+from .bartime import utc_timestamp
 from .cache import cache_path, cached_fetch
 from .errors import FeedError
 from .live import KlineStream
-from .validate import clean_ohlcv, to_utc_index
+from .validate import clean_ohlcv
 
 CATEGORIES = ("linear", "spot", "inverse")
 #: Bybit interval code -> bar length (``M`` is a calendar month).
@@ -71,9 +72,6 @@ def bar_length(interval):
 def _ms(ts: pd.Timestamp) -> int:
     return int(ts.value // 1_000_000)
 
-
-def _utc(value) -> pd.Timestamp:
-    return to_utc_index(pd.DatetimeIndex([pd.Timestamp(value)]))[0]
 
 
 def _at(ms: int) -> pd.Timestamp:
@@ -169,8 +167,8 @@ def fetch_bybit_klines(
     Returns columns ``open high low close volume turnover`` (float64) on a UTC index.
     """
     category, code = check_category(category), check_interval(interval)
-    now = _utc(pd.Timestamp.now(tz="UTC") if now is None else now)
-    start, end = _utc(start), (now if end is None else _utc(end))
+    now = utc_timestamp(pd.Timestamp.now(tz="UTC") if now is None else now)
+    start, end = utc_timestamp(start), (now if end is None else utc_timestamp(end))
     what = f"bybit:{category}:{symbol}:{code}"
     if not 1 <= int(limit) <= PAGE_LIMIT:
         raise ValueError(f"limit must be in 1..{PAGE_LIMIT}, not {limit}")
@@ -220,8 +218,8 @@ def load_bybit_klines(
     Raises ``FeedError`` when the range holds no bars at all.
     """
     category, code = check_category(category), check_interval(interval)
-    now = _utc(pd.Timestamp.now(tz="UTC") if now is None else now)
-    end = now if end is None else _utc(end)
+    now = utc_timestamp(pd.Timestamp.now(tz="UTC") if now is None else now)
+    end = now if end is None else utc_timestamp(end)
     what = f"bybit:{category}:{symbol}:{code}"
 
     fetch = functools.partial(  # fetch(a, b): the closed bars in [a, b], maybe none
@@ -233,7 +231,7 @@ def load_bybit_klines(
         path = cache_path(Path(cache_dir).expanduser(), "bybit", category, symbol, code)
     df = cached_fetch(path, fetch, start, end, name=what)
     if not len(df):
-        raise FeedError(f"{what}: Bybit returned no closed bars between {_utc(start)} and {end}")
+        raise FeedError(f"{what}: Bybit returned no closed bars between {utc_timestamp(start)} and {end}")
     freq = None if code == "M" else INTERVALS[code]
     return clean_ohlcv(df, freq=freq, gaps=gaps, name=what)
 
@@ -312,7 +310,7 @@ class BybitData(ArrayData):
     # -- helpers ----------------------------------------------------------------------
     def _now(self) -> pd.Timestamp:
         now = self.p.now() if callable(self.p.now) else self.p.now
-        return _utc(pd.Timestamp.now(tz="UTC") if now is None else now)
+        return utc_timestamp(pd.Timestamp.now(tz="UTC") if now is None else now)
 
     def _get_session(self):
         if self._session is None:
@@ -330,9 +328,9 @@ class BybitData(ArrayData):
 
     def _frame(self) -> pd.DataFrame:
         now = self._now()
-        end = now if self.p.todate is None else min(_utc(self.p.todate), now)
+        end = now if self.p.todate is None else min(utc_timestamp(self.p.todate), now)
         if self.p.fromdate is not None:
-            start = _utc(self.p.fromdate)
+            start = utc_timestamp(self.p.fromdate)
         elif self.p.backfill <= 0:
             return _empty()
         else:

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .validate import OHLCV, clean_ohlcv, to_utc_index
+from .bartime import utc_timestamp
+from .validate import OHLCV, clean_ohlcv
 
 #: Step used to make cache ranges exclusive when ``overlap=False`` (timestamps are ms).
 EPS = pd.Timedelta(1, "ms")
@@ -164,7 +165,7 @@ def cached_fetch(
     error). The cache stays one contiguous download: a range far from the cached one also
     fills the hole between them.
     """
-    start, end = _utc(start), _utc(end)
+    start, end = utc_timestamp(start), utc_timestamp(end)
     if path is None:
         return _in_range(fetch(start, end), start, end)
     cached = read_cache(path, name=name)
@@ -207,6 +208,3 @@ def cached_fetch(
         write_cache(path, merged)
     return _in_range(merged, start, end)
 
-
-def _utc(value) -> pd.Timestamp:
-    return to_utc_index(pd.DatetimeIndex([pd.Timestamp(value)]))[0]

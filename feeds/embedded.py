@@ -27,6 +27,7 @@ import backtrader as bt
 import pandas as pd
 
 from .arrayfeed import ArrayData
+from .bartime import utc_timestamp
 from .errors import DataError
 from .validate import clean_ohlcv
 
@@ -101,9 +102,9 @@ def load_embedded(name: str, fromdate=None, todate=None) -> pd.DataFrame:
         raise DataError(f"unknown embedded dataset {name!r}; choose from {list_embedded()}")
     df = _read(name)
     if fromdate is not None:
-        df = df[df.index >= _utc(fromdate)]
+        df = df[df.index >= utc_timestamp(fromdate)]
     if todate is not None:
-        df = df[df.index <= _utc(todate)]
+        df = df[df.index <= utc_timestamp(todate)]
     return df.copy()
 
 
@@ -116,16 +117,6 @@ def read_raw(name: str) -> pd.DataFrame:
         raise DataError(f"unknown embedded dataset {name!r}; choose from {list_embedded()}")
     with resources.as_file(_path(filename)) as path:
         return pd.read_csv(path)
-
-
-def utc_timestamp(value) -> pd.Timestamp:
-    """``value`` as a UTC Timestamp (naive values are taken as UTC)."""
-    return _utc(value)
-
-
-def _utc(value) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _as_bars(name: str, df: pd.DataFrame) -> pd.DataFrame:

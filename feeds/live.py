@@ -24,7 +24,7 @@ import queue
 
 import pandas as pd
 
-from .arrayfeed import index_to_num
+from .bartime import index_to_num
 from .errors import FeedError
 from .validate import clean_ohlcv
 

@@ -36,6 +36,7 @@ import pandas as pd
 
 from . import embedded as _embedded
 from .arrayfeed import ArrayData
+from .bartime import utc_timestamp
 from .errors import DataError
 
 __all__ = ["TICK_LINES", "TickData", "load_ticks", "merge_ticks"]
@@ -160,9 +161,9 @@ def load_ticks(name: str = "binance:BTCUSDT", fromdate=None, todate=None,
                        index=_stamp(rb, clock, False))
     ev = merge_ticks(trades, bbo, aggregate=aggregate)
     if fromdate is not None:
-        ev = ev[ev.index >= _embedded.utc_timestamp(fromdate)]
+        ev = ev[ev.index >= utc_timestamp(fromdate)]
     if todate is not None:
-        ev = ev[ev.index <= _embedded.utc_timestamp(todate)]
+        ev = ev[ev.index <= utc_timestamp(todate)]
     if max_events is not None:
         ev = ev.iloc[: int(max_events)]
     return ev.copy()

@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .bartime import to_utc_index
 from .errors import DataError
 
 PRICE_COLS = ("open", "high", "low", "close")
@@ -41,25 +42,6 @@ def _fmt(idx, limit=5) -> str:
     items = [str(x) for x in list(idx)[:limit]]
     more = len(idx) - limit
     return ", ".join(items) + (f" (+{more} more)" if more > 0 else "")
-
-
-def to_utc_index(index) -> pd.DatetimeIndex:
-    """Return ``index`` as a UTC ``DatetimeIndex`` (naive values are taken as UTC)."""
-    if not isinstance(index, pd.DatetimeIndex):
-        dtype = getattr(index, "dtype", None)
-        if dtype is not None and (pd.api.types.is_numeric_dtype(dtype)
-                                  or pd.api.types.is_bool_dtype(dtype)):
-            # pd.to_datetime would read 0, 1, 2 ... as nanoseconds after 1970: never intended
-            raise DataError(f"index is {dtype}, not timestamps (set a DatetimeIndex)")
-        try:
-            index = pd.DatetimeIndex(pd.to_datetime(index, utc=True))
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"index cannot be read as timestamps: {exc}") from exc
-    if index.tz is None:
-        index = index.tz_localize("UTC")
-    else:
-        index = index.tz_convert("UTC")
-    return index
 
 
 def find_gaps(index: pd.DatetimeIndex, freq) -> pd.DataFrame:

@@ -30,9 +30,10 @@ import backtrader as bt
 import pandas as pd
 
 from .arrayfeed import ArrayData
+from .bartime import to_utc_index, utc_timestamp
 from .cache import cache_path, cached_fetch
 from .errors import DataError
-from .validate import clean_ohlcv, to_utc_index
+from .validate import clean_ohlcv
 
 #: yfinance interval -> (bar length, backtrader timeframe, compression)
 INTERVALS = {
@@ -67,9 +68,6 @@ _COLUMNS = {
 }
 
 
-def _utc(value) -> pd.Timestamp:
-    return to_utc_index(pd.DatetimeIndex([pd.Timestamp(value)]))[0]
-
 
 def check_interval(interval: str) -> str:
     if interval not in INTERVALS:
@@ -82,11 +80,11 @@ def check_limits(interval: str, start, now) -> None:
     if interval not in LIMITS:
         return
     back, _ = LIMITS[interval]
-    earliest = _utc(now) - back
-    if _utc(start) < earliest:
+    earliest = utc_timestamp(now) - back
+    if utc_timestamp(start) < earliest:
         raise ValueError(
             f"Yahoo serves {interval} bars only for the last {back.days} days (from "
-            f"{earliest:%Y-%m-%d %H:%M} UTC); asked from {_utc(start):%Y-%m-%d %H:%M}. "
+            f"{earliest:%Y-%m-%d %H:%M} UTC); asked from {utc_timestamp(start):%Y-%m-%d %H:%M}. "
             "Use a later fromdate or a coarser interval."
         )
 
@@ -148,8 +146,8 @@ def fetch_yfinance(
     check_interval(interval)
     if start is None:
         raise ValueError("fetch_yfinance needs start= (Yahoo's period= is not supported)")
-    now = _utc(pd.Timestamp.now(tz="UTC") if now is None else now)
-    start, end = _utc(start), (now if end is None else min(_utc(end), now))
+    now = utc_timestamp(pd.Timestamp.now(tz="UTC") if now is None else now)
+    start, end = utc_timestamp(start), (now if end is None else min(utc_timestamp(end), now))
     check_limits(interval, start, now)
     if downloader is None:
         import yfinance
@@ -222,8 +220,8 @@ def load_yfinance(
     check_interval(interval)
     if start is None:
         raise ValueError("load_yfinance needs start=")
-    now = _utc(pd.Timestamp.now(tz="UTC") if now is None else now)
-    end = now if end is None else min(_utc(end), now)
+    now = utc_timestamp(pd.Timestamp.now(tz="UTC") if now is None else now)
+    end = now if end is None else min(utc_timestamp(end), now)
     what = f"yahoo:{ticker}:{interval}"
 
     def fetch(a, b):
@@ -246,7 +244,7 @@ def load_yfinance(
     stale = max(pd.Timedelta(days=4), 3 * INTERVALS[interval][0]) if "mo" not in interval else None
     df = cached_fetch(path, fetch, start, end, overlap=True, stale_after=stale, name=what)
     if not len(df):
-        _none(what, _utc(start), end)
+        _none(what, utc_timestamp(start), end)
     return clean_ohlcv(df, freq=None, name=what)
 
 

@@ -10,19 +10,20 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": "s4_strategies.checkpoint",
-    "save_model": "s4_strategies.checkpoint",
+    "load_model": "s4_strategies.model",
+    "save_model": "s4_strategies.model",
     "make_features": "s4_strategies.features",
     "make_labels": "s4_strategies.features",
     "FeatureSpec": "s4_strategies.features",
-    "S4Indicator": "s4_strategies.indicator",
+    "S4Indicator": "s4_strategies.indicators",
     "S4DirectionalStrategy": "s4_strategies.strategies.directional",
     "S4PortfolioStrategy": "s4_strategies.strategies.portfolio",
     "AvellanedaStoikovStrategy": "s4_strategies.strategies.market_maker",
-    "run_market_making": "s4_strategies.strategies.mm_runner",
-    "MarketMakingBroker": "s4_strategies.strategies.fills",
-    "MakerTakerCommInfo": "s4_strategies.strategies.fills",
-    "Predictor": "s4_strategies.checkpoint",
+    "run_market_making": "s4_strategies.apps.market_making",
+    "MarketMakingBroker": "s4_strategies.market_making.broker",
+    "MakerTakerCommInfo": "s4_strategies.fees",
+    "Predictor": "s4_strategies.model",
+    "default_checkpoint": "s4_strategies.model",
 }
 
 __all__ = ["__version__", *_LAZY]

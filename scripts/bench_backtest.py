@@ -23,8 +23,8 @@ def default_size_predictor(df):
     """An untrained default-size S4D with real feature statistics (for timing only)."""
     import torch
 
-    from s4_strategies.checkpoint import Predictor, Targets
     from s4_strategies.features import FeatureSpec, LabelSpec, Normalizer, make_features
+    from s4_strategies.model import Predictor, Targets
     from s4_strategies.ssm import build_model
 
     torch.manual_seed(0)
@@ -59,8 +59,8 @@ def main(argv=None) -> int:
 
     import feeds
     from s4_strategies import load_model
-    from s4_strategies.commission import set_bybit_fees
-    from s4_strategies.pretrained import default_checkpoint
+    from s4_strategies.fees import set_bybit_fees
+    from s4_strategies.model import default_checkpoint
     from s4_strategies.strategies.directional import S4DirectionalStrategy
 
     torch.set_num_threads(1)

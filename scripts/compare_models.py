@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from s4_strategies.cli import main
+from s4_strategies.apps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["compare", *sys.argv[1:]]))

@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from s4_strategies.cli import main as cli
+    from s4_strategies.apps.cli import main as cli
 
     return cli(["train", "--data", "bybit:BTCUSDT:60", "--from", "2021-01-01", "--to", "2022-12-31",
                 "--layer", "s4d", "--epochs", str(args.epochs), "--seed", str(args.seed),

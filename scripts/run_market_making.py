@@ -6,7 +6,7 @@
     python scripts/run_market_making.py --source bars --set model=glft --set gamma=1e-3
 
 Prints the metrics table; with ``--out`` writes ``mm_metrics.json`` and ``mm_inventory.png``.
-All logic lives in ``s4_strategies.strategies.mm_runner.run_market_making``.
+All logic lives in ``s4_strategies.apps.market_making.run_market_making``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from s4_strategies.strategies.mm_runner import run_market_making
+    from s4_strategies.apps.market_making import run_market_making
 
     params = {}
     for item in args.set:

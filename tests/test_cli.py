@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from s4_strategies.cli import main
+from s4_strategies.apps.cli import main
 
 
 def test_backtest_directional_writes_metrics_and_tearsheet(tiny_checkpoint, tmp_path, capsys):
@@ -43,7 +43,7 @@ def test_backtest_market_making_on_ticks(tmp_path, capsys):
 
 
 def test_compare_quick_runs_and_reports(tmp_path):
-    from s4_strategies.compare import run_comparison
+    from s4_strategies.training.compare import run_comparison
 
     res = run_comparison(train=("2021-01-01", "2021-05-31"), test=("2021-07-01", "2021-08-31"),
                          quick=True, models=["s4d", "lstm"], out=tmp_path, log=lambda *_: None)

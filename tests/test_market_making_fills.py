@@ -7,7 +7,8 @@ import pytest
 
 from feeds import ArrayData
 from feeds.ticks import TickData
-from s4_strategies.strategies.fills import MakerTakerCommInfo, MarketMakingBroker
+from s4_strategies.fees import MakerTakerCommInfo
+from s4_strategies.market_making.broker import MarketMakingBroker
 
 T0 = pd.Timestamp("2024-08-08 23:00", tz="UTC")
 NAN = float("nan")

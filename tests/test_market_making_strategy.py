@@ -11,8 +11,10 @@ import feeds
 from analyzers.market_making import MarketMakingAnalyzer, format_table
 from feeds import ArrayData
 from feeds.ticks import TickData, load_ticks
-from s4_strategies.strategies.fills import MakerTakerCommInfo, MarketMakingBroker
-from s4_strategies.strategies.market_maker import AvellanedaStoikovStrategy, run_market_making
+from s4_strategies.apps.market_making import run_market_making
+from s4_strategies.fees import MakerTakerCommInfo
+from s4_strategies.market_making.broker import MarketMakingBroker
+from s4_strategies.strategies.market_maker import AvellanedaStoikovStrategy
 
 TICKS = dict(max_events=4000)
 MONTH = dict(fromdate="2024-03-01", todate="2024-03-31")

@@ -5,8 +5,8 @@ import torch
 
 import feeds
 import s4_strategies
-from s4_strategies.checkpoint import CheckpointError
 from s4_strategies.features import LabelSpec
+from s4_strategies.model import CheckpointError
 from s4_strategies.training import date_split, walk_forward_splits
 
 
@@ -77,7 +77,7 @@ def test_checkpoint_with_other_features_is_refused(tiny_checkpoint, tmp_path):
 
 
 def test_train_command(tmp_path, capsys):
-    from s4_strategies.cli import main
+    from s4_strategies.apps.cli import main
 
     out = tmp_path / "m.pt"
     rc = main(["train", "--data", "bybit:BTCUSDT:60", "--from", "2021-01-01", "--to",

@@ -8,8 +8,8 @@ from collections import deque
 
 import backtrader as bt
 
-from ..commission import BYBIT_TAKER, set_bybit_fees
-from ..indicator import S4Indicator
+from ..fees import BYBIT_TAKER, set_bybit_fees
+from ..indicators import S4Indicator
 
 
 class S4DirectionalStrategy(bt.Strategy):

@@ -48,12 +48,11 @@ from types import SimpleNamespace
 import backtrader as bt
 import numpy as np
 
-from feeds.arrayfeed import EPOCH_ORDINAL
-from s4_strategies import market_making as mm
+from feeds.bartime import num_to_epoch
 
-__all__ = ["AvellanedaStoikovStrategy", "run_market_making"]
+from .. import market_making as mm
 
-_DAY = 86_400.0
+__all__ = ["AvellanedaStoikovStrategy"]
 
 
 def _has_line(data, name: str) -> bool:
@@ -220,12 +219,12 @@ class AvellanedaStoikovStrategy(bt.Strategy):
 
     # ------------------------------------------------------------------ clock, mid
     def _now(self, data, book) -> float:
-        t = (data.datetime[0] - EPOCH_ORDINAL) * _DAY
+        t = num_to_epoch(data.datetime[0])
         if book.tick_feed or not book.cfg.stamp_at_open:
             return t
         if book.cfg.bar_seconds is None and 1 < len(data) <= 20:
             # the shortest spacing of the first bars (a weekend gap is not a bar)
-            gap = t - (data.datetime[-1] - EPOCH_ORDINAL) * _DAY
+            gap = t - num_to_epoch(data.datetime[-1])
             if gap > 0:
                 book.bar_seconds = min(book.bar_seconds or math.inf, gap)
         return t + (book.bar_seconds or 0.0)
@@ -422,9 +421,3 @@ class AvellanedaStoikovStrategy(bt.Strategy):
         book = self._books[data if data is not None else self.datas[0]]
         return dict(sigma=book.sigma, A=book.A, kappa=book.kappa, bar_seconds=book.bar_seconds)
 
-
-def run_market_making(*args, **kwargs):
-    """See :func:`s4_strategies.strategies.mm_runner.run_market_making`."""
-    from s4_strategies.strategies.mm_runner import run_market_making as _run
-
-    return _run(*args, **kwargs)

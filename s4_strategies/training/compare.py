@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..features import FeatureSpec, LabelSpec
 from .evaluation import TAKER_FEE, evaluate_positions, positions_from_signal, time_per_bar
-from .features import FeatureSpec, LabelSpec
-from .training import TrainConfig, date_split, train_model
+from .fit import TrainConfig, train_model
+from .splits import date_split
 
 # (name, layer, layer options, config overrides). The selective SSM uses Mamba's own
 # default d_state 16; the Transformer attends to the last 512 bars (half its training

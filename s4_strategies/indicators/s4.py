@@ -15,7 +15,6 @@ since the start or the last state reset.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from array import array
 
@@ -23,9 +22,9 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from feeds.arrayfeed import num_to_index
+from feeds.bartime import SECONDS_PER_DAY, num_to_index, parse_hhmm
 
-from .checkpoint import Predictor, load_model
+from ..model import Predictor, load_model
 
 _OUT = ("signal", "confidence", "expected_signal", "pred_return", "pred_vol")
 
@@ -38,18 +37,11 @@ def _as_predictor(model) -> Predictor:
     return load_model(model)
 
 
-def _parse_time(value):
-    if value is None or isinstance(value, _dt.time):
-        return value
-    hh, mm = str(value).split(":")
-    return _dt.time(int(hh), int(mm))
-
-
 class S4Indicator(bt.Indicator):
     """Per-bar predictions of a trained S4/S4D/selective-SSM (or baseline) model.
 
     Params:
-      - ``model``: checkpoint path or a :class:`~s4_strategies.checkpoint.Predictor`
+      - ``model``: checkpoint path or a :class:`~s4_strategies.model.Predictor`
         (``s4_strategies.load_model(path)``)
       - ``warmup``: bars to see before the lines count (default: the feature warm-up)
       - ``reset_time``: ``"HH:MM"`` (UTC) session start; the model state resets on the first
@@ -76,14 +68,14 @@ class S4Indicator(bt.Indicator):
         self.predictor = _as_predictor(self.p.model)
         spec = self.predictor.feature_spec
         self._warmup = int(self.p.warmup if self.p.warmup is not None else spec.warmup)
-        self._reset_time = _parse_time(self.p.reset_time)
+        self._reset_time = parse_hhmm(self.p.reset_time)
         self._stream = self.predictor.stream()
         self._since_reset = 0
         self._last_len = -1
         self._last_num = None
         self._snapshot = None
         self._once_done = False
-        self._spacing_days = (self.predictor.meta.get("bar_spacing_s") or 0) / 86400.0
+        self._spacing_days = (self.predictor.meta.get("bar_spacing_s") or 0) / SECONDS_PER_DAY
         if self.p.state is not None:
             self.set_state(self.p.state)
 

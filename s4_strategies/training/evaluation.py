@@ -16,7 +16,9 @@ import pandas as pd
 
 from analyzers.metrics import bootstrap_sharpe_ci, compute_metrics
 
-TAKER_FEE = 0.00055
+from ..fees import BYBIT_TAKER
+
+TAKER_FEE = BYBIT_TAKER
 
 
 def positions_from_signal(signal: np.ndarray, n_classes: int = 3, long_only: bool = False):

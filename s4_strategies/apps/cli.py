@@ -16,8 +16,8 @@ def _cmd_demo(args) -> int:
 def _cmd_train(args) -> int:
     import feeds
 
-    from .features import FeatureSpec, LabelSpec
-    from .training import TrainConfig, date_split, save_result, train_model
+    from ..features import FeatureSpec, LabelSpec
+    from ..training import TrainConfig, date_split, save_result, train_model
 
     df = feeds.load_embedded(args.data)
     lspec = LabelSpec(n_classes=args.classes,
@@ -41,7 +41,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .compare import run_comparison
+    from ..training.compare import run_comparison
 
     models = args.models.split(",") if args.models else None
     res = run_comparison(data=args.data, train=(args.train_from, args.train_to),

@@ -6,7 +6,7 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-from .pretrained import default_checkpoint
+from ..model import default_checkpoint
 
 STRATEGIES = ("directional", "portfolio", "market-making")
 
@@ -24,8 +24,8 @@ def build_cerebro(strategy: str, data: list[str], model=None, fromdate=None, tod
 
     import feeds
 
-    from .strategies.directional import S4DirectionalStrategy
-    from .strategies.portfolio import S4PortfolioStrategy
+    from ..strategies.directional import S4DirectionalStrategy
+    from ..strategies.portfolio import S4PortfolioStrategy
 
     params = dict(params or {})
     cerebro = bt.Cerebro(runonce=runonce, stdstats=False)
@@ -57,7 +57,7 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
     if strategy == "market-making":
         import feeds
 
-        from .strategies.mm_runner import run_market_making
+        from .market_making import run_market_making
 
         name = data[0]
         if name in feeds.list_embedded("bars"):

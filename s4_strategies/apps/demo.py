@@ -21,8 +21,8 @@ TEST_FROM, TEST_TO = "2023-01-01", "2024-12-31 23:00"
 def _train_demo_model(path: Path) -> Path:
     import feeds
 
-    from .features import FeatureSpec, LabelSpec
-    from .training import TrainConfig, date_split, save_result, train_model
+    from ..features import FeatureSpec, LabelSpec
+    from ..training import TrainConfig, date_split, save_result, train_model
 
     df = feeds.load_embedded("bybit:BTCUSDT:60", todate="2022-12-31 23:00")
     lspec = LabelSpec()
@@ -38,8 +38,8 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
     import logging
 
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    from ..model import default_checkpoint
     from .backtest import run_backtest
-    from .pretrained import default_checkpoint
 
     t0 = time.perf_counter()
     outdir = Path(out)
@@ -61,7 +61,7 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
         fromdate=TEST_FROM, todate=TEST_TO, out=outdir / "portfolio")
     mm = {}
     try:
-        from .strategies.market_maker import run_market_making
+        from .market_making import run_market_making
     except ImportError:  # pragma: no cover - market making not installed in this build
         run_market_making = None
     if run_market_making is not None:

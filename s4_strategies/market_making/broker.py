@@ -55,66 +55,15 @@ import math
 import backtrader as bt
 import numpy as np
 
-from feeds.arrayfeed import EPOCH_ORDINAL
-from s4_strategies.market_making import fill_probability
+from feeds.bartime import num_to_epoch
 
-__all__ = ["FILL_MODELS", "QUEUE_RULES", "MakerTakerCommInfo", "MarketMakingBroker"]
+from ..fees import MAKER, TAKER
+from .quotes import fill_probability
+
+__all__ = ["FILL_MODELS", "QUEUE_RULES", "MarketMakingBroker"]
 
 FILL_MODELS = ("trade_through", "intensity", "touch")
 QUEUE_RULES = ("queue", "through", "touch")
-MAKER, TAKER = "maker", "taker"
-_SECONDS_PER_DAY = 86_400.0
-
-
-class MakerTakerCommInfo(bt.CommInfoBase):
-    """Maker/taker commission (a negative rate is a rebate).
-
-    Params:
-      - ``maker`` (0.0002 = 0.02 %), ``taker`` (0.00055 = 0.055 %): Bybit linear defaults,
-        as fractions of notional;
-      - ``per_contract`` (``False``): when ``True`` ``maker``/``taker`` are a fixed amount per
-        contract per side (futures: ``futures(round_turn=14.0)`` charges 7 a side).
-
-    ``MarketMakingBroker`` sets ``liquidity`` to ``"maker"`` or ``"taker"`` for each fill;
-    under another broker every fill is charged ``maker``.
-    """
-
-    params = (
-        ("maker", 0.0002),
-        ("taker", 0.00055),
-        ("per_contract", False),
-        ("stocklike", True),
-        ("commtype", bt.CommInfoBase.COMM_PERC),
-        ("percabs", True),
-    )
-
-    liquidity = MAKER
-
-    def rate(self, liquidity: str | None = None) -> float:
-        liq = liquidity or self.liquidity
-        return self.p.taker if liq == TAKER else self.p.maker
-
-    def _getcommission(self, size, price, pseudoexec):
-        rate = self.rate()
-        if self.p.per_contract:
-            return abs(size) * rate
-        notional = abs(size) * price
-        if not self._stocklike:
-            notional *= self.p.mult
-        return notional * rate
-
-    @classmethod
-    def bybit_linear(cls, maker: float = 0.0002, taker: float = 0.00055, **kwargs):
-        """Bybit USDT linear perpetual: 0.02 % maker, 0.055 % taker."""
-        return cls(maker=maker, taker=taker, **kwargs)
-
-    @classmethod
-    def futures(cls, round_turn: float = 14.0, mult: float = 1.0, margin: float = 1000.0,
-                **kwargs):
-        """Futures-like (margin, mark-to-market) with a fixed fee of ``round_turn/2`` a side."""
-        side = round_turn / 2.0
-        return cls(maker=side, taker=side, per_contract=True, stocklike=False, mult=mult,
-                   margin=margin, commtype=bt.CommInfoBase.COMM_FIXED, **kwargs)
 
 
 def _line(data, name):
@@ -354,4 +303,4 @@ class MarketMakingBroker(bt.brokers.BackBroker):
 
 def _now(data) -> float:
     """The feed's current time in epoch seconds (UTC)."""
-    return (data.datetime[0] - EPOCH_ORDINAL) * _SECONDS_PER_DAY if len(data) else 0.0
+    return num_to_epoch(data.datetime[0]) if len(data) else 0.0

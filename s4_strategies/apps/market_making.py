@@ -102,7 +102,8 @@ def run_market_making(source: str = "ticks", fill_model: str | None = None, out=
     import feeds.ticks as ticks
     from analyzers.market_making import MarketMakingAnalyzer, format_table, plot_inventory
     from feeds import ArrayData
-    from s4_strategies.strategies.fills import MakerTakerCommInfo, MarketMakingBroker
+    from s4_strategies.fees import MakerTakerCommInfo
+    from s4_strategies.market_making.broker import MarketMakingBroker
     from s4_strategies.strategies.market_maker import AvellanedaStoikovStrategy
 
     if source not in PRESETS:

@@ -10,7 +10,7 @@ NAME = "s4d_btcusdt_1h.pt"
 
 def default_checkpoint() -> Path:
     """Path of the shipped S4D checkpoint (trained on Bybit BTCUSDT hourly 2021–2022)."""
-    path = Path(str(resources.files("s4_strategies").joinpath("pretrained", NAME)))
+    path = Path(str(resources.files("s4_strategies").joinpath("model", "weights", NAME)))
     if not path.exists():
         raise FileNotFoundError(
             f"no shipped checkpoint at {path}; train one with `s4trade train --out PATH` "

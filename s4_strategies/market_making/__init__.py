@@ -1,0 +1,62 @@
+"""Market making: the quoting maths, calibration and session timing as plain functions
+(numbers in, numbers out, no backtrader), and the fill-model broker.
+
+- ``quotes``: Avellaneda–Stoikov and GLFT quotes, tick rounding, sizes, fill intensity
+- ``calibration``: ``sigma``, ``A, kappa`` and the EMA trend estimated from data
+- ``session``: time to a daily close and the AS horizon ``tau``
+- ``broker``: ``MarketMakingBroker`` (trade-through, queue, intensity fills; imported on
+  first use, it is the only part that needs backtrader)
+
+Units are documented in :mod:`s4_strategies.market_making.quotes`: time in seconds, ``sigma``
+in price per √second, ``kappa`` in 1/price, ``A`` in fills per second, inventory in lots.
+The strategy that places the orders is ``s4_strategies.strategies.AvellanedaStoikovStrategy``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .calibration import (
+    calibrate_from_bars,
+    calibrate_from_excursions,
+    calibrate_from_trades,
+    ema_lag,
+    ema_trend,
+    ema_update,
+    fit_intensity,
+    intensity_from_touches,
+    intensity_from_trades,
+    realized_sigma,
+)
+from .quotes import (
+    as_quotes,
+    as_quotes_rounded,
+    drift_shift,
+    fill_probability,
+    glft_coefficients,
+    glft_quotes,
+    glft_quotes_rounded,
+    intensity,
+    optimal_spread,
+    quote_sizes,
+    reservation_price,
+    round_quotes,
+)
+from .session import parse_session_close, session_tau, time_to_close
+
+_LAZY = {"MarketMakingBroker": "broker", "FILL_MODELS": "broker", "QUEUE_RULES": "broker"}
+
+__all__ = [
+    "as_quotes", "as_quotes_rounded", "calibrate_from_bars", "calibrate_from_excursions",
+    "calibrate_from_trades", "drift_shift", "ema_lag", "ema_trend", "ema_update",
+    "fill_probability", "fit_intensity", "glft_coefficients", "glft_quotes",
+    "glft_quotes_rounded", "intensity", "intensity_from_touches", "intensity_from_trades",
+    "optimal_spread", "parse_session_close", "quote_sizes", "realized_sigma",
+    "reservation_price", "round_quotes", "session_tau", "time_to_close", *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,134 @@
+"""``Predictor``: a trained model with its features, normalisation and decoding.
+
+``decode`` is the one map from raw head outputs (logits, standardised returns, log
+volatility) to trading quantities; the per-bar :class:`~s4_strategies.model.stream.PredictorStream`
+computes the same numbers with scalar arithmetic and a test holds the two equal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, signal_values
+from .errors import CheckpointError
+from .stream import PredictorStream
+
+
+@dataclass
+class Targets:
+    """Scales the training targets were standardised with."""
+
+    return_scale: list[float] = field(default_factory=list)
+    vol_mean: float = 0.0
+    vol_std: float = 1.0
+
+    def to_dict(self) -> dict:
+        return {"return_scale": list(self.return_scale), "vol_mean": self.vol_mean,
+                "vol_std": self.vol_std}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Targets:
+        return cls(list(d["return_scale"]), float(d["vol_mean"]), float(d["vol_std"]))
+
+
+class Predictor:
+    """A trained model with its features: the unit that trades.
+
+    - ``predict(df)``: batch (parallel) forward over a frame of bars, decoded to a DataFrame
+      with ``signal``, ``confidence``, ``pred_return``, ``pred_vol`` and the class probabilities.
+    - ``stream()``: a per-bar object (features + model stepper, no torch) for ``next()``.
+    """
+
+    def __init__(self, model, feature_spec: FeatureSpec, normalizer: Normalizer,
+                 label_spec: LabelSpec, targets: Targets, meta: dict | None = None):
+        # Inference in float64: the parallel (FFT) and recurrent views then agree to ~1e-10,
+        # so a backtest in runonce mode and a live feed give the same lines.
+        self.model = model.double().eval()
+        self.feature_spec = feature_spec
+        self.normalizer = normalizer
+        self.label_spec = label_spec
+        self.targets = targets
+        self.meta = dict(meta or {})
+        names = feature_spec.names
+        input_dim = model.config.get("input_dim")
+        if input_dim is not None and input_dim != len(names):
+            raise CheckpointError(
+                f"model expects {input_dim} inputs but the feature spec makes {len(names)}"
+            )
+        if len(normalizer.mean) != len(names):
+            raise CheckpointError(
+                f"normalisation has {len(normalizer.mean)} features, spec has {len(names)}"
+            )
+        self.classes = signal_values(label_spec.n_classes)
+
+    # -- data checks -------------------------------------------------------------------
+    def check_data(self, df: pd.DataFrame, strict: bool = True) -> None:
+        """Raise ``CheckpointError`` when ``df`` cannot feed this model's features."""
+        missing = [c for c in ("open", "high", "low", "close", "volume") if c not in df.columns]
+        if missing:
+            raise CheckpointError(f"data lacks columns {missing} that the features need")
+        spacing = self.meta.get("bar_spacing_s")
+        if strict and spacing and len(df) > 2:
+            have = bar_spacing(df.index).total_seconds()
+            if not math.isclose(have, spacing, rel_tol=0.01):
+                raise CheckpointError(
+                    f"the model was trained on bars {spacing:g} s apart "
+                    f"({self.meta.get('data_name', '?')}), this data has bars {have:g} s apart; "
+                    "its features would not mean what they meant in training "
+                    "(pass strict=False to override)"
+                )
+
+    def features(self, df: pd.DataFrame, strict: bool = True) -> np.ndarray:
+        """Normalised features of every bar (NaN rows during warm-up are zeroed)."""
+        self.check_data(df, strict=strict)
+        z = self.normalizer.transform(make_features(df, self.feature_spec).to_numpy())
+        return np.nan_to_num(z, nan=0.0)
+
+    # -- decoding ----------------------------------------------------------------------
+    def decode(self, logits, returns, log_vol) -> dict[str, np.ndarray]:
+        """Raw head outputs (numpy, last axis = head) to trading quantities."""
+        logits = np.asarray(logits, dtype=np.float64)
+        z = logits - logits.max(axis=-1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=-1, keepdims=True)
+        cls = p.argmax(axis=-1)
+        ret = np.asarray(returns, dtype=np.float64)[..., 0] * self.targets.return_scale[0]
+        vol = np.exp(np.asarray(log_vol, dtype=np.float64) * self.targets.vol_std
+                     + self.targets.vol_mean)
+        return {
+            "signal": self.classes[cls],
+            "confidence": np.take_along_axis(p, cls[..., None], axis=-1)[..., 0],
+            "expected_signal": p @ self.classes,
+            "pred_return": ret,
+            "pred_vol": vol,
+            "probs": p,
+        }
+
+    def predict(self, df: pd.DataFrame, strict: bool = True) -> pd.DataFrame:
+        """Batch forward over every bar of ``df`` (from a zero state at its first bar)."""
+        x = self.features(df, strict=strict)
+        out = self.forward_array(x)
+        frame = {k: v for k, v in out.items() if k != "probs"}
+        for i in range(out["probs"].shape[-1]):
+            frame[f"p{i}"] = out["probs"][:, i]
+        return pd.DataFrame(frame, index=df.index)
+
+    def forward_array(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Batch forward over normalised features ``x`` (L, F)."""
+        import torch
+
+        from .sequence import predict_sequence
+
+        with torch.no_grad():
+            dtype = next(self.model.parameters()).dtype
+            raw = predict_sequence(self.model, torch.as_tensor(x, dtype=dtype)[None])
+        return self.decode(raw["logits"][0].numpy(), raw["returns"][0].numpy(),
+                           raw["log_vol"][0].numpy())
+
+    def stream(self) -> PredictorStream:
+        """A per-bar :class:`~s4_strategies.model.stream.PredictorStream` from a zero state."""
+        return PredictorStream(self)

@@ -1,0 +1,73 @@
+"""``PredictorStream``: the per-bar hot path (features, normalisation, numba stepper, decode).
+
+No torch here: one bar costs a few tens of microseconds (``scripts/bench_ssm.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..features import FeatureStream
+
+
+class PredictorStream:
+    """One stream of bars through features, normalisation and the model stepper.
+
+    ``step`` returns the same numbers as ``Predictor.decode`` on the batch outputs, computed
+    with scalar arithmetic: this is the per-bar hot path of the indicator's ``next()``.
+    """
+
+    def __init__(self, predictor):
+        """``predictor``: the :class:`~s4_strategies.model.predictor.Predictor` to stream."""
+        self.p = predictor
+        self.features = FeatureStream(predictor.feature_spec)
+        self.stepper = predictor.model.stepper()
+        self._mean = np.asarray(predictor.normalizer.mean, dtype=np.float64)
+        self._inv_std = 1.0 / np.asarray(predictor.normalizer.std, dtype=np.float64)
+        self._clip = predictor.normalizer.clip
+        self._z = np.empty(len(self._mean))
+        self._classes = [float(c) for c in predictor.classes]
+        self._ret_scale = float(predictor.targets.return_scale[0])
+        self._vol_mean = float(predictor.targets.vol_mean)
+        self._vol_std = float(predictor.targets.vol_std)
+
+    def reset(self) -> None:
+        self.features.reset()
+        self.stepper.reset()
+
+    def step(self, o, h, l, c, v, hour=0.0, dow=0.0) -> dict:
+        z = self._z
+        raw = self.features.update(o, h, l, c, v, hour, dow)
+        np.subtract(raw, self._mean, out=z)
+        np.multiply(z, self._inv_std, out=z)
+        np.clip(z, -self._clip, self._clip, out=z)
+        z[np.isnan(z)] = 0.0
+        out = self.stepper.step(z)
+        logits = out["logits"].tolist()
+        top = max(logits)
+        exps = [math.exp(x - top) for x in logits]
+        total = sum(exps)
+        k = logits.index(top)
+        classes = self._classes
+        return {
+            "signal": classes[k],
+            "confidence": exps[k] / total,
+            "expected_signal": sum(e * cl for e, cl in zip(exps, classes)) / total,
+            "pred_return": float(out["returns"][0]) * self._ret_scale,
+            "pred_vol": math.exp(float(out["log_vol"]) * self._vol_std + self._vol_mean),
+        }
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Normalised features ``x`` (L, F) of consecutive bars through the model's recurrent
+        view from its current state, in one compiled loop (the indicator's ``once()``)."""
+        out = self.stepper.run(x)
+        return self.p.decode(out["logits"], out["returns"], out["log_vol"])
+
+    def get_state(self) -> dict:
+        return {"features": self.features.get_state(), "model": self.stepper.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.features.set_state(state["features"])
+        self.stepper.set_state(state["model"])
