@@ -157,3 +157,40 @@ def test_plot_has_an_s4_subplot(model, tmp_path):
     assert len(fig.axes) >= 2
     fig.savefig(tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
+class FirstNext(bt.Strategy):
+    """Records the strategy's first next(): no prenext, so it waits for the indicator."""
+
+    params = dict(model=None)
+
+    def __init__(self):
+        self.s4 = S4Indicator(self.data, model=self.p.model)
+        self.first = None
+
+    def next(self):
+        if self.first is None:
+            self.first = (len(self.data), [getattr(self.s4, k)[0] for k in LINES])
+
+
+@pytest.mark.parametrize("runonce", [True, False])
+def test_minperiod_is_the_warmup_so_next_sees_defined_lines(model, runonce):
+    cerebro = bt.Cerebro(runonce=runonce, stdstats=False)
+    cerebro.adddata(feeds.EmbeddedData(name="bybit:BTCUSDT:60", fromdate=FROM, todate=TO))
+    cerebro.addstrategy(FirstNext, model=model)
+    strat = cerebro.run()[0]
+    warmup = model.feature_spec.warmup
+    assert strat.s4._minperiod == warmup
+    n, values = strat.first
+    assert n == warmup
+    assert all(np.isfinite(values))
+
+
+def test_plot_label_names_the_model_not_an_object(model):
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feeds.EmbeddedData(name="bybit:BTCUSDT:60", fromdate=FROM, todate=TO))
+    cerebro.addstrategy(Record, model=model, ind=dict(reset_time="00:00"))
+    strat = cerebro.run()[0]
+    label = strat.s4.plotlabel()
+    assert label == "S4 s4d bybit:BTCUSDT:60 (reset_time=00:00)"
+    assert "object at" not in label and "Predictor" not in label

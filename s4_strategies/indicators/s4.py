@@ -11,6 +11,12 @@ Lines: ``signal`` (the most likely class as a position: -1/0/1, or -2..2 with fi
 ``pred_return`` (predicted log return over the shortest label horizon) and ``pred_vol``
 (predicted realised volatility per bar). All are NaN until ``warmup`` bars have been seen
 since the start or the last state reset.
+
+Warm-up: the indicator calls ``addminperiod(warmup)``, so a strategy's ``next()`` starts only
+once every S4 line is defined (``prenext()`` runs before that; the indicator keeps advancing
+its state there). A state reset (``reset_time``/``reset_gap``) starts a new warm-up inside
+the run, and backtrader has no way to raise a minimum period mid-run: the lines are NaN for
+``warmup`` bars after each reset, which strategies that use resets must allow for.
 """
 
 from __future__ import annotations
@@ -78,6 +84,14 @@ class S4Indicator(bt.Indicator):
         self._spacing_days = (self.predictor.meta.get("bar_spacing_s") or 0) / SECONDS_PER_DAY
         if self.p.state is not None:
             self.set_state(self.p.state)
+        self.addminperiod(self._warmup)
+        self.plotinfo.plotname = f"S4 {self.predictor.name}"
+
+    def _plotlabel(self):
+        # backtrader labels a plot with every param value: the model is an object, whose repr
+        # says nothing; the name is already in ``plotname``, the reset rules are what is left.
+        return [f"{k}={v}" for k, v in (("reset_time", self.p.reset_time),
+                                         ("reset_gap", self.p.reset_gap)) if v is not None]
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self) -> dict:

@@ -65,6 +65,16 @@ class Predictor:
             )
         self.classes = signal_values(label_spec.n_classes)
 
+    @property
+    def name(self) -> str:
+        """A short label: the model kind and the data it was trained on (``s4d bybit:BTCUSDT:60``)."""
+        kind = self.model.config.get("kind", type(self.model).__name__)
+        data = self.meta.get("data_name")
+        return f"{kind} {data}" if data else str(kind)
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.name})"
+
     # -- data checks -------------------------------------------------------------------
     def check_data(self, df: pd.DataFrame, strict: bool = True) -> None:
         """Raise ``CheckpointError`` when ``df`` cannot feed this model's features."""

@@ -98,7 +98,7 @@ class S4DirectionalStrategy(bt.Strategy):
     def next(self):
         s4 = self.s4
         sig = s4.signal[0]
-        if sig != sig:  # NaN: still warming up
+        if sig != sig:  # NaN: warming up again after a state reset (reset_time/reset_gap)
             return
         conf, vol = s4.confidence[0], s4.pred_vol[0]
         allowed = self.risk_filter(sig, conf, vol)
