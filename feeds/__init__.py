@@ -1,43 +1,54 @@
-"""backtrader data feeds: embedded real market data, Bybit (pybit) and Yahoo Finance."""
+"""backtrader data feeds: embedded real market data, Bybit (pybit) and Yahoo Finance.
 
-from .arrayfeed import ArrayData
-from .bartime import EPOCH_ORDINAL, index_to_num, num_to_index, to_utc_index, utc_timestamp
-from .bybit import BybitData, fetch_bybit_klines, load_bybit_klines
-from .cache import CacheWarning
-from .embedded import EmbeddedData, bar_frequency, is_tick_dataset, list_embedded, load_embedded
-from .errors import DataError, FeedError
-from .live import KlineStream, parse_kline_message
-from .ticks import TICK_LINES, TickData, load_ticks, merge_ticks
-from .validate import clean_ohlcv, find_gaps
-from .yahoo import YFinanceData, fetch_yfinance, load_yfinance
+Names are imported on first use, so ``import feeds.bartime`` (pure pandas) does not pull in
+backtrader, pybit or yfinance.
+"""
 
-__all__ = [
-    "BybitData",
-    "CacheWarning",
-    "KlineStream",
-    "TICK_LINES",
-    "TickData",
-    "load_ticks",
-    "merge_ticks",
-    "YFinanceData",
-    "fetch_bybit_klines",
-    "fetch_yfinance",
-    "load_bybit_klines",
-    "load_yfinance",
-    "parse_kline_message",
-    "ArrayData",
-    "EPOCH_ORDINAL",
-    "num_to_index",
-    "DataError",
-    "EmbeddedData",
-    "FeedError",
-    "bar_frequency",
-    "clean_ohlcv",
-    "find_gaps",
-    "index_to_num",
-    "to_utc_index",
-    "utc_timestamp",
-    "is_tick_dataset",
-    "list_embedded",
-    "load_embedded",
-]
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "ArrayData": "arrayfeed",
+    "EPOCH_ORDINAL": "bartime",
+    "index_to_num": "bartime",
+    "num_to_index": "bartime",
+    "to_utc_index": "bartime",
+    "utc_timestamp": "bartime",
+    "BybitData": "bybit",
+    "fetch_bybit_klines": "bybit",
+    "load_bybit_klines": "bybit",
+    "CacheWarning": "cache",
+    "EmbeddedData": "embedded",
+    "bar_frequency": "embedded",
+    "is_tick_dataset": "embedded",
+    "list_embedded": "embedded",
+    "load_embedded": "embedded",
+    "DataError": "errors",
+    "FeedError": "errors",
+    "KlineStream": "live",
+    "parse_kline_message": "live",
+    "TICK_LINES": "ticks",
+    "TickData": "ticks",
+    "load_ticks": "ticks",
+    "merge_ticks": "ticks",
+    "clean_ohlcv": "validate",
+    "find_gaps": "validate",
+    "YFinanceData": "yahoo",
+    "fetch_yfinance": "yahoo",
+    "load_yfinance": "yahoo",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

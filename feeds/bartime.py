@@ -12,6 +12,7 @@ conversion the project makes goes through the functions here:
 ``num_to_index(nums)``      vectorised ``num2date`` -> DatetimeIndex, snapped to the ms
 ``to_utc_index(index)``     any timestamp-like index -> UTC DatetimeIndex
 ``utc_timestamp(value)``    one value -> UTC Timestamp (naive = UTC)
+``to_naive_utc(index)``     a DatetimeIndex -> naive UTC (quantstats' convention)
 ``utc_naive(value)``        one value -> naive UTC Timestamp (backtrader's convention)
 ``parse_hhmm(value)``       ``"HH:MM[:SS]"`` / ``datetime.time`` -> ``datetime.time``
 ``seconds_after_midnight``  a daily time of day (``"HH:MM"``, ``time`` or seconds) -> s
@@ -38,7 +39,8 @@ _NS_PER_DAY = 86_400e9
 
 __all__ = [
     "EPOCH_ORDINAL", "SECONDS_PER_DAY", "bar_spacing", "epoch_to_num", "index_to_num",
-    "num_to_epoch", "num_to_index", "parse_hhmm", "seconds_after_midnight", "to_utc_index",
+    "num_to_epoch", "num_to_index", "parse_hhmm", "seconds_after_midnight", "to_naive_utc",
+    "to_utc_index",
     "utc_naive", "utc_timestamp",
 ]
 
@@ -93,6 +95,14 @@ def utc_timestamp(value) -> pd.Timestamp:
     """``value`` (string, datetime, Timestamp) as a UTC Timestamp (naive values are UTC)."""
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def to_naive_utc(index) -> pd.DatetimeIndex:
+    """A DatetimeIndex in UTC without a time zone (naive input is taken as UTC)."""
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    return idx
 
 
 def utc_naive(value) -> pd.Timestamp | None:

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import feeds
+from analyzers.calendar import _BT_TIMEFRAME
 from analyzers.metrics import (
-    _BT_TIMEFRAME,
     align_benchmark,
     bootstrap_sharpe_ci,
     compute_metrics,
