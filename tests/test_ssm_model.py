@@ -9,6 +9,7 @@ from s4_strategies.ssm import (
     KINDS,
     GRUModel,
     LSTMModel,
+    ModelConfig,
     MultiAssetS4,
     S4TradingModel,
     TransformerModel,
@@ -108,7 +109,8 @@ def test_config_round_trip(kind):
     m = small(kind, seed=4, n_classes=5, horizons=(1, 3))
     cfg = json.loads(json.dumps(m.config))
     assert cfg["kind"] == kind
-    for rebuilt in (model_from_config(cfg), type(m)(**cfg), build_model(**cfg)):
+    rebuilds = (model_from_config(cfg), type(m)(ModelConfig.from_dict(cfg)), build_model(**cfg))
+    for rebuilt in rebuilds:
         rebuilt = rebuilt.double().eval()
         rebuilt.load_state_dict(m.state_dict())
         x = torch.randn(1, 9, N_IN, dtype=torch.float64)
@@ -156,15 +158,17 @@ def test_float32_training_step_is_finite():
     m = small("s4", torch.float32, seed=8).train()
     x = torch.randn(4, 32, N_IN)
     out = m(x)
-    loss = (torch.nn.functional.cross_entropy(out["logits"].reshape(-1, 3), torch.randint(0, 3, (128,)))
-            + out["returns"].square().mean() + out["log_vol"].square().mean())
+    target = torch.randint(0, 3, (128,))
+    ce = torch.nn.functional.cross_entropy(out["logits"].reshape(-1, 3), target)
+    loss = ce + out["returns"].square().mean() + out["log_vol"].square().mean()
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
 
 
 def test_transformer_window_matches_cache():
     torch.manual_seed(9)
-    m = TransformerModel(N_IN, d_model=8, n_layers=2, n_heads=2, window=6).double().eval()
+    cfg = ModelConfig("transformer", N_IN, d_model=8, n_layers=2, n_heads=2, window=6)
+    m = TransformerModel(cfg).double().eval()
     x = torch.randn(2, 25, N_IN, dtype=torch.float64)
     with torch.no_grad():
         out, state = m(x, return_state=True)
@@ -180,7 +184,7 @@ def test_transformer_window_matches_cache():
 
 def test_multi_asset():
     torch.manual_seed(10)
-    m = MultiAssetS4(N_IN, n_assets=3, **SMALL).double().eval()
+    m = MultiAssetS4(ModelConfig("multi", N_IN, n_assets=3, **SMALL)).double().eval()
     x = torch.randn(2, 30, 3, N_IN, dtype=torch.float64)
     with torch.no_grad():
         out, state = m(x, return_state=True)

@@ -7,12 +7,14 @@
     out_t, state = model.step(x_t, state)                  # ... and go on bar by bar
     stepper = model.stepper()                              # numpy/numba per-bar inference
     model2 = model_from_config(model.config)               # rebuild from the JSON config
+    model.cfg                                              # the ModelConfig behind it
 """
 
 from __future__ import annotations
 
 from .base import SequenceLayer
 from .baselines import GRUModel, LSTMModel, TransformerModel
+from .config import KINDS, ModelConfig
 from .hippo import (
     discretize_bilinear,
     discretize_zoh,
@@ -22,42 +24,36 @@ from .hippo import (
     nplr_legs,
     s4d_init,
 )
-from .model import MultiAssetS4, S4TradingModel, TradingHeads, make_ssm
+from .model import MultiAssetS4, S4TradingModel, TradingHeads, TradingModel, make_ssm
 from .s4 import S4Layer
 from .s4d import S4DLayer
 from .scan import selective_scan_chunked, selective_scan_recompute, selective_scan_ref
 from .selective import MambaConfig, SelectiveSSM
 from .stepper import SSMStepper, TorchStepper
 
-KINDS = ("s4", "s4d", "mamba", "lstm", "gru", "transformer")
+MODELS: dict[str, type[TradingModel]] = {
+    "s4": S4TradingModel, "s4d": S4TradingModel, "mamba": S4TradingModel, "lstm": LSTMModel,
+    "gru": GRUModel, "transformer": TransformerModel, "multi": MultiAssetS4,
+}
 
 
-def build_model(kind: str, input_dim: int, **config):
+def build_model(kind: str, input_dim: int, **config) -> TradingModel:
     """A trading model of the given kind; every kind has the S4TradingModel interface.
 
     kind: "s4", "s4d", "mamba" (S4TradingModel with that layer), "lstm", "gru",
-    "transformer", or "multi" (MultiAssetS4, needs n_assets)."""
-    if kind in ("s4", "s4d", "mamba"):
-        config.pop("layer", None)
-        return S4TradingModel(input_dim, layer=kind, **config)
-    if kind == "lstm":
-        return LSTMModel(input_dim, **config)
-    if kind == "gru":
-        return GRUModel(input_dim, **config)
-    if kind == "transformer":
-        return TransformerModel(input_dim, **config)
-    if kind == "multi":
-        return MultiAssetS4(input_dim, **config)
-    raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS} or 'multi'")
+    "transformer", or "multi" (MultiAssetS4, needs n_assets). config: any
+    :class:`ModelConfig` fields; those the kind does not use are ignored."""
+    return model_from_config({"kind": kind, "input_dim": input_dim, **config})
 
 
-def model_from_config(config: dict):
-    """Rebuild a model from ``model.config`` (a JSON dict including "kind")."""
-    return build_model(**dict(config))
+def model_from_config(config: dict | ModelConfig) -> TradingModel:
+    """Rebuild a model from ``model.config`` (a JSON dict including "kind") or a ModelConfig."""
+    cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+    return MODELS[cfg.kind](cfg)
 
 
 __all__ = [
-    "KINDS", "build_model", "model_from_config",
+    "KINDS", "ModelConfig", "build_model", "model_from_config",
     "hippo_legs", "nplr_legs", "s4d_init", "dplr_init", "init_log_dt",
     "discretize_zoh", "discretize_bilinear",
     "SequenceLayer", "S4Layer", "S4DLayer", "SelectiveSSM", "MambaConfig",

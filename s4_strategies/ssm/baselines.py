@@ -1,8 +1,8 @@
 """Baselines with the trading-model interface: LSTM, GRU and a causal Transformer.
 
-Same constructor keywords as :class:`S4TradingModel` where they make sense
-(input_dim, d_model, n_layers, dropout, n_classes, horizons), same outputs, same
-forward / default_state / step / stepper / config contract.
+Built from the same :class:`ModelConfig` as :class:`S4TradingModel` (its input_dim,
+d_model, n_layers, dropout, n_classes, horizons; n_heads and window for the Transformer),
+same outputs, same forward / default_state / step / stepper / config contract.
 """
 
 from __future__ import annotations
@@ -13,23 +13,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ModelConfig
 from .model import TradingHeads, TradingModel
 
 
 class _RNNModel(TradingModel):
     rnn_cls: type = nn.LSTM
 
-    def __init__(self, input_dim: int, d_model: int = 64, n_layers: int = 4, dropout: float = 0.1,
-                 n_classes: int = 3, horizons=(1, 5, 20), kind: str | None = None, **_ignored):
-        super().__init__()
-        self._store_config(input_dim=input_dim, d_model=d_model, n_layers=n_layers,
-                           dropout=dropout, n_classes=n_classes, horizons=tuple(horizons))
-        self.n_layers, self.d_model = n_layers, d_model
-        self.embed = nn.Linear(input_dim, d_model)
-        self.rnn = self.rnn_cls(d_model, d_model, n_layers, batch_first=True,
-                                dropout=dropout if n_layers > 1 else 0.0)
-        self.norm_f = nn.LayerNorm(d_model)
-        self.heads = TradingHeads(d_model, n_classes, horizons)
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        H = self.d_model = cfg.d_model
+        self.n_layers = cfg.n_layers
+        self.embed = nn.Linear(cfg.input_dim, H)
+        self.rnn = self.rnn_cls(H, H, cfg.n_layers, batch_first=True,
+                                dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
+        self.norm_f = nn.LayerNorm(H)
+        self.heads = TradingHeads(H, cfg.n_classes, cfg.horizons)
 
     def default_state(self, batch: int):
         p = self.embed.weight
@@ -49,11 +48,11 @@ class _RNNModel(TradingModel):
 
 
 class LSTMModel(_RNNModel):
-    kind, rnn_cls = "lstm", nn.LSTM
+    kinds, rnn_cls = ("lstm",), nn.LSTM
 
 
 class GRUModel(_RNNModel):
-    kind, rnn_cls = "gru", nn.GRU
+    kinds, rnn_cls = ("gru",), nn.GRU
 
 
 def sinusoidal(pos: torch.Tensor, d: int) -> torch.Tensor:
@@ -93,20 +92,17 @@ class TransformerModel(TradingModel):
     """Causal Transformer. ``window``: attend to at most this many past bars (None: all).
     State: (position, [(k, v) per layer]); the KV cache keeps the last ``window`` bars."""
 
-    kind = "transformer"
+    kinds = ("transformer",)
 
-    def __init__(self, input_dim: int, d_model: int = 64, n_layers: int = 4, dropout: float = 0.1,
-                 n_classes: int = 3, horizons=(1, 5, 20), n_heads: int = 4,
-                 window: int | None = None, kind: str | None = None, **_ignored):
-        super().__init__()
-        self._store_config(input_dim=input_dim, d_model=d_model, n_layers=n_layers,
-                           dropout=dropout, n_classes=n_classes, horizons=tuple(horizons),
-                           n_heads=n_heads, window=window)
-        self.d_model, self.n_heads, self.window = d_model, n_heads, window
-        self.embed = nn.Linear(input_dim, d_model)
-        self.blocks = nn.ModuleList(_Block(d_model, n_heads, dropout) for _ in range(n_layers))
-        self.norm_f = nn.LayerNorm(d_model)
-        self.heads = TradingHeads(d_model, n_classes, horizons)
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        H = self.d_model = cfg.d_model
+        self.n_heads, self.window = cfg.n_heads, cfg.window
+        self.embed = nn.Linear(cfg.input_dim, H)
+        self.blocks = nn.ModuleList(_Block(H, cfg.n_heads, cfg.dropout)
+                                    for _ in range(cfg.n_layers))
+        self.norm_f = nn.LayerNorm(H)
+        self.heads = TradingHeads(H, cfg.n_classes, cfg.horizons)
 
     def default_state(self, batch: int):
         p = self.embed.weight

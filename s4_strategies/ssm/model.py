@@ -10,7 +10,10 @@ Every trading model here (SSM or baseline) has the same interface:
 
     forward(x, state=None, return_state=False) -> outputs [, state]
     default_state(batch);  step(x_t, state) -> (outputs_t, state)   x_t (B, input_dim)
-    stepper() -> per-bar numpy inference object;  config -> JSON dict with "kind"
+    stepper() -> per-bar numpy inference object
+    cfg -> its ModelConfig;  config -> cfg.to_dict(), the JSON dict with "kind"
+
+and is built from one :class:`ModelConfig` (``S4TradingModel(cfg)``).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import SequenceLayer
+from .config import SSM_KINDS, ModelConfig
 from .s4 import S4Layer
 from .s4d import S4DLayer
 from .selective import MambaConfig, SelectiveSSM
-
-SSM_KINDS = ("s4", "s4d", "mamba")
 
 
 class TradingHeads(nn.Module):
@@ -44,33 +47,44 @@ class TradingHeads(nn.Module):
 
 
 class TradingModel(nn.Module):
-    """Base: the config contract and the default (torch-backed) stepper."""
+    """Base: built from a :class:`ModelConfig` of one of ``kinds``; the default stepper."""
 
-    kind: str = ""
+    kinds: tuple[str, ...] = ()
 
-    def _store_config(self, **config) -> None:
-        config["horizons"] = [int(h) for h in config["horizons"]]
-        self.config = {"kind": self.kind, **config}
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError(f"{type(self).__name__} takes a ModelConfig, got {type(cfg).__name__} "
+                            "(keywords: build_model(kind, input_dim, **options))")
+        if cfg.kind not in self.kinds:
+            raise ValueError(f"{type(self).__name__} is for kinds {self.kinds}, got {cfg.kind!r}")
+        self.cfg = cfg
+
+    @property
+    def kind(self) -> str:
+        return self.cfg.kind
+
+    @property
+    def config(self) -> dict:
+        """The JSON dict of the config (checkpoints store it; ``model_from_config`` reads it)."""
+        return self.cfg.to_dict()
 
     def stepper(self, **kwargs):
         from .stepper import TorchStepper
         return TorchStepper(self, **kwargs)
 
 
-def make_ssm(layer: str, d_model: int, d_state: int, init: str | None = None, learn_dt: bool = True,
-             bidirectional: bool = False, dt_min: float = 1e-3, dt_max: float = 1e-1,
-             disc: str = "zoh", d_conv: int = 4, expand: int = 2, dt_rank: int | None = None,
-             scan: str = "auto", chunk_size: int | None = None):
-    """One SSM sequence layer of the given kind (init None: the layer's own default)."""
-    common = dict(learn_dt=learn_dt, bidirectional=bidirectional, dt_min=dt_min, dt_max=dt_max)
-    if layer == "s4":
-        return S4Layer(d_model, d_state, init=init or "legs", **common)
-    if layer == "s4d":
-        return S4DLayer(d_model, d_state, init=init or "legs", disc=disc, **common)
-    if layer == "mamba":
-        return SelectiveSSM(MambaConfig(d_model, d_state, d_conv, expand, dt_rank, init=init or "real",
-                                        scan=scan, chunk_size=chunk_size, **common))
-    raise ValueError(f"layer must be one of {SSM_KINDS}, got {layer!r}")
+def make_ssm(cfg: ModelConfig) -> SequenceLayer:
+    """One SSM sequence layer of kind ``cfg.layer`` (init None: the layer's own default)."""
+    common = dict(learn_dt=cfg.learn_dt, bidirectional=cfg.bidirectional, dt_min=cfg.dt_min,
+                  dt_max=cfg.dt_max)
+    if cfg.layer == "s4":
+        return S4Layer(cfg.d_model, cfg.d_state, init=cfg.init or "legs", **common)
+    if cfg.layer == "s4d":
+        return S4DLayer(cfg.d_model, cfg.d_state, init=cfg.init or "legs", disc=cfg.disc, **common)
+    return SelectiveSSM(MambaConfig(cfg.d_model, cfg.d_state, cfg.d_conv, cfg.expand, cfg.dt_rank,
+                                    init=cfg.init or "real", scan=cfg.scan,
+                                    chunk_size=cfg.chunk_size, **common))  # "mamba"
 
 
 class SSMBlock(nn.Module):
@@ -101,14 +115,12 @@ class SSMBlock(nn.Module):
 class SSMBackbone(nn.Module):
     """Embedding, blocks and the final norm. x (B, L, input_dim) -> h (B, L, H)."""
 
-    def __init__(self, input_dim: int, d_model: int, d_state: int, n_layers: int, layer: str,
-                 dropout: float, **ssm_options):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.embed = nn.Linear(input_dim, d_model)
-        self.blocks = nn.ModuleList(
-            SSMBlock(d_model, make_ssm(layer, d_model, d_state, **ssm_options), dropout)
-            for _ in range(n_layers))
-        self.norm_f = nn.LayerNorm(d_model)
+        self.embed = nn.Linear(cfg.input_dim, cfg.d_model)
+        self.blocks = nn.ModuleList(SSMBlock(cfg.d_model, make_ssm(cfg), cfg.dropout)
+                                    for _ in range(cfg.n_layers))
+        self.norm_f = nn.LayerNorm(cfg.d_model)
 
     def forward(self, x, state=None, return_state: bool = False):
         h = self.embed(x)  # (B, L, H)
@@ -136,23 +148,14 @@ class SSMBackbone(nn.Module):
 
 
 class S4TradingModel(TradingModel):
-    def __init__(self, input_dim: int, d_model: int = 64, d_state: int = 64, n_layers: int = 4,
-                 layer: str = "s4", dropout: float = 0.1, n_classes: int = 3,
-                 horizons=(1, 5, 20), init: str | None = None, learn_dt: bool = True,
-                 bidirectional: bool = False, dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 disc: str = "zoh", d_conv: int = 4, expand: int = 2, dt_rank: int | None = None,
-                 scan: str = "auto", chunk_size: int | None = None, kind: str | None = None):
-        super().__init__()
-        layer = kind or layer
-        self.kind = layer
-        opts = dict(init=init, learn_dt=learn_dt, bidirectional=bidirectional, dt_min=dt_min,
-                    dt_max=dt_max, disc=disc, d_conv=d_conv, expand=expand, dt_rank=dt_rank,
-                    scan=scan, chunk_size=chunk_size)
-        self._store_config(input_dim=input_dim, d_model=d_model, d_state=d_state,
-                           n_layers=n_layers, layer=layer, dropout=dropout, n_classes=n_classes,
-                           horizons=tuple(horizons), **opts)
-        self.backbone = SSMBackbone(input_dim, d_model, d_state, n_layers, layer, dropout, **opts)
-        self.heads = TradingHeads(d_model, n_classes, horizons)
+    """The SSM trading model, kind "s4", "s4d" or "mamba" (the layer of every block)."""
+
+    kinds = SSM_KINDS
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.backbone = SSMBackbone(cfg)
+        self.heads = TradingHeads(cfg.d_model, cfg.n_classes, cfg.horizons)
 
     def forward(self, x: torch.Tensor, state=None, return_state: bool = False):
         """x (B, L, input_dim) -> {"logits" (B, L, C), "returns" (B, L, R), "log_vol" (B, L)}
@@ -174,7 +177,7 @@ class S4TradingModel(TradingModel):
     def stepper(self, backend: str = "auto", dtype=None):
         """Per-bar numpy inference object (see :mod:`stepper`); a snapshot of the weights.
         backend: "auto" (numba if installed), "numba" or "numpy"; dtype: None = the model's."""
-        if self.config["bidirectional"]:
+        if self.cfg.bidirectional:
             raise RuntimeError("a bidirectional model has no recurrent view")
         from .stepper import SSMStepper
         return SSMStepper(self, backend=backend, dtype=dtype)
@@ -187,22 +190,16 @@ class MultiAssetS4(TradingModel):
     "log_vol" (B, L, A), "weights" (B, L, A)}. Weights are long-only with a cash option:
     softmax over [asset scores, cash score], cash dropped, so they sum to at most 1."""
 
-    kind = "multi"
+    kinds = ("multi",)
 
-    def __init__(self, input_dim: int, n_assets: int, d_model: int = 64, d_state: int = 64,
-                 n_layers: int = 4, layer: str = "s4", dropout: float = 0.1, n_classes: int = 3,
-                 horizons=(1, 5, 20), kind: str | None = None, **ssm_options):
-        super().__init__()
-        self._store_config(input_dim=input_dim, n_assets=n_assets, d_model=d_model,
-                           d_state=d_state, n_layers=n_layers, layer=layer, dropout=dropout,
-                           n_classes=n_classes, horizons=tuple(horizons), **ssm_options)
-        self.n_assets = n_assets
-        self.backbone = SSMBackbone(input_dim, d_model, d_state, n_layers, layer, dropout,
-                                    **ssm_options)
-        self.asset_heads = nn.ModuleList(TradingHeads(d_model, n_classes, horizons)
-                                         for _ in range(n_assets))
-        self.score = nn.Linear(d_model, 1)
-        self.asset_bias = nn.Parameter(torch.zeros(n_assets))
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.n_assets = A = cfg.n_assets
+        self.backbone = SSMBackbone(cfg)
+        self.asset_heads = nn.ModuleList(TradingHeads(cfg.d_model, cfg.n_classes, cfg.horizons)
+                                         for _ in range(A))
+        self.score = nn.Linear(cfg.d_model, 1)
+        self.asset_bias = nn.Parameter(torch.zeros(A))  # (A,)
         self.cash = nn.Parameter(torch.zeros(1))
 
     def _outputs(self, h):
@@ -216,7 +213,8 @@ class MultiAssetS4(TradingModel):
 
     def forward(self, x: torch.Tensor, state=None, return_state: bool = False):
         B, L, A, n_in = x.shape
-        xa = x.permute(0, 2, 1, 3).reshape(B * A, L, n_in)  # (B*A, L, n_in)  assets share the encoder
+        # (B*A, L, n_in)  assets share the encoder
+        xa = x.permute(0, 2, 1, 3).reshape(B * A, L, n_in)
         h = self.backbone(xa, state, return_state)
         if return_state:
             h, state = h

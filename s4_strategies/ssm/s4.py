@@ -16,8 +16,9 @@ Parallel view (length L, computed for the actual L on every call, hence exact at
 ``C~ = C (I - Ab^L)`` is what makes the generating function at the roots of unity the DFT of
 the L-step kernel: sum_{l<L} C Ab^l Bb z^l = C (I - Ab^L z^L)(I - Ab z)^{-1} Bb and z^L = 1.
 ``Ab^L`` is a dense (N, N) power per channel, by repeated squaring, on the real
-coordinates [Re x; Im x] of the half-mode state (a real matrix: 4x cheaper than complex). The resolvent is the
-Cauchy kernel plus the rank-1 Woodbury correction (:class:`kernels.CauchyWoodbury`).
+coordinates [Re x; Im x] of the half-mode state (a real matrix: 4x cheaper than complex).
+The resolvent is the Cauchy kernel plus the rank-1 Woodbury correction
+(:class:`kernels.CauchyWoodbury`).
 
 Continuing from a state x0 adds t_k = C Ab^{k+1} x0, whose generating function is the same
 resolvent applied to (2/dt) x0 + A x0. The state after L steps is
@@ -109,7 +110,9 @@ class S4Layer(SequenceLayer):
         return torch.fft.irfft(K_hat[:, 0], n=L)  # (c, H, L)
 
     # -- parallel view ---------------------------------------------------------------------
-    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False):
+    def forward(
+        self, u: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False
+    ):
         """u (B, L, H) [, state (B, H, N2) complex] -> y (B, L, H) [, state (B, H, N2)]."""
         if self.bidirectional and (state is not None or return_state):
             self._check_recurrent()

@@ -3,8 +3,7 @@
 Per channel h (H = d_model channels, N2 = d_state / 2 complex modes):
 
     x_k = Ab x_{k-1} + Bb u_k,   y_k = 2 Re(C x_k) + D u_k
-    ZOH:      Ab = exp(dt A),  Bb = (exp(dt A) - 1) / A * B      (exact for the diagonal)
-    bilinear: Ab = (1 + dt/2 A) / (1 - dt/2 A),  Bb = dt B / (1 - dt/2 A)
+    (Ab, Bb): hippo.discretize_zoh (exact for the diagonal) or hippo.discretize_bilinear
     kernel:   K_l = 2 Re sum_n C_n Bb_n Ab_n^l,   y = K * u + D u   (causal FFT convolution)
 
 Continuing from a state x0 adds ``2 Re sum_n C_n Ab_n^{t+1} x0_n`` to y_t, and the state
@@ -19,8 +18,10 @@ import math
 import torch
 
 from .base import SequenceLayer, complex_dtype, real_param
-from .hippo import init_log_dt, nplr_legs, s4d_init
+from .hippo import discretize_bilinear, discretize_zoh, init_log_dt, nplr_legs, s4d_init
 from .kernels import fft_conv, vandermonde_kernel, vandermonde_powers
+
+DISCS = ("zoh", "bilinear")
 
 
 class S4DLayer(SequenceLayer):
@@ -28,8 +29,8 @@ class S4DLayer(SequenceLayer):
                  dt_min: float = 1e-3, dt_max: float = 1e-1, learn_dt: bool = True,
                  bidirectional: bool = False, generator: torch.Generator | None = None):
         super().__init__()
-        if disc not in ("zoh", "bilinear"):
-            raise ValueError(f"disc must be 'zoh' or 'bilinear', got {disc!r}")
+        if disc not in DISCS:
+            raise ValueError(f"disc must be one of {DISCS}, got {disc!r}")
         H, N2 = d_model, d_state // 2
         self.d_model, self.d_state, self.disc = d_model, d_state, disc
         self.bidirectional = bidirectional
@@ -54,34 +55,33 @@ class S4DLayer(SequenceLayer):
 
     # -- parameters and discretisation ---------------------------------------------------
     def discrete(self):
-        """-> dt (H,), log_Ab (H, N2), Ab (H, N2), Bb (H, N2), C (c, H, N2)."""
+        """-> log_Ab (H, N2), Ab (H, N2), Bb (H, N2), C (c, H, N2)."""
         dt = torch.exp(self.log_dt).unsqueeze(-1)  # (H, 1)
         A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)  # (H, N2)
         B = torch.view_as_complex(self.B)  # (H, N2)
         C = torch.view_as_complex(self.C)  # (c, H, N2)
         if self.disc == "zoh":
-            log_Ab = dt * A  # (H, N2)
-            Ab = torch.exp(log_Ab)  # (H, N2)
-            Bb = (Ab - 1) / A * B  # (H, N2)
+            Ab, Bb = discretize_zoh(A, B, dt)  # (H, N2), (H, N2)
+            log_Ab = dt * A  # (H, N2)  the exact logarithm
         else:
-            E = 1 - dt / 2 * A  # (H, N2)
-            Ab = (1 + dt / 2 * A) / E  # (H, N2)
+            Ab, Bb = discretize_bilinear(A, B, dt)  # (H, N2), (H, N2)
             log_Ab = torch.log(Ab)  # (H, N2)  |Ab| < 1, any branch gives Ab^l exactly
-            Bb = dt * B / E  # (H, N2)
-        return dt.squeeze(-1), log_Ab, Ab, Bb, C
+        return log_Ab, Ab, Bb, C
 
     def kernel(self, L: int) -> torch.Tensor:
         """Convolution kernel K (c, H, L)."""
-        _, log_Ab, _, Bb, C = self.discrete()
+        log_Ab, _, Bb, C = self.discrete()
         return vandermonde_kernel(C, Bb, vandermonde_powers(log_Ab, L))  # (c, H, L)
 
     # -- parallel view ---------------------------------------------------------------------
-    def forward(self, u: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False):
+    def forward(
+        self, u: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False
+    ):
         """u (B, L, H) [, state (B, H, N2) complex] -> y (B, L, H) [, state (B, H, N2)]."""
         if self.bidirectional and (state is not None or return_state):
             self._check_recurrent()
         L = u.shape[1]
-        _, log_Ab, Ab, Bb, C = self.discrete()
+        log_Ab, Ab, Bb, C = self.discrete()
         powers = vandermonde_powers(log_Ab, L + 1)  # (H, N2, L+1)  Ab^0 .. Ab^L
         K = vandermonde_kernel(C, Bb, powers[..., :L])  # (c, H, L)
         u_ = u.transpose(1, 2)  # (B, H, L)
@@ -93,7 +93,8 @@ class S4DLayer(SequenceLayer):
         y = y.transpose(1, 2)  # (B, L, H)
         if not return_state:
             return y
-        x = Bb * torch.einsum("bhl,hnl->bhn", u_.to(Ab.dtype), powers[..., :L].flip(-1))  # (B, H, N2)
+        # (B, H, N2)
+        x = Bb * torch.einsum("bhl,hnl->bhn", u_.to(Ab.dtype), powers[..., :L].flip(-1))
         if state is not None:
             x = x + powers[..., L] * state  # (B, H, N2)
         return y, x
@@ -108,7 +109,7 @@ class S4DLayer(SequenceLayer):
     def step(self, u_t: torch.Tensor, state: torch.Tensor):
         """u_t (B, H), state (B, H, N2) -> y_t (B, H), state (B, H, N2)."""
         self._check_recurrent()
-        _, _, Ab, Bb, C = self._cached(self.discrete)
+        _, Ab, Bb, C = self._cached(self.discrete)
         x = Ab * state + Bb * u_t.unsqueeze(-1)  # (B, H, N2)
         y = 2 * (C[0] * x).sum(-1).real + self.D * u_t  # (B, H)
         return y, x

@@ -44,6 +44,7 @@ from .scan import selective_scan_chunked, selective_scan_recompute, selective_sc
 # recompute vs 17 s and 5.2 GB sequential). Threshold on B * E * N elements:
 AUTO_CHUNKED_BELOW = 16384
 SCANS = ("auto", "chunked", "recompute", "sequential")
+MAMBA_INITS = ("real", "random")
 
 
 @dataclass
@@ -67,8 +68,8 @@ class MambaConfig:
     def __post_init__(self):
         if self.dt_rank is None:
             self.dt_rank = math.ceil(self.d_model / 16)
-        if self.init not in ("real", "random"):
-            raise ValueError(f"selective SSM init must be 'real' or 'random', got {self.init!r}")
+        if self.init not in MAMBA_INITS:
+            raise ValueError(f"selective SSM init must be one of {MAMBA_INITS}, got {self.init!r}")
         if self.scan not in SCANS:
             raise ValueError(f"scan must be one of {SCANS}, got {self.scan!r}")
 
@@ -89,7 +90,8 @@ class SelectiveSSM(SequenceLayer):
         self.conv1d = nn.Conv1d(E, E, cfg.d_conv, groups=E, bias=cfg.conv_bias)
         self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
         # dt initialised log-uniform in [dt_min, dt_max]; stored through softplus^{-1}
-        dt = torch.exp(torch.rand(E, generator=generator) * (math.log(cfg.dt_max) - math.log(cfg.dt_min))
+        log_span = math.log(cfg.dt_max) - math.log(cfg.dt_min)
+        dt = torch.exp(torch.rand(E, generator=generator) * log_span
                        + math.log(cfg.dt_min)).clamp(min=cfg.dt_init_floor)  # (E,)
         if cfg.learn_dt:
             self.dt_proj = nn.Linear(R, E, bias=True)
@@ -172,7 +174,8 @@ class SelectiveSSM(SequenceLayer):
         x = F.silu(x)  # (B, E)
         dt, B, C = self._ssm_inputs(x)  # (B, E), (B, N), (B, N)
         A = -torch.exp(self.A_log)  # (E, N)
-        h = torch.exp(dt.unsqueeze(-1) * A) * h + (dt * x).unsqueeze(-1) * B.unsqueeze(1)  # (B, E, N)
+        # (B, E, N)
+        h = torch.exp(dt.unsqueeze(-1) * A) * h + (dt * x).unsqueeze(-1) * B.unsqueeze(1)
         y = (h * C.unsqueeze(1)).sum(-1) + self.D * x  # (B, E)
         return self.out_proj(y * F.silu(z)), (window[..., 1:], h)
 

@@ -70,15 +70,15 @@ class SSMStepper:
         # ones model.step uses (a float32 pole rounded differently drifts over ~1/(dt Re A)
         # bars); derived coefficients are then formed in float64 and stored in self.dtype.
         m = copy.deepcopy(model).eval()
-        cfg = m.config
-        self.kind, self.horizons = cfg["layer"], tuple(cfg["horizons"])
-        self.n_classes, self.input_dim = cfg["n_classes"], cfg["input_dim"]
+        cfg = m.cfg
+        self.kind, self.n_classes, self.horizons = cfg.layer, cfg.n_classes, cfg.horizons
         bb = m.backbone
         with torch.no_grad():
             w = {"We": bb.embed.weight, "be": bb.embed.bias,
                  "Wo": torch.stack([b.out.weight for b in bb.blocks]),
                  "bo": torch.stack([b.out.bias for b in bb.blocks]),
-                 "Wh": torch.cat([m.heads.logits.weight, m.heads.returns.weight, m.heads.log_vol.weight]),
+                 "Wh": torch.cat([m.heads.logits.weight, m.heads.returns.weight,
+                                  m.heads.log_vol.weight]),
                  "bh": torch.cat([m.heads.logits.bias, m.heads.returns.bias, m.heads.log_vol.bias])}
             w = {k: _np(v) for k, v in w.items()}
             norms = [b.norm for b in bb.blocks] + [bb.norm_f]
@@ -106,7 +106,7 @@ class SSMStepper:
                 self._rho.append(_np(rho))
                 self._tau.append(_np(tau[:, 0]))
             else:
-                _, _, Ab, Bb, _ = s.discrete()
+                _, Ab, Bb, _ = s.discrete()
                 planes.append(_planes(Ab, Bb, C2))
                 sigma = torch.zeros_like(s.D)
             D.append(np.stack([_np(s.D), _np(sigma)]))
@@ -151,9 +151,9 @@ class SSMStepper:
         """Pre-bind the kernel arguments (saves dict look-ups in the hot path)."""
         w, st = self.w, self.state
         if self.kind == "mamba":
-            self._args = tuple(w[k] for k in ("We", "be", "norms", "Win", "bin", "convw", "convb",
-                                              "Wx", "Wdt", "bdt", "dt_fixed", "A", "Dm", "Wout",
-                                              "bout", "Wo", "bo", "Wh", "bh")) + (st["conv"], st["h"])
+            keys = ("We", "be", "norms", "Win", "bin", "convw", "convb", "Wx", "Wdt", "bdt",
+                    "dt_fixed", "A", "Dm", "Wout", "bout", "Wo", "bo", "Wh", "bh")
+            self._args = tuple(w[k] for k in keys) + (st["conv"], st["h"])
         else:
             self._args = tuple(w[k] for k in ("We", "be", "norms", "ssm", "D", "Wo", "bo", "Wh",
                                               "bh")) + (st["x"], st["s"])
@@ -234,7 +234,8 @@ class SSMStepper:
         H = h.shape[0]
         for li in range(w["Wo"].shape[0]):
             z = self._ln(h, li)  # (H,)
-            y = self._gelu(self._mamba_numpy(li, z) if self.kind == "mamba" else self._s4_numpy(li, z))
+            y = self._mamba_numpy(li, z) if self.kind == "mamba" else self._s4_numpy(li, z)
+            y = self._gelu(y)
             g = w["Wo"][li] @ y + w["bo"][li]  # (2H,)
             h = h + g[:H] / (1 + np.exp(-g[H:]))
         return w["Wh"] @ self._ln(h, -1) + w["bh"]
