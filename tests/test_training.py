@@ -27,12 +27,14 @@ def test_date_split_never_overlaps_and_purges():
     assert folds[0].test[1] <= folds[1].test[0]
 
 
-def test_training_learns_something_and_records_its_provenance(tiny_result):
+def test_training_lowers_the_validation_loss_and_records_its_provenance(tiny_result):
     meta = tiny_result.meta
     assert meta["bar_spacing_s"] == 3600
     assert meta["periods"]["train"][0].startswith("2021-01-01")
-    assert np.isfinite(meta["best_val_loss"])
-    assert tiny_result.history and all(np.isfinite(h["val_loss"]) for h in tiny_result.history)
+    # four optimiser steps already beat the untrained weights on held-out bars (2.49 vs 2.62)
+    assert meta["best_val_loss"] < 0.97 * meta["initial_val_loss"]
+    assert meta["best_val_loss"] == min(h["val_loss"] for h in tiny_result.history)
+    assert meta["best_epoch"] == int(np.argmin([h["val_loss"] for h in tiny_result.history]))
 
 
 def test_checkpoint_round_trip(tiny_result, tiny_checkpoint):

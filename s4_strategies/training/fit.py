@@ -2,8 +2,8 @@
 
 The model is trained on long windows of consecutive bars with a loss at every step after a
 burn-in, so the recurrent state it learns to use is the state it will carry bar by bar in
-the indicator. Features come from ``s4_strategies.features.make_features`` (the same code the indicator
-runs) and are standardised with statistics of the training period only.
+the indicator. Features come from ``s4_strategies.features.make_features`` (the same code the
+indicator runs) and are standardised with statistics of the training period only.
 """
 
 from __future__ import annotations
@@ -207,6 +207,7 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=max(cfg.epochs * steps_per_epoch, 1), pct_start=0.1
     )
+    initial = evaluate_loss(model, x, y, valid, split.val, cfg, device, dtype)  # untrained
     best, best_state, best_epoch, bad = math.inf, None, -1, 0
     history = []
     t0 = time.perf_counter()
@@ -255,6 +256,7 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
         "train_config": cfg.to_dict(),
         "best_epoch": best_epoch,
         "best_val_loss": best,
+        "initial_val_loss": initial,
         "train_seconds": train_seconds,
     }
     predictor = Predictor(model, fspec, norm, lspec, targets, meta)
