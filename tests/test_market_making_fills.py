@@ -32,7 +32,8 @@ def tick_frame(rows):
 
 def bar_frame(bars, freq="1h"):
     idx = pd.date_range(T0, periods=len(bars), freq=freq)
-    return pd.DataFrame(bars, columns=["open", "high", "low", "close"], index=idx).assign(volume=1.0)
+    frame = pd.DataFrame(bars, columns=["open", "high", "low", "close"], index=idx)
+    return frame.assign(volume=1.0)
 
 
 class Scripted(bt.Strategy):
@@ -48,8 +49,8 @@ class Scripted(bt.Strategy):
     def notify_order(self, order):
         self.statuses.append((order.ref, order.getstatusname()))
         for bit in order.executed.iterpending():
-            self.fills.append(dict(event=len(self.data) - 1, size=bit.size, price=bit.price, comm=bit.comm,
-                                   taker=bool(order.info.get("taker", False))))
+            self.fills.append(dict(event=len(self.data) - 1, size=bit.size, price=bit.price,
+                                   comm=bit.comm, taker=bool(order.info.get("taker", False))))
 
     def prenext(self):
         self.next()
@@ -149,6 +150,22 @@ def test_market_orders_fill_at_the_opposite_best_with_taker_fee():
     assert f["comm"] == pytest.approx(2 * 99.99 * 0.00055)
 
 
+def test_a_user_filler_caps_queue_fills():
+    events = [{}, {}, {"tp": 99.99, "ts": 3.0, "side": -1}, {"tp": 99.99, "ts": 3.0, "side": -1}]
+
+    def filler(order, price, ago):
+        return 0.3
+
+    # the queue (2.0 ahead) lets 1.0 then 3.0 through; the filler caps each fill at 0.3
+    strat, _ = run(tick_frame(events), {0: [("bid", 99.99, 1.0)]},
+                   broker=MarketMakingBroker(filler=filler))
+    assert [(f["event"], f["size"]) for f in strat.fills] == [(2, 0.3), (3, 0.3)]
+    broker = MarketMakingBroker()
+    broker.set_filler(filler)
+    strat, _ = run(tick_frame(events), {0: [("bid", 99.99, 1.0)]}, broker=broker)
+    assert [(f["event"], f["size"]) for f in strat.fills] == [(2, 0.3), (3, 0.3)]
+
+
 # ----------------------------------------------------------------- bars
 BARS = [(100, 100.5, 99.5, 100), (100, 100.5, 99.0, 100), (98.7, 99.2, 98.5, 99)]
 
@@ -231,7 +248,8 @@ def test_maker_rebate_is_a_negative_fee():
 
 
 def test_per_contract_commission_round_turn():
-    bars = [(100, 100.5, 99.5, 100), (100, 100.2, 98.0, 99), (99, 102.0, 99, 101), (101, 101, 101, 101)]
+    bars = [(100, 100.5, 99.5, 100), (100, 100.2, 98.0, 99), (99, 102.0, 99, 101),
+            (101, 101, 101, 101)]
     plan = {0: [("bid", 99.0, 2.0)], 1: [("ask", 101.0, 2.0)]}
     comm = MakerTakerCommInfo.futures(round_turn=14.0, mult=5.0, margin=2000.0)
     strat, broker = run(bar_frame(bars), plan, tick=False, comm=comm)

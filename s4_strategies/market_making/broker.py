@@ -29,9 +29,10 @@ other analyzers work as usual) and replaces the limit-order matching with one of
     price went (adverse selection is kept) and are a thinned subset of touches. On tick
     feeds the draws are the AS model's world as it stands (default off there: a per-event
     draw that also needed a trade at the price in that same event would almost never
-    fill; ``require_touch=True`` asks for it anyway). ``A, kappa`` come from the ``intensity`` param (a pair or
-    ``{data name: pair}``) or else from the order's ``A``/``kappa`` info, which
-    ``AvellanedaStoikovStrategy`` attaches from its rolling calibration.
+    fill; ``require_touch=True`` asks for it anyway). ``A, kappa`` come from the
+    ``intensity`` param (a pair or ``{data name: pair}``) or else from the order's
+    ``A``/``kappa`` info, which ``AvellanedaStoikovStrategy`` attaches from its rolling
+    calibration.
 ``"touch"``
     backtrader's own rule (for comparison).
 
@@ -46,10 +47,16 @@ marketable when it reaches the book fills at the opposite best as a taker (or is
 when it carries ``post_only=True`` in its info, as exchanges do), and market
 orders fill at the opposite best (ticks) or the next bar's open (bars). Fees:
 ``MakerTakerCommInfo`` charges ``maker`` on passive fills and ``taker`` on the rest.
+
+backtrader has no public hook for order matching: what must override its ``BackBroker``
+internals lives in :mod:`.bt_adapter` (``BackBrokerHooks``, pinned to the backtrader version
+it was written for). This module is only the fill models, written against its hooks
+(``match``, ``fill``, ``executing``, ``on_submit``, ``on_cancel``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import backtrader as bt
@@ -58,6 +65,7 @@ import numpy as np
 from feeds.bartime import num_to_epoch
 
 from ..fees import MAKER, TAKER
+from .bt_adapter import BackBrokerHooks
 from .quotes import fill_probability
 
 __all__ = ["FILL_MODELS", "QUEUE_RULES", "MarketMakingBroker"]
@@ -83,7 +91,7 @@ class _OrderState:
         self.new = True       # not yet matched against any event
 
 
-class MarketMakingBroker(bt.brokers.BackBroker):
+class MarketMakingBroker(BackBrokerHooks):
     """``BackBroker`` with market-making fill models (see the module doc).
 
     Extra params: ``fill_model`` (``"trade_through"``), ``queue`` (``"queue"``), ``seed``
@@ -107,51 +115,35 @@ class MarketMakingBroker(bt.brokers.BackBroker):
         self._rng = np.random.default_rng(self.p.seed)
         self._ostate: dict[int, _OrderState] = {}
         self._taker_refs: set[int] = set()
-        self._fill_qty = None
-        self._user_filler = self.p.filler if self.p.filler != self._filler else None
-        self.p.filler = self._filler
 
     # --------------------------------------------------------------- bookkeeping
-    def _filler(self, order, price, ago):
-        rem = abs(order.executed.remsize)
-        if self._user_filler is not None:
-            rem = min(rem, abs(self._user_filler(order, price, ago)))
-        return rem if self._fill_qty is None else min(rem, self._fill_qty)
-
-    def submit(self, order, check=True):
+    def on_submit(self, order):
         data = order.data
         self._ostate[order.ref] = _OrderState(len(data), _now(data))
-        return super().submit(order, check)
 
-    def cancel(self, order, bracket=False):
-        done = super().cancel(order, bracket)
-        if done:
-            self._ostate.pop(order.ref, None)
-        return done
+    def on_cancel(self, order):
+        self._ostate.pop(order.ref, None)
 
     def _fill(self, order, price, qty=None, taker=False):
         if taker:
             self._taker_refs.add(order.ref)
             order.addinfo(taker=True)
-        self._fill_qty = qty
-        try:
-            self._execute(order, ago=0, price=price)
-        finally:
-            self._fill_qty = None
+        self.fill(order, price, qty)
 
-    def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
+    @contextlib.contextmanager
+    def executing(self, order):
+        """Tell the commission scheme whether this execution is maker or taker."""
         ci = self.getcommissioninfo(order.data)
         taker = order.exectype != bt.Order.Limit or order.ref in self._taker_refs
         previous = getattr(ci, "liquidity", None)
         ci.liquidity = TAKER if taker else MAKER
         try:
-            return super()._execute(order, ago=ago, price=price, cash=cash,
-                                    position=position, dtcoc=dtcoc)
+            yield
         finally:
             ci.liquidity = previous
 
     # --------------------------------------------------------------- matching
-    def _try_exec(self, order):
+    def match(self, order):
         data = order.data
         st = self._ostate.get(order.ref)
         if st is None:
@@ -169,7 +161,7 @@ class MarketMakingBroker(bt.brokers.BackBroker):
             elif order.exectype == bt.Order.Limit and self.p.fill_model != "touch":
                 self._exec_limit(order, st, dt)
             else:
-                super()._try_exec(order)
+                self.match_default(order)
         finally:
             st.new = False
             if not order.alive():
@@ -182,7 +174,7 @@ class MarketMakingBroker(bt.brokers.BackBroker):
         if math.isfinite(price):
             self._fill(order, price, taker=True)
         else:
-            super()._try_exec(order)
+            self.match_default(order)
 
     def _exec_limit(self, order, st, dt):
         data = order.data
@@ -197,8 +189,7 @@ class MarketMakingBroker(bt.brokers.BackBroker):
             # rejected, any other fills as a taker at the best. Resting: the book moved
             # through it, so it fills at its price.
             if st.new and order.info.get("post_only", False):
-                order.reject(self)
-                self.notify(order)
+                self.reject(order)
             elif st.new:
                 self._fill(order, opposite, taker=True)
             else:
@@ -278,7 +269,7 @@ class MarketMakingBroker(bt.brokers.BackBroker):
     def _intensity_params(self, order):
         spec = self.p.intensity
         if isinstance(spec, dict):
-            spec = spec.get(order.data._name)
+            spec = spec.get(self.data_name(order.data))
         if spec is not None:
             return float(spec[0]), float(spec[1])
         A, kappa = order.info.get("A"), order.info.get("kappa")
