@@ -3,9 +3,12 @@
 
 - ``quotes``: Avellaneda–Stoikov and GLFT quotes, tick rounding, sizes, fill intensity
 - ``calibration``: ``sigma``, ``A, kappa`` and the EMA trend estimated from data
+- ``estimation``: ``RollingEstimator``, the rolling windows that turn a stream of marks,
+  trades or bars into ``sigma``, ``A, kappa`` and a drift (plain numbers, no Cerebro)
+- ``instrument``: ``InstrumentParams``, one feed's validated parameters where they differ
 - ``session``: time to a daily close and the AS horizon ``tau``
 - ``broker``: ``MarketMakingBroker`` (trade-through, queue, intensity fills; imported on
-  first use, it is the only part that needs backtrader)
+  first use: it and its ``bt_adapter`` are the only parts that need backtrader)
 
 Units are documented in :mod:`s4_strategies.market_making.quotes`: time in seconds, ``sigma``
 in price per √second, ``kappa`` in 1/price, ``A`` in fills per second, inventory in lots.
@@ -28,6 +31,8 @@ from .calibration import (
     intensity_from_trades,
     realized_sigma,
 )
+from .estimation import RollingEstimator, drift_from_return
+from .instrument import InstrumentParams, instrument_params, param_keys, validate_params
 from .quotes import (
     as_quotes,
     as_quotes_rounded,
@@ -42,7 +47,7 @@ from .quotes import (
     reservation_price,
     round_quotes,
 )
-from .session import parse_session_close, session_tau, time_to_close
+from .session import close_ramp, parse_session_close, session_tau, time_to_close
 
 _LAZY = {"MarketMakingBroker": "broker", "FILL_MODELS": "broker", "QUEUE_RULES": "broker"}
 
@@ -52,7 +57,9 @@ __all__ = [
     "fill_probability", "fit_intensity", "glft_coefficients", "glft_quotes",
     "glft_quotes_rounded", "intensity", "intensity_from_touches", "intensity_from_trades",
     "optimal_spread", "parse_session_close", "quote_sizes", "realized_sigma",
-    "reservation_price", "round_quotes", "session_tau", "time_to_close", *_LAZY,
+    "reservation_price", "round_quotes", "session_tau", "time_to_close", "close_ramp",
+    "RollingEstimator", "drift_from_return", "InstrumentParams", "instrument_params",
+    "param_keys", "validate_params", *_LAZY,
 ]
 
 

@@ -25,3 +25,12 @@ def session_tau(now: float, close: float | None, horizon: float) -> float:
     """AS ``tau``: ``min(horizon, time to the close)``. ``close=None`` gives the rolling
     horizon of 24/7 markets; ``horizon=inf`` the classic time-to-close of a daily session."""
     return min(float(horizon), time_to_close(now, close))
+
+
+def close_ramp(to_close: float, window: float) -> float:
+    """Weight of the into-the-close inventory skew: rises linearly from 0 to 1 over the last
+    ``window`` seconds before the close (``1 − to_close/window``), 0 before them, without a
+    session (``to_close = inf``) or with ``window <= 0``."""
+    if window > 0 and to_close < window:
+        return 1.0 - to_close / window
+    return 0.0

@@ -1,0 +1,144 @@
+"""Per-instrument parameters for the market maker, and their validation. No backtrader.
+
+A strategy quoting several instruments takes one set of params (``self.p`` in backtrader)
+and per-instrument overrides (``instruments={"PERP": dict(tick=0.1, gamma=1e-3)}``, keyed by
+the feed's name). :func:`instrument_params` gives the object to read for one instrument:
+``self.p`` itself when it has no overrides, else a frozen :class:`InstrumentParams` that
+answers the overridden keys and falls back to ``self.p`` for the others. Both are checked by
+:func:`validate_params`: a bad value raises ``ValueError`` naming the parameter and the feed.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+__all__ = ["InstrumentParams", "instrument_params", "param_keys", "validate_params"]
+
+_POSITIVE = ("gamma", "lot", "tick", "horizon", "sigma_window", "calib_window", "trend_fast",
+             "trend_slow")
+_POSITIVE_OR_NONE = ("sigma", "A", "kappa", "bar_seconds", "trend_horizon")
+_NON_NEGATIVE = ("max_inventory", "eta", "recalibrate", "close_window", "flatten_before",
+                 "min_spread", "min_spread_bps")
+_NON_NEGATIVE_OR_NONE = ("size_step",)
+_CHOICES = {"model": ("as", "glft"), "sigma_source": ("mid", "trade")}
+
+
+def param_keys(params) -> tuple[str, ...]:
+    """The parameter names of a backtrader params object (``_getkeys()``), a mapping or any
+    object with attributes."""
+    if hasattr(params, "_getkeys"):
+        return tuple(params._getkeys())
+    if isinstance(params, Mapping):
+        return tuple(params)
+    return tuple(k for k in vars(params) if not k.startswith("_"))
+
+
+def _get(params, key: str):
+    return params[key] if isinstance(params, Mapping) else getattr(params, key)
+
+
+class InstrumentParams:
+    """Read-only parameters of one instrument: ``overrides`` over ``base``.
+
+    ``ip.gamma`` is ``overrides["gamma"]`` when overridden, else ``base.gamma`` (``base`` is
+    the strategy's ``self.p``, a mapping or any object with attributes). Unknown keys in
+    ``overrides`` (not among ``keys``, by default all of ``base``'s but ``skip``) raise
+    ``ValueError`` naming them and the instrument. Values are not checked here; see
+    :func:`instrument_params`.
+    """
+
+    __slots__ = ("name", "_base", "_overrides", "_keys")
+
+    def __init__(self, base, overrides: Mapping | None = None, name: str = "", *,
+                 keys: Iterable[str] | None = None, skip: Iterable[str] = ("instruments",)):
+        skip = set(skip)
+        keys = tuple(k for k in (param_keys(base) if keys is None else keys) if k not in skip)
+        overrides = dict(overrides or {})
+        unknown = set(overrides) - set(keys)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) for {name}: {sorted(unknown)}")
+        for attr, value in (("name", name), ("_base", base),
+                            ("_overrides", MappingProxyType(overrides)), ("_keys", keys)):
+            object.__setattr__(self, attr, value)
+
+    def __getattr__(self, key: str):  # only called for names that are not slots
+        if key.startswith("_"):
+            raise AttributeError(key)
+        if key in self._overrides:
+            return self._overrides[key]
+        if key in self._keys:
+            return _get(self._base, key)
+        raise AttributeError(f"{type(self).__name__} has no parameter {key!r}")
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __delattr__(self, key):
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def _getkeys(self) -> tuple[str, ...]:
+        return self._keys
+
+    @property
+    def overrides(self) -> Mapping:
+        """The overridden keys and their values (read-only)."""
+        return self._overrides
+
+    def as_dict(self) -> dict:
+        """Every parameter and its value for this instrument."""
+        return {k: getattr(self, k) for k in self._keys}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {dict(self._overrides)!r})"
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _fail(name: str, key: str, requirement: str, value):
+    where = f" for {name}" if name else ""
+    raise ValueError(f"{key}{where} must be {requirement}, got {value!r}")
+
+
+def _check(params, name, present, keys, requirement, ok, allow_none=False):
+    for key in keys:
+        if key not in present:
+            continue
+        value = _get(params, key)
+        if value is None and allow_none:
+            continue
+        if not (_is_number(value) and ok(value)):
+            _fail(name, key, requirement + (" or None" if allow_none else ""), value)
+
+
+def validate_params(params, name: str = ""):
+    """Check the market maker's parameter values (those present in ``params``); returns
+    ``params``. Raises ``ValueError`` naming the parameter and the instrument ``name``:
+    ``gamma, lot, tick, horizon`` and the windows / EMA time constants must be > 0;
+    ``sigma, A, kappa, bar_seconds, trend_horizon`` > 0 when given; ``max_inventory, eta,
+    recalibrate, close_window, flatten_before, min_spread, min_spread_bps`` ≥ 0 and
+    ``size_step`` ≥ 0 or None; ``model`` in ``("as", "glft")``, ``sigma_source`` in
+    ``("mid", "trade")``.
+    """
+    present = set(param_keys(params))
+    positive, non_negative = (lambda v: v > 0), (lambda v: v >= 0)
+    _check(params, name, present, _POSITIVE, "a number > 0", positive)
+    _check(params, name, present, _POSITIVE_OR_NONE, "a number > 0", positive, allow_none=True)
+    _check(params, name, present, _NON_NEGATIVE, "a number >= 0", non_negative)
+    _check(params, name, present, _NON_NEGATIVE_OR_NONE, "a number >= 0", non_negative,
+           allow_none=True)
+    for key, choices in _CHOICES.items():
+        if key in present and _get(params, key) not in choices:
+            _fail(name, key, " or ".join(map(repr, choices)), _get(params, key))
+    return params
+
+
+def instrument_params(base, overrides: Mapping | None = None, name: str = "", *,
+                      skip: Iterable[str] = ("instruments",)):
+    """The parameters to read for one instrument, validated: ``base`` itself without
+    ``overrides``, else an :class:`InstrumentParams` of ``overrides`` over ``base``."""
+    params = InstrumentParams(base, overrides, name, skip=skip) if overrides else base
+    return validate_params(params, name)
