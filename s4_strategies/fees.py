@@ -79,11 +79,6 @@ class MakerTakerCommInfo(bt.CommInfoBase):
         return notional * rate
 
     @classmethod
-    def bybit_linear(cls, maker: float = BYBIT_MAKER, taker: float = BYBIT_TAKER, **kwargs):
-        """Bybit USDT linear perpetual: 0.02 % maker, 0.055 % taker."""
-        return cls(maker=maker, taker=taker, **kwargs)
-
-    @classmethod
     def futures(cls, round_turn: float = 14.0, mult: float = 1.0, margin: float = 1000.0,
                 **kwargs):
         """Futures-like (margin, mark-to-market) with a fixed fee of ``round_turn/2`` a side."""

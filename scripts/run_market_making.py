@@ -15,6 +15,8 @@ import argparse
 import ast
 import sys
 
+from s4_strategies.fees import BYBIT_MAKER, BYBIT_TAKER
+
 
 def _value(text: str):
     try:
@@ -34,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--todate", default=None)
     p.add_argument("--max-events", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--maker", type=float, default=0.0002, help="maker fee (negative = rebate)")
-    p.add_argument("--taker", type=float, default=0.00055)
+    p.add_argument("--maker", type=float, default=BYBIT_MAKER,
+                   help="maker fee, fraction of notional (negative = rebate)")
+    p.add_argument("--taker", type=float, default=BYBIT_TAKER, help="taker fee")
     p.add_argument("--per-contract", type=float, default=None,
                    help="fixed fee per contract per side (futures), e.g. 7 for a $14 round turn")
     p.add_argument("--out", default=None)

@@ -7,7 +7,7 @@ import pytest
 
 from feeds import ArrayData
 from feeds.ticks import TickData
-from s4_strategies.fees import MakerTakerCommInfo
+from s4_strategies.fees import BYBIT_MAKER, BYBIT_TAKER, MakerTakerCommInfo
 from s4_strategies.market_making.broker import MarketMakingBroker
 
 T0 = pd.Timestamp("2024-08-08 23:00", tz="UTC")
@@ -259,8 +259,8 @@ def test_per_contract_commission_round_turn():
 
 
 def test_bybit_defaults_and_bad_parameters():
-    ci = MakerTakerCommInfo.bybit_linear()
-    assert (ci.p.maker, ci.p.taker) == (0.0002, 0.00055)
+    ci = MakerTakerCommInfo()  # Bybit linear by default
+    assert (ci.p.maker, ci.p.taker) == (BYBIT_MAKER, BYBIT_TAKER) == (0.0002, 0.00055)
     assert ci.getcommission(2.0, 100.0) == pytest.approx(2 * 100 * 0.0002)
     ci.liquidity = "taker"
     assert ci.getcommission(2.0, 100.0) == pytest.approx(2 * 100 * 0.00055)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import backtrader as bt
 
+from ..fees import BYBIT_MAKER, BYBIT_TAKER
+
 __all__ = ["PRESETS", "run_market_making"]
 
 # Strategy presets per source, in the units of s4_strategies.market_making (seconds, price,
@@ -74,7 +76,7 @@ def run_market_making(source: str = "ticks", fill_model: str | None = None, out=
                       dataset: str | None = None, fromdate=None, todate=None,
                       max_events: int | None = None, seed: int = 0, queue: str = "queue",
                       require_touch: bool | None = None, intensity=None, cash: float = 1_000_000.0,
-                      maker: float = 0.0002, taker: float = 0.00055,
+                      maker: float = BYBIT_MAKER, taker: float = BYBIT_TAKER,
                       per_contract: float | None = None, mult: float = 1.0,
                       margin: float | None = None, plot: bool = True, verbose: bool = False,
                       **params) -> dict:

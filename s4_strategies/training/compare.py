@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..features import FeatureSpec, LabelSpec
 from .evaluation import TAKER_FEE, evaluate_positions, positions_from_signal, time_per_bar
@@ -154,7 +153,3 @@ def run_comparison(data: str = "bybit:BTCUSDT:60", train=("2021-01-01", "2022-12
         (out / "compare.json").write_text(json.dumps(json_safe(result), indent=2))
         (out / "compare.md").write_text(result["table"] + "\n\n" + result["ablation_table"] + "\n")
     return result
-
-
-def test_period_frame(result: dict) -> pd.DataFrame:
-    return pd.DataFrame(result["rows"]).set_index("model")
