@@ -80,36 +80,49 @@ def infer_periods_per_year(index_or_timeframe, calendar: str = "auto", compressi
     """
     if calendar not in ("auto", "crypto", "equities"):
         raise ValueError(f"calendar must be 'auto', 'crypto' or 'equities', not {calendar!r}")
-    index = None
-    if isinstance(index_or_timeframe, (pd.Series, pd.DataFrame)):
-        index_or_timeframe = index_or_timeframe.index
-    if isinstance(index_or_timeframe, pd.DatetimeIndex):
-        index = to_naive_utc(index_or_timeframe).unique().sort_values()
-        if len(index) < 2:
-            raise ValueError("need at least two timestamps to infer the bar spacing")
-        step = pd.Series(index).diff().dropna().median()
-    else:
-        step = _spacing(index_or_timeframe, compression)
+    index, step = _index_and_step(index_or_timeframe, compression)
     if calendar == "auto":
         calendar = detect_calendar(index) if index is not None else "equities"
     days = step / pd.Timedelta(days=1)
+    if days >= 5:
+        return _periods_multi_day(days)
+    if days >= 0.9 or (calendar == "equities" and step >= EQUITY_SESSION):
+        return TRADING_DAYS[calendar]
+    if calendar == "crypto":
+        return max(1, round(pd.Timedelta(days=365) / step))
+    return TRADING_DAYS["equities"] * max(1, _equity_bars_per_session(index, step))
+
+
+def _index_and_step(index_or_timeframe, compression: int):
+    """The sorted unique naive-UTC index (None when only a timeframe is given) and the
+    typical bar spacing."""
+    if isinstance(index_or_timeframe, (pd.Series, pd.DataFrame)):
+        index_or_timeframe = index_or_timeframe.index
+    if not isinstance(index_or_timeframe, pd.DatetimeIndex):
+        return None, _spacing(index_or_timeframe, compression)
+    index = to_naive_utc(index_or_timeframe).unique().sort_values()
+    if len(index) < 2:
+        raise ValueError("need at least two timestamps to infer the bar spacing")
+    return index, pd.Series(index).diff().dropna().median()
+
+
+def _periods_multi_day(days: float) -> int:
+    """Periods per year for bars spaced ``days`` >= 5 apart: weekly and longer."""
     if days >= 300:
         return 1
     if days >= 80:
         return 4
     if days >= 25:
         return 12
-    if days >= 5:
-        return 52
-    if days >= 0.9 or (calendar == "equities" and step >= EQUITY_SESSION):
-        return TRADING_DAYS[calendar]
-    if calendar == "crypto":
-        return max(1, round(pd.Timedelta(days=365) / step))
+    return 52
+
+
+def _equity_bars_per_session(index, step: pd.Timedelta) -> int:
+    """Intraday equity bars per session: counted in the index when there is one, else
+    a full session divided by the spacing."""
     if index is not None:  # bars per session as seen in the data
-        per_day = int(pd.Series(1, index=index).groupby(index.normalize()).size().median())
-    else:
-        per_day = math.ceil(EQUITY_SESSION / step)
-    return TRADING_DAYS["equities"] * max(1, per_day)
+        return int(pd.Series(1, index=index).groupby(index.normalize()).size().median())
+    return math.ceil(EQUITY_SESSION / step)
 
 
 # ---------------------------------------------------------------- benchmark alignment

@@ -254,7 +254,8 @@ class MarketMakingAnalyzer(bt.Analyzer):
         return pd.DataFrame({"mid": acc.mid, "position": acc.position}, index=idx)
 
     def fills(self, data=None) -> pd.DataFrame:
-        """Every execution of a feed: ``side`` (+1 buy / −1 sell), ``price``, ``size``, ``taker``."""
+        """Every execution of a feed: ``side`` (+1 buy / −1 sell), ``price``, ``size`` and
+        ``taker``."""
         acc = self._acc[data if data is not None else self.datas[0]]
         df = pd.DataFrame(acc.trades, columns=["t", "side", "price", "size", "taker"])
         df.index = pd.to_datetime(df.pop("t").to_numpy() * 1e9, utc=True).rename("datetime")

@@ -246,14 +246,18 @@ class QuantStatsAnalyzer(bt.Analyzer):
     def start(self):
         bench = self.p.benchmark
         if not (bench is None or isinstance(bench, (str, pd.Series, bt.AbstractDataBase))):
-            raise TypeError(f"benchmark must be 'buyhold', a data feed, a Series or None, not {bench!r}")
+            raise TypeError(
+                f"benchmark must be 'buyhold', a data feed, a Series or None, not {bench!r}"
+            )
         if isinstance(bench, str) and bench != "buyhold":
             raise ValueError(
                 f"benchmark={bench!r}: pass 'buyhold', a data feed, a returns Series or None "
                 "(ticker strings are not downloaded: offline quantstats makes them all zero)"
             )
         if self.p.calendar not in ("auto", "crypto", "equities"):
-            raise ValueError(f"calendar must be 'auto', 'crypto' or 'equities', not {self.p.calendar!r}")
+            raise ValueError(
+                f"calendar must be 'auto', 'crypto' or 'equities', not {self.p.calendar!r}"
+            )
         self._bench_data = None
         if isinstance(bench, bt.AbstractDataBase):
             self._bench_data = bench
@@ -295,7 +299,9 @@ class QuantStatsAnalyzer(bt.Analyzer):
         if self._bench_data is not None:
             close = pd.Series(self._close, index=index, dtype="float64")[keep].ffill()
             benchmark = close.pct_change().fillna(0.0)
-            self.benchmark_name = self.benchmark_name or f"{_data_name(self._bench_data)} buy & hold"
+            self.benchmark_name = (
+                self.benchmark_name or f"{_data_name(self._bench_data)} buy & hold"
+            )
         elif isinstance(self.p.benchmark, pd.Series):
             benchmark = align_benchmark(self.p.benchmark, returns.index)
             self.benchmark_name = self.benchmark_name or str(self.p.benchmark.name or "Benchmark")

@@ -143,7 +143,9 @@ class TradeStats(bt.Analyzer):
             traded_notional=self._notional,
             turnover=self._notional / mean_value if mean_value else float("nan"),
             exposure=self._in_market / self._bars if self._bars else float("nan"),
-            avg_gross_leverage=float(np.nanmean(self._leverage)) if self._leverage else float("nan"),
+            avg_gross_leverage=(
+                float(np.nanmean(self._leverage)) if self._leverage else float("nan")
+            ),
             bars=self._bars,
             trades=self._trades,
         )

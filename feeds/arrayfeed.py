@@ -28,8 +28,9 @@ class ArrayData(bt.feed.DataBase):
     """Backtrader feed over a DataFrame, read from arrays.
 
     Params:
-      - ``dataname`` (as for ``PandasData``; ``dataframe`` is an alias): DatetimeIndex (bar open; naive means UTC) and columns named like the
-        feed's lines (``open, high, low, close, volume``, optional ``openinterest`` and any
+      - ``dataname`` (as for ``PandasData``; ``dataframe`` is an alias): DatetimeIndex
+        (bar open; naive means UTC) and columns named like the feed's lines
+        (``open, high, low, close, volume``, optional ``openinterest`` and any
         extra lines a subclass declares). Missing extra columns become NaN.
       - ``fromdate`` / ``todate``: optional bounds (naive values are UTC).
 

@@ -74,16 +74,40 @@ def clean_ohlcv(
     and a datetime index (bar open). The result has a sorted, unique UTC index and
     float64 columns.
     """
+    _check_options(gaps, nan)
+    _check_columns(df, name)
+    out = _to_utc_float(df, name)
+    out = _sort_rows(out)
+    out = _drop_duplicates(out, name)
+    out = _handle_nonfinite(out, nan, name)
+    _check_positive_prices(out, name)
+    _check_bar_consistency(out, name)
+    _check_volume(out, name)
+    if freq is not None and gaps != "allow":
+        # stacklevel 3: the warning points at the caller of clean_ohlcv
+        out = _handle_gaps(out, freq, gaps, name, stacklevel=3)
+    return out
+
+
+def _check_options(gaps: str, nan: str) -> None:
     if gaps not in ("warn", "raise", "allow", "fill"):
         raise ValueError(f"gaps must be warn, raise, allow or fill, not {gaps!r}")
     if nan not in ("raise", "drop"):
         raise ValueError(f"nan must be raise or drop, not {nan!r}")
+
+
+def _check_columns(df: pd.DataFrame, name: str) -> None:
+    """No bars or missing OHLCV columns: ``DataError``."""
     if df is None or len(df) == 0:
         raise DataError(f"{name}: no bars")
     missing = [c for c in OHLCV if c not in df.columns]
     if missing:
         raise DataError(f"{name}: missing columns {missing}; have {list(df.columns)}")
 
+
+def _to_utc_float(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """A copy with a UTC index (naive taken as UTC, non-datetime a ``DataError``) and the
+    known numeric columns as float64."""
     out = df.copy()
     out.index = to_utc_index(out.index)
     out.index.name = "datetime"
@@ -93,69 +117,103 @@ def clean_ohlcv(
                 out[col] = pd.to_numeric(out[col], errors="raise").astype("float64")
             except (TypeError, ValueError) as exc:
                 raise DataError(f"{name}: column {col!r} is not numeric: {exc}") from exc
+    return out
 
+
+def _sort_rows(out: pd.DataFrame) -> pd.DataFrame:
+    """Out-of-order rows: sorted (a pure, stable reordering)."""
     if not out.index.is_monotonic_increasing:
         out = out.sort_index(kind="stable")
+    return out
 
+
+def _drop_duplicates(out: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Exact duplicate rows: one kept. Conflicting duplicates: ``DataError``."""
     dup = out.index.duplicated(keep=False)
-    if dup.any():
-        groups = out[dup].groupby(level=0)
-        conflicting = [ts for ts, g in groups if len(g.drop_duplicates()) > 1]
-        if conflicting:
-            raise DataError(
-                f"{name}: {len(conflicting)} timestamps carry different bars: {_fmt(conflicting)}"
-            )
-        out = out[~out.index.duplicated(keep="first")]
+    if not dup.any():
+        return out
+    groups = out[dup].groupby(level=0)
+    conflicting = [ts for ts, g in groups if len(g.drop_duplicates()) > 1]
+    if conflicting:
+        raise DataError(
+            f"{name}: {len(conflicting)} timestamps carry different bars: {_fmt(conflicting)}"
+        )
+    return out[~out.index.duplicated(keep="first")]
 
+
+def _handle_nonfinite(out: pd.DataFrame, nan: str, name: str) -> pd.DataFrame:
+    """NaN / inf in OHLCV: ``DataError``, or the rows dropped with ``nan="drop"``."""
     values = out[list(OHLCV)].to_numpy()
     bad = ~np.isfinite(values).all(axis=1)
-    if bad.any():
-        if nan == "drop":
-            out = out[~bad]
-            if len(out) == 0:
-                raise DataError(f"{name}: every bar has a NaN")
-        else:
-            raise DataError(
-                f"{name}: {int(bad.sum())} bars have NaN or inf values: {_fmt(out.index[bad])} "
-                "(pass nan='drop' to drop them)"
-            )
+    if not bad.any():
+        return out
+    if nan != "drop":
+        raise DataError(
+            f"{name}: {int(bad.sum())} bars have NaN or inf values: {_fmt(out.index[bad])} "
+            "(pass nan='drop' to drop them)"
+        )
+    out = out[~bad]
+    if len(out) == 0:
+        raise DataError(f"{name}: every bar has a NaN")
+    return out
 
-    o, h, l, c, v = (out[k].to_numpy() for k in OHLCV)
-    if (np.minimum.reduce([o, h, l, c]) <= 0).any():
-        rows = out.index[np.minimum.reduce([o, h, l, c]) <= 0]
-        raise DataError(f"{name}: non-positive prices at {_fmt(rows)}")
+
+def _check_positive_prices(out: pd.DataFrame, name: str) -> None:
+    """Non-positive prices: ``DataError``."""
+    lowest = np.minimum.reduce([out[k].to_numpy() for k in PRICE_COLS])
+    if (lowest <= 0).any():
+        raise DataError(f"{name}: non-positive prices at {_fmt(out.index[lowest <= 0])}")
+
+
+def _check_bar_consistency(out: pd.DataFrame, name: str) -> None:
+    """High below low, or open/close outside [low, high]: ``DataError``."""
+    o, h, l, c = (out[k].to_numpy() for k in PRICE_COLS)
     inconsistent = (h < l) | (h < np.maximum(o, c)) | (l > np.minimum(o, c))
     if inconsistent.any():
         raise DataError(
             f"{name}: {int(inconsistent.sum())} bars with high below low or open/close outside "
             f"[low, high]: {_fmt(out.index[inconsistent])}"
         )
+
+
+def _check_volume(out: pd.DataFrame, name: str) -> None:
+    """Negative volume: ``DataError`` (zero volume is kept)."""
+    v = out["volume"].to_numpy()
     if (v < 0).any():
         raise DataError(f"{name}: negative volume at {_fmt(out.index[v < 0])}")
 
-    if freq is not None and gaps != "allow":
-        found = find_gaps(out.index, freq)
-        if len(found):
-            total = int(found["missing"].sum())
-            msg = (
-                f"{name}: {len(found)} gaps, {total} bars missing at {freq}; first after "
-                f"{found['before'].iloc[0]}"
-            )
-            if gaps == "raise":
-                raise DataError(msg)
-            if gaps == "warn":
-                warnings.warn(msg, stacklevel=2)
-            else:  # fill
-                full = pd.date_range(out.index[0], out.index[-1], freq=pd.Timedelta(freq))
-                full = full.union(out.index)  # keep bars off the grid (never drop real bars)
-                out = out.reindex(full)
-                out.index.name = "datetime"
-                close = out["close"].ffill()
-                filled = out["open"].isna()
-                for col in PRICE_COLS:
-                    out.loc[filled, col] = close[filled]
-                out.loc[filled, "volume"] = 0.0
-                if "turnover" in out:
-                    out.loc[filled, "turnover"] = 0.0
-                out = out.ffill()
-    return out
+
+def _handle_gaps(
+    out: pd.DataFrame, freq, gaps: str, name: str, stacklevel: int = 2
+) -> pd.DataFrame:
+    """Gaps longer than ``freq``: warn, raise or fill, as ``gaps`` says."""
+    found = find_gaps(out.index, freq)
+    if not len(found):
+        return out
+    total = int(found["missing"].sum())
+    msg = (
+        f"{name}: {len(found)} gaps, {total} bars missing at {freq}; first after "
+        f"{found['before'].iloc[0]}"
+    )
+    if gaps == "raise":
+        raise DataError(msg)
+    if gaps == "warn":
+        warnings.warn(msg, stacklevel=stacklevel)
+        return out
+    return _fill_gaps(out, freq)
+
+
+def _fill_gaps(out: pd.DataFrame, freq) -> pd.DataFrame:
+    """Insert flat bars at the previous close, volume (and turnover) 0, on the ``freq`` grid."""
+    full = pd.date_range(out.index[0], out.index[-1], freq=pd.Timedelta(freq))
+    full = full.union(out.index)  # keep bars off the grid (never drop real bars)
+    out = out.reindex(full)
+    out.index.name = "datetime"
+    close = out["close"].ffill()
+    filled = out["open"].isna()
+    for col in PRICE_COLS:
+        out.loc[filled, col] = close[filled]
+    out.loc[filled, "volume"] = 0.0
+    if "turnover" in out:
+        out.loc[filled, "turnover"] = 0.0
+    return out.ffill()

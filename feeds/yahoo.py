@@ -90,7 +90,8 @@ def check_limits(interval: str, start, now) -> None:
 
 
 def flatten_columns(raw: pd.DataFrame, ticker: str) -> pd.DataFrame:
-    """yfinance's (Price, Ticker) MultiIndex columns -> ``open high low close [adj_close] volume``."""
+    """yfinance's (Price, Ticker) MultiIndex columns ->
+    ``open high low close [adj_close] volume``."""
     df = raw
     if isinstance(df.columns, pd.MultiIndex):
         price_level = next(

@@ -17,7 +17,9 @@ from pathlib import Path
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     here = Path(__file__).resolve().parents[1]
-    ap.add_argument("--out", default=str(here / "s4_strategies" / "pretrained" / "s4d_btcusdt_1h.pt"))
+    ap.add_argument(
+        "--out", default=str(here / "s4_strategies" / "pretrained" / "s4d_btcusdt_1h.pt")
+    )
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

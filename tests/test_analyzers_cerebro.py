@@ -22,7 +22,8 @@ class SmaCross(bt.Strategy):
     params = dict(fast=10, slow=30, frac=0.9)
 
     def __init__(self):
-        self.cross = bt.ind.CrossOver(bt.ind.SMA(period=self.p.fast), bt.ind.SMA(period=self.p.slow))
+        fast, slow = bt.ind.SMA(period=self.p.fast), bt.ind.SMA(period=self.p.slow)
+        self.cross = bt.ind.CrossOver(fast, slow)
 
     def next(self):
         if self.cross > 0:
@@ -77,7 +78,8 @@ def test_daily_equities(spy_run):
     for key in ("sharpe", "sortino", "max_drawdown", "calmar", "cagr", "volatility", "win_rate",
                 "profit_factor"):
         assert math.isfinite(m[key]), key
-    assert m == {**compute_metrics(r, 252, benchmark=b), **{k: m[k] for k in m if "quantstats" in k}}
+    quantstats_keys = {k: m[k] for k in m if "quantstats" in k}
+    assert m == {**compute_metrics(r, 252, benchmark=b), **quantstats_keys}
     assert m["sharpe"] == pytest.approx(qs.stats.sharpe(r, 0.0, 252), rel=1e-9)
     assert m["sortino"] == pytest.approx(qs.stats.sortino(r, 0.0, 252), rel=1e-9)
     assert m["max_drawdown"] == pytest.approx(qs.stats.max_drawdown(r), rel=1e-9)

@@ -56,6 +56,7 @@ def btc_report(tmp_path_factory):
     return dict(out=out, strat=strat, report=report, mtime=written_by_stop)
 
 
+@pytest.mark.slow
 def test_report_files(btc_report):
     out, report = btc_report["out"], btc_report["report"]
     names = {"tearsheet.html", "metrics.json", "equity_drawdown.png", "cerebro.png"}
@@ -106,6 +107,7 @@ def test_pictures(btc_report):
     assert matplotlib.get_backend().lower() == "agg"
 
 
+@pytest.mark.slow
 def test_daily_equities_tearsheet_for_a_strategy_that_never_trades(tmp_path):
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(feeds.EmbeddedData(name="yahoo:SPY:1d", todate=dt.datetime(2020, 12, 31)))
@@ -122,6 +124,7 @@ def test_daily_equities_tearsheet_for_a_strategy_that_never_trades(tmp_path):
     assert data["metrics"]["sharpe"] is None and data["metrics"]["total_return"] == 0
 
 
+@pytest.mark.slow
 def test_only_font_warnings_are_silenced(tmp_path, caplog, monkeypatch):
     r = pd.Series(np.random.default_rng(0).normal(0.001, 0.01, 80),
                   pd.date_range("2024-01-01", periods=80, freq="D"))
@@ -167,6 +170,7 @@ def test_write_report_needs_the_analyzer(tmp_path):
         analyzers.write_report(strat, tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     CHROMIUM is None,
     reason="Debian's chromium is not installed (apt-get install chromium; .ci/run installs it "
@@ -198,6 +202,7 @@ def test_tearsheet_renders_in_headless_chromium(btc_report, tmp_path):
     assert near((0x34, 0x8D, 0xC1)) > 2000, "no strategy line drawn"
 
 
+@pytest.mark.slow
 def test_benchmark_reaches_quantstats_aligned(tmp_path, monkeypatch):
     """An hourly benchmark stamped 30 minutes off arrives as a Series on the returns' index
     with every hour's value (quantstats itself would re-sample it through a daily calendar)."""

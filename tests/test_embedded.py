@@ -46,6 +46,7 @@ def test_known_facts_of_the_market():
     assert len(part) == 24
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", feeds.list_embedded())
 def test_every_embedded_dataset_runs_through_cerebro(name):
     df = feeds.load_embedded(name)
@@ -72,7 +73,9 @@ def test_every_embedded_dataset_runs_through_cerebro(name):
 
 def test_embedded_feed_respects_dates_and_utc():
     data = feeds.EmbeddedData(
-        name="bybit:BTCUSDT:60", fromdate=dt.datetime(2024, 1, 15), todate=dt.datetime(2024, 1, 15, 5)
+        name="bybit:BTCUSDT:60",
+        fromdate=dt.datetime(2024, 1, 15),
+        todate=dt.datetime(2024, 1, 15, 5),
     )
     seen = []
 

@@ -53,7 +53,9 @@ def test_no_look_ahead_by_truncation(btc):
     full = make_features(btc, spec)
     for t in (10, 300, 1000):
         part = make_features(btc.iloc[: t + 1], spec)
-        np.testing.assert_allclose(part.iloc[-1].to_numpy(), full.iloc[t].to_numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            part.iloc[-1].to_numpy(), full.iloc[t].to_numpy(), rtol=1e-12, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("name", ["bybit:BTCUSDT:60", "yahoo:SPY:1d"])

@@ -193,6 +193,7 @@ def test_stream_dedupes_and_times_out_with_none():
 
 
 # -- in Cerebro, recorded messages ----------------------------------------------------------
+@pytest.mark.slow
 def test_live_cerebro_backfills_then_streams_closed_bars():
     ws = FakeWebSocket(MESSAGES)
     data = live_data(ws)
@@ -207,6 +208,7 @@ def test_live_cerebro_backfills_then_streams_closed_bars():
     assert data._laststatus == data.DISCONNECTED  # stop() reports the disconnect
 
 
+@pytest.mark.slow
 def test_live_gap_after_a_reconnect_is_filled_from_rest():
     late = pd.Timestamp("2023-01-03 03:00", tz="UTC")
     ws = FakeWebSocket([message_for(late)])
@@ -219,6 +221,7 @@ def test_live_gap_after_a_reconnect_is_filled_from_rest():
     assert gap_call["start"] == int(pd.Timestamp("2023-01-03 00:00", tz="UTC").value // 10**6)
 
 
+@pytest.mark.slow
 def test_disconnect_and_reconnect_are_notified():
     state = [True]
     seen = threading.Event()
@@ -307,6 +310,7 @@ def bybit_ws_server(monkeypatch):
         thread.join(5)
 
 
+@pytest.mark.slow
 @pytest.mark.enable_socket
 @pytest.mark.allow_hosts(["127.0.0.1"])
 @pytest.mark.timeout(60)

@@ -83,7 +83,9 @@ def test_session_resets_agree_between_views(model, ind):
     # A reset changes predictions after it, not before.
     first = 24 if "reset_time" in ind else 300
     assert_same(nxt[:first], plain[:first])
-    assert not np.allclose(np.nan_to_num(nxt[first + 10 :, 4]), np.nan_to_num(plain[first + 10 :, 4]))
+    assert not np.allclose(
+        np.nan_to_num(nxt[first + 10 :, 4]), np.nan_to_num(plain[first + 10 :, 4])
+    )
 
 
 def test_state_save_and_restore(model):

@@ -14,6 +14,7 @@ from feeds.ticks import TickData, load_ticks
 from s4_strategies.apps.market_making import run_market_making
 from s4_strategies.fees import MakerTakerCommInfo
 from s4_strategies.market_making.broker import MarketMakingBroker
+from s4_strategies.market_making.instrument import InstrumentParams
 from s4_strategies.strategies.market_maker import AvellanedaStoikovStrategy
 
 TICKS = dict(max_events=4000)
@@ -31,6 +32,7 @@ def check_reconciles(metrics):
                                                                                 abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source,fill_model", [
     ("ticks", "trade_through"), ("ticks", "intensity"),
     ("bars", "trade_through"), ("bars", "intensity"),
@@ -53,6 +55,7 @@ def test_runs_on_both_sources_under_both_fill_models(source, fill_model):
     assert res["total_pnl"] == m["total"]["total_pnl"] and res["fill_model"] == fill_model
 
 
+@pytest.mark.slow
 def test_glft_model_runs_and_reconciles():
     res = run_market_making("ticks", "auto", model="glft", **TICKS)
     assert res["fill_model"] == "trade_through"
@@ -60,6 +63,7 @@ def test_glft_model_runs_and_reconciles():
     assert res["metrics"]["BTCUSDT"]["quotes_bid"] > 0
 
 
+@pytest.mark.slow
 def test_intensity_fills_are_reproducible_with_a_seed():
     a = run_market_making("bars", "intensity", seed=7, **MONTH)["metrics"]
     b = run_market_making("bars", "intensity", seed=7, **MONTH)["metrics"]
@@ -68,6 +72,7 @@ def test_intensity_fills_are_reproducible_with_a_seed():
     assert a["BTCUSDT"]["total_pnl"] != c["BTCUSDT"]["total_pnl"]
 
 
+@pytest.mark.slow
 def test_hard_inventory_limit_binds_and_is_never_exceeded():
     # almost no inventory skew and no size decay: inventory random-walks into the limit
     res = run_market_making("bars", "trade_through", gamma=1e-9, eta=0.0, trend=None,
@@ -77,6 +82,7 @@ def test_hard_inventory_limit_binds_and_is_never_exceeded():
     assert s["max_abs_inventory"] <= 0.02 + 1e-12
 
 
+@pytest.mark.slow
 def test_session_close_flattens_inventory():
     res = run_market_making("ticks", "trade_through", fromdate="2024-08-08 23:59:00",
                             todate="2024-08-09 00:00:30", sigma_window=40.0, min_trades=20,
@@ -86,6 +92,7 @@ def test_session_close_flattens_inventory():
     check_reconciles(res["metrics"])
 
 
+@pytest.mark.slow
 def test_maker_rebate_makes_fees_negative():
     res = run_market_making("bars", "trade_through", maker=-0.0001, **MONTH)
     s = res["metrics"]["BTCUSDT"]
@@ -93,6 +100,7 @@ def test_maker_rebate_makes_fees_negative():
     check_reconciles(res["metrics"])
 
 
+@pytest.mark.slow
 def test_per_contract_futures_fees_reconcile():
     res = run_market_making("bars", "trade_through", per_contract=7.0, mult=0.1, margin=1000.0,
                             lot=1.0, size_step=1.0, gamma=5e-5, **MONTH)
@@ -103,6 +111,7 @@ def test_per_contract_futures_fees_reconcile():
     check_reconciles(res["metrics"])
 
 
+@pytest.mark.slow
 def test_writes_metrics_and_inventory_plot(tmp_path):
     res = run_market_making("ticks", "trade_through", out=tmp_path, max_events=1500)
     metrics = json.loads((tmp_path / "mm_metrics.json").read_text())
@@ -237,3 +246,25 @@ def test_sigma_from_trade_prices():
     check_reconciles(res["metrics"])
     with pytest.raises(ValueError):
         run_market_making("ticks", sigma_source="vwap", max_events=50)
+
+
+def test_reads_self_p_unless_the_instrument_overrides_it():
+    def run(**params):
+        cerebro = bt.Cerebro(stdstats=False)
+        for name in ("SPOT", "PERP"):
+            cerebro.adddata(TickData(dataname=load_ticks("binance:BTCUSDT", max_events=20)),
+                            name=name)
+        cerebro.addstrategy(AvellanedaStoikovStrategy, **params)
+        return cerebro.run()[0]
+
+    strat = run(instruments=dict(PERP=dict(tick=0.1, model="glft")))
+    spot, perp = (strat._books[d].p for d in strat.datas)
+    assert spot is strat.p
+    assert isinstance(perp, InstrumentParams)
+    assert (perp.tick, perp.model, perp.gamma) == (0.1, "glft", strat.p.gamma)
+    with pytest.raises(ValueError, match="kappa for PERP must be"):
+        run(instruments=dict(PERP=dict(kappa=-1.0)))
+    with pytest.raises(ValueError, match="gamma for SPOT must be"):
+        run(gamma=0.0)
+    with pytest.raises(ValueError, match="unknown feeds"):
+        run(instruments=dict(FUT=dict(tick=1.0)))

@@ -151,10 +151,12 @@ def test_selective_scans_equal_the_reference_values_and_gradients(scan, chunk):
     def rnd(*shape, scale=1.0):
         return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).requires_grad_()
 
-    x, dt = rnd(B_, L, E), (torch.rand(B_, L, E, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    x = rnd(B_, L, E)
+    dt = (torch.rand(B_, L, E, generator=g, dtype=torch.float64) * 2).requires_grad_()
     A = (-torch.rand(E, N_, generator=g, dtype=torch.float64) * 30).requires_grad_()
     Bm, Cm, D, h0 = rnd(B_, L, N_), rnd(B_, L, N_), rnd(E), rnd(B_, E, N_)
-    gy, gh = torch.randn(B_, L, E, generator=g, dtype=torch.float64), torch.randn(B_, E, N_, generator=g, dtype=torch.float64)
+    gy = torch.randn(B_, L, E, generator=g, dtype=torch.float64)
+    gh = torch.randn(B_, E, N_, generator=g, dtype=torch.float64)
     inputs = (x, dt, A, Bm, Cm, D, h0)
     results = []
     for fn in (selective_scan_ref, lambda *a: scan(*a, chunk_size=chunk)):

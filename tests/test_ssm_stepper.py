@@ -35,7 +35,9 @@ def max_err(a, b):
     return max(np.abs(np.asarray(o[k], np.float64) - p[k]).max() for o, p in zip(a, b) for k in p)
 
 
-@pytest.mark.parametrize("backend,dtype", [(b, None) for b in BACKENDS] + [(BACKENDS[-1], np.float64)])
+@pytest.mark.parametrize(
+    "backend,dtype", [(b, None) for b in BACKENDS] + [(BACKENDS[-1], np.float64)]
+)
 @pytest.mark.parametrize("kind", ["s4", "s4d", "mamba"])
 def test_stepper_equals_model_step_float32_default_size(kind, backend, dtype):
     """Default model (d_model 64, d_state 64, 4 layers), float32, within 1e-5."""

@@ -9,6 +9,9 @@ import feeds
 import s4_strategies
 from s4_strategies import S4DirectionalStrategy, S4PortfolioStrategy
 
+# whole backtests of the two model strategies
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def model(tiny_checkpoint):
@@ -69,7 +72,8 @@ def test_long_only_never_shorts(model):
 def test_regime_filter_can_stand_aside(model):
     _, strat = run_directional(model, conf_threshold=0.0, regime_quantile=0.0, regime_window=48)
     sizes = np.array(strat.analyzers.pos.get_analysis())[:, 0]
-    base = np.array(run_directional(model, conf_threshold=0.0)[1].analyzers.pos.get_analysis())[:, 0]
+    _, base_strat = run_directional(model, conf_threshold=0.0)
+    base = np.array(base_strat.analyzers.pos.get_analysis())[:, 0]
     assert (sizes != 0).sum() < (base != 0).sum()
 
 

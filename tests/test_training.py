@@ -78,6 +78,7 @@ def test_checkpoint_with_other_features_is_refused(tiny_checkpoint, tmp_path):
         s4_strategies.load_model(junk)
 
 
+@pytest.mark.slow
 def test_train_command(tmp_path, capsys):
     from s4_strategies.apps.cli import main
 

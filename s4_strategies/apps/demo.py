@@ -73,10 +73,13 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
         m = res["metrics"]
         rows.append((name, res["final_value"], m.get("cagr"), m.get("sharpe"),
                      m.get("max_drawdown"), (res.get("trades") or {}).get("closed_trades")))
-    print("\n| strategy (2023–2024, out of sample) | final value | CAGR | Sharpe | max DD | trades |")
+    print(
+        "\n| strategy (2023–2024, out of sample) | final value | CAGR | Sharpe | max DD | trades |"
+    )
     print("|---|---|---|---|---|---|")
     for name, fv, cagr, sh, dd, nt in rows:
-        print(f"| {name} | {fv:,.0f} | {_pct(cagr)} | {_num(sh)} | {_pct(dd)} | {nt if nt is not None else '–'} |")
+        trades = nt if nt is not None else "–"
+        print(f"| {name} | {fv:,.0f} | {_pct(cagr)} | {_num(sh)} | {_pct(dd)} | {trades} |")
     for src, res in mm.items():
         print(f"\nmarket making on {src}: " + ", ".join(
             f"{k} {_num(res.get(k))}" for k in ("total_pnl", "spread_pnl", "inventory_pnl", "fees",

@@ -41,7 +41,10 @@ def make_features(df: pd.DataFrame, spec: FeatureSpec | None = None) -> pd.DataF
     r = np.log(c / prev_c)
     cols: dict[str, np.ndarray] = {}
     for k in spec.return_windows:
-        lagged = np.concatenate([np.full(min(k, n), np.nan), c[:-k]]) if k < n else np.full(n, np.nan)
+        if k < n:
+            lagged = np.concatenate([np.full(min(k, n), np.nan), c[:-k]])
+        else:
+            lagged = np.full(n, np.nan)
         cols[f"ret_{k}"] = np.log(c / lagged)
     rng = h - l
     flat = rng <= 0

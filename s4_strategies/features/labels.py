@@ -82,7 +82,8 @@ def make_labels(df: pd.DataFrame, spec: LabelSpec | None = None) -> pd.DataFrame
         out[f"fwd_{h}"] = fwd(h)
     r = np.concatenate([[np.nan], np.diff(logc)])
     sigma = np.sqrt(rolling_mean(r * r, spec.vol_window))
-    z = fwd(spec.signal_horizon) / (np.where(sigma > 0, sigma, np.nan) * math.sqrt(spec.signal_horizon))
+    scale = np.where(sigma > 0, sigma, np.nan) * math.sqrt(spec.signal_horizon)
+    z = fwd(spec.signal_horizon) / scale
     cuts = sorted([-t for t in spec.thresholds] + list(spec.thresholds))
     cls = np.searchsorted(np.asarray(cuts), z, side="right").astype(np.float64)
     cls[np.isnan(z)] = np.nan

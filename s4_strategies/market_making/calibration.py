@@ -105,14 +105,16 @@ def calibrate_from_excursions(excursions, bar_seconds: float, n_grid: int = 20
 
 def calibrate_from_bars(open_, high, low, bar_seconds: float, n_grid: int = 20
                         ) -> tuple[float, float]:
-    """``(A, kappa)`` from bars: excursions ``high − open`` and ``open − low``, both sides pooled."""
+    """``(A, kappa)`` from bars: excursions ``high − open`` and ``open − low``, both sides
+    pooled."""
     o, h, lo = (np.asarray(x, dtype=float) for x in (open_, high, low))
     return calibrate_from_excursions(np.concatenate([h - o, o - lo]), bar_seconds, n_grid)
 
 
 # --------------------------------------------------------------------------- trend
 def ema_update(prev: float | None, x: float, dt: float, tc: float) -> float:
-    """One step of a time-aware EMA with time constant ``tc`` seconds: ``alpha = 1 − e^(−dt/tc)``."""
+    """One step of a time-aware EMA with time constant ``tc`` seconds:
+    ``alpha = 1 − e^(−dt/tc)``."""
     if prev is None or not math.isfinite(prev):
         return x
     alpha = -math.expm1(-dt / tc)

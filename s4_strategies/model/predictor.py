@@ -67,7 +67,8 @@ class Predictor:
 
     @property
     def name(self) -> str:
-        """A short label: the model kind and the data it was trained on (``s4d bybit:BTCUSDT:60``)."""
+        """A short label: the model kind and the data it was trained on
+        (``s4d bybit:BTCUSDT:60``)."""
         kind = self.model.config.get("kind", type(self.model).__name__)
         data = self.meta.get("data_name")
         return f"{kind} {data}" if data else str(kind)

@@ -1,1 +1,2 @@
-"""Trading strategies: S4 directional, multi-asset S4 allocation, Avellaneda–Stoikov market making."""
+"""Trading strategies: S4 directional, multi-asset S4 allocation, Avellaneda–Stoikov market
+making."""

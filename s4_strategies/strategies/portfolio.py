@@ -67,7 +67,8 @@ class S4PortfolioStrategy(bt.Strategy):
         sig, conf, ret, vol = ind.signal[0], ind.confidence[0], ind.pred_return[0], ind.pred_vol[0]
         if any(math.isnan(v) for v in (sig, conf, ret, vol)) or vol <= 0:
             return None
-        if conf < self.p.conf_threshold or sig == 0 or math.copysign(1, ret) != math.copysign(1, sig):
+        disagree = math.copysign(1, ret) != math.copysign(1, sig)
+        if conf < self.p.conf_threshold or sig == 0 or disagree:
             return 0.0
         return ret / vol
 
