@@ -1,4 +1,5 @@
 import datetime as dt
+import math
 
 import backtrader as bt
 import numpy as np
@@ -196,3 +197,17 @@ def test_plot_label_names_the_model_not_an_object(model):
     label = strat.s4.plotlabel()
     assert label == "S4 s4d bybit:BTCUSDT:60 (reset_time=00:00)"
     assert "object at" not in label and "Predictor" not in label
+
+
+def test_one_decoder_gives_the_same_numbers_per_bar_and_in_batch(model):
+    rng = np.random.default_rng(0)
+    logits, rets, vols = rng.normal(size=(50, 3)), rng.normal(size=(50, 3)), rng.normal(size=50)
+    batch = model.decoder.decode(logits, rets, vols)
+    for i in range(50):
+        one = model.decoder.decode_bar(logits[i].tolist(), float(rets[i, 0]), float(vols[i]))
+        for key, value in one.items():
+            assert value == pytest.approx(batch[key][i], rel=1e-12, abs=1e-15), key
+    # the class values and the softmax: a hand-computed case
+    out = model.decoder.decode_bar([0.0, 0.0, math.log(2.0)], 0.0, 0.0)
+    assert out["signal"] == 1.0 and out["confidence"] == pytest.approx(0.5)
+    assert out["expected_signal"] == pytest.approx(0.25)

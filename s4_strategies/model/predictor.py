@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, signal_values
+from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features
+from .decode import Decoder
 from .errors import CheckpointError
 from .stream import PredictorStream
 
@@ -63,7 +64,9 @@ class Predictor:
             raise CheckpointError(
                 f"normalisation has {len(normalizer.mean)} features, spec has {len(names)}"
             )
-        self.classes = signal_values(label_spec.n_classes)
+        self.decoder = Decoder(label_spec.n_classes, targets.return_scale[0], targets.vol_mean,
+                               targets.vol_std)
+        self.classes = self.decoder.classes
 
     @property
     def name(self) -> str:
@@ -101,23 +104,8 @@ class Predictor:
 
     # -- decoding ----------------------------------------------------------------------
     def decode(self, logits, returns, log_vol) -> dict[str, np.ndarray]:
-        """Raw head outputs (numpy, last axis = head) to trading quantities."""
-        logits = np.asarray(logits, dtype=np.float64)
-        z = logits - logits.max(axis=-1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=-1, keepdims=True)
-        cls = p.argmax(axis=-1)
-        ret = np.asarray(returns, dtype=np.float64)[..., 0] * self.targets.return_scale[0]
-        vol = np.exp(np.asarray(log_vol, dtype=np.float64) * self.targets.vol_std
-                     + self.targets.vol_mean)
-        return {
-            "signal": self.classes[cls],
-            "confidence": np.take_along_axis(p, cls[..., None], axis=-1)[..., 0],
-            "expected_signal": p @ self.classes,
-            "pred_return": ret,
-            "pred_vol": vol,
-            "probs": p,
-        }
+        """Raw head outputs (numpy, last axis = head) to trading quantities (``Decoder``)."""
+        return self.decoder.decode(logits, returns, log_vol)
 
     def predict(self, df: pd.DataFrame, strict: bool = True) -> pd.DataFrame:
         """Batch forward over every bar of ``df`` (from a zero state at its first bar)."""

@@ -5,8 +5,6 @@ No torch here: one bar costs a few tens of microseconds (``scripts/bench_ssm.py`
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..features import FeatureStream
@@ -15,8 +13,9 @@ from ..features import FeatureStream
 class PredictorStream:
     """One stream of bars through features, normalisation and the model stepper.
 
-    ``step`` returns the same numbers as ``Predictor.decode`` on the batch outputs, computed
-    with scalar arithmetic: this is the per-bar hot path of the indicator's ``next()``.
+    ``step`` returns the same numbers as ``Predictor.decode`` on the batch outputs, through
+    the same ``Decoder`` (its scalar ``decode_bar``): the per-bar hot path of the indicator's
+    ``next()``.
     """
 
     def __init__(self, predictor):
@@ -28,10 +27,7 @@ class PredictorStream:
         self._inv_std = 1.0 / np.asarray(predictor.normalizer.std, dtype=np.float64)
         self._clip = predictor.normalizer.clip
         self._z = np.empty(len(self._mean))
-        self._classes = [float(c) for c in predictor.classes]
-        self._ret_scale = float(predictor.targets.return_scale[0])
-        self._vol_mean = float(predictor.targets.vol_mean)
-        self._vol_std = float(predictor.targets.vol_std)
+        self._decode_bar = predictor.decoder.decode_bar
 
     def reset(self) -> None:
         self.features.reset()
@@ -45,19 +41,8 @@ class PredictorStream:
         np.clip(z, -self._clip, self._clip, out=z)
         z[np.isnan(z)] = 0.0
         out = self.stepper.step(z)
-        logits = out["logits"].tolist()
-        top = max(logits)
-        exps = [math.exp(x - top) for x in logits]
-        total = sum(exps)
-        k = logits.index(top)
-        classes = self._classes
-        return {
-            "signal": classes[k],
-            "confidence": exps[k] / total,
-            "expected_signal": sum(e * cl for e, cl in zip(exps, classes)) / total,
-            "pred_return": float(out["returns"][0]) * self._ret_scale,
-            "pred_vol": math.exp(float(out["log_vol"]) * self._vol_std + self._vol_mean),
-        }
+        return self._decode_bar(out["logits"].tolist(), float(out["returns"][0]),
+                                float(out["log_vol"]))
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Normalised features ``x`` (L, F) of consecutive bars through the model's recurrent
