@@ -11,6 +11,11 @@ Use it for your own frames::
 
 Timestamps are stored in UTC (naive UTC inside backtrader, as its own feeds do); pass
 ``tz=`` to have backtrader show them in another zone.
+
+Every frame passes through :func:`feeds.validate.clean_ohlcv` when the feed starts (the same
+checks as every other feed: sorted unique UTC index, no NaT, finite positive consistent
+OHLC, non-negative volume), so bad input is a ``DataError`` naming the rows, never a silent
+wrong bar. Subclasses serving other kinds of rows override :meth:`ArrayData._clean`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from .bartime import index_to_num, to_utc_index, utc_naive
+from .errors import DataError
+from .validate import clean_ohlcv
 
 
 class ArrayData(bt.feed.DataBase):
@@ -30,8 +37,9 @@ class ArrayData(bt.feed.DataBase):
     Params:
       - ``dataname`` (as for ``PandasData``; ``dataframe`` is an alias): DatetimeIndex
         (bar open; naive means UTC) and columns named like the feed's lines
-        (``open, high, low, close, volume``, optional ``openinterest`` and any
-        extra lines a subclass declares). Missing extra columns become NaN.
+        (``open, high, low, close, volume`` required, optional ``openinterest`` and any
+        extra lines a subclass declares). Missing extra columns become NaN. The frame
+        is validated by ``clean_ohlcv`` (``DataError`` on bad bars).
       - ``fromdate`` / ``todate``: optional bounds (naive values are UTC).
 
     Subclasses add lines the backtrader way (``lines = ("bid", "ask")``) and get them filled
@@ -54,9 +62,26 @@ class ArrayData(bt.feed.DataBase):
             raise ValueError(f"{type(self).__name__}: dataname must be a pandas DataFrame")
         return df
 
+    def _label(self) -> str:
+        """The feed's name for error messages."""
+        return str(self._name or type(self).__name__)
+
+    def _clean(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Validate the frame before it is served (``clean_ohlcv``); a live feed may start
+        without history."""
+        if len(df) == 0 and self.islive():
+            return df
+        return clean_ohlcv(df, name=self._label())
+
+    def _column(self, df: pd.DataFrame, name: str) -> np.ndarray:
+        try:
+            return df[name].to_numpy(dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{self._label()}: column {name!r} is not numeric: {exc}") from exc
+
     def start(self):
         super().start()
-        df = self._frame()
+        df = self._clean(self._frame())
         idx = to_utc_index(df.index)
         keep = np.ones(len(df), dtype=bool)
         lo, hi = utc_naive(self.p.fromdate), utc_naive(self.p.todate)
@@ -72,7 +97,7 @@ class ArrayData(bt.feed.DataBase):
                 continue
             line = getattr(self.lines, name)
             if name in df.columns:
-                arr = df[name].to_numpy(dtype=np.float64)[keep]
+                arr = self._column(df, name)[keep]
             elif name == "openinterest":
                 arr = np.zeros(int(keep.sum()))
             else:

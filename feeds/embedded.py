@@ -29,7 +29,7 @@ import pandas as pd
 from .arrayfeed import ArrayData
 from .bartime import utc_timestamp
 from .errors import DataError
-from .validate import clean_ohlcv
+from .validate import OHLCV, clean_ohlcv, clean_ticks
 
 _BARS = {
     "bybit:BTCUSDT:60": ("bybit_linear_BTCUSDT_1h_2021-2024.csv.gz", "1h"),
@@ -150,15 +150,31 @@ class EmbeddedData(ArrayData):
 
     def __init__(self):
         super().__init__()
-        # backtrader's own analyzers annualise from the feed's timeframe: set the true one.
-        if self.p.name in _TICKS:
-            self._timeframe, self._compression = bt.TimeFrame.Ticks, 1
-        elif self.p.name in _BARS and _BARS[self.p.name][1] == "1h":
-            self._timeframe, self._compression = bt.TimeFrame.Minutes, 60
-        elif self.p.name in _BARS:
-            self._timeframe, self._compression = bt.TimeFrame.Days, 1
-
-    def _frame(self) -> pd.DataFrame:
         if self.p.name is None:
             raise ValueError("EmbeddedData needs name=, one of feeds.list_embedded()")
+        if self.p.name not in _BARS and self.p.name not in _TICKS:
+            raise DataError(f"unknown embedded dataset {self.p.name!r}; "
+                            f"choose from {list_embedded()}")
+        # backtrader (resampledata, plots, its analyzers) reads the bar spacing from the
+        # timeframe/compression params (dopostinit copies them to _timeframe/_compression):
+        # set the true one unless the caller chose one.
+        if self.p.timeframe == bt.TimeFrame.Days and self.p.compression == 1:
+            self.p.timeframe, self.p.compression = embedded_timeframe(self.p.name)
+
+    def _clean(self, df: pd.DataFrame) -> pd.DataFrame:
+        if is_tick_dataset(self.p.name):  # events may share a stamp: the tick checks
+            return clean_ticks(df, required=OHLCV, name=self._label())
+        return df  # bars: load_embedded already passed them through clean_ohlcv
+
+    def _frame(self) -> pd.DataFrame:
         return _as_bars(self.p.name, load_embedded(self.p.name))
+
+
+def embedded_timeframe(name: str) -> tuple[int, int]:
+    """backtrader's ``(timeframe, compression)`` of an embedded dataset."""
+    if name in _TICKS:
+        return bt.TimeFrame.Ticks, 1
+    freq = _BARS[name][1]
+    if freq is None:
+        return bt.TimeFrame.Days, 1
+    return bt.TimeFrame.Minutes, int(pd.Timedelta(freq) / pd.Timedelta(minutes=1))

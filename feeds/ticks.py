@@ -38,18 +38,32 @@ from . import embedded as _embedded
 from .arrayfeed import ArrayData
 from .bartime import utc_timestamp
 from .errors import DataError
+from .validate import clean_ticks
 
 __all__ = ["TICK_LINES", "TickData", "load_ticks", "merge_ticks"]
 
 TICK_LINES = ("bid", "ask", "bid_size", "ask_size", "mid", "trade_price", "trade_size",
               "trade_side")
 _BBO = ["bid", "ask", "bid_size", "ask_size", "mid"]
+#: the columns every event of a :class:`TickData` frame carries (trade columns are optional)
+EVENT_COLUMNS = ("open", "high", "low", "close", "volume", *_BBO)
+_SIDES = {"buy": 1.0, "sell": -1.0, "b": 1.0, "s": -1.0}
 
 
 def _side_sign(side: pd.Series) -> np.ndarray:
+    """``buy/sell/b/s`` (any case) or a signed number as +1/−1; missing stays NaN, anything
+    else (an unknown word, zero) is a ``DataError`` naming the rows."""
     if side.dtype == object or isinstance(side.dtype, pd.StringDtype):
-        return side.map({"buy": 1.0, "sell": -1.0, "b": 1.0, "s": -1.0}).to_numpy(float)
-    return np.sign(side.to_numpy(dtype=float))
+        sign = side.str.lower().map(_SIDES).to_numpy(float)
+    else:
+        sign = np.sign(side.to_numpy(dtype=float))
+        sign[sign == 0] = np.inf  # zero is no side: reported below
+    bad = side.notna().to_numpy() & ~np.isin(sign, (-1.0, 1.0))
+    if bad.any():
+        raise DataError(f"trades: {int(bad.sum())} trades with an unknown side "
+                        f"{side[bad].unique()[:5].tolist()} at {list(side.index[bad][:5])}; "
+                        "use buy/sell or +1/-1")
+    return sign
 
 
 def _aggregate_trades(trades: pd.DataFrame) -> pd.DataFrame:
@@ -86,11 +100,16 @@ def merge_ticks(trades: pd.DataFrame, bbo: pd.DataFrame, aggregate: bool = True
     ``trades``: DatetimeIndex, ``price, size, side`` (``"buy"/"sell"`` or ±1), optional
     ``match_id`` (trades of one matching event, aggregated when ``aggregate``).
     ``bbo``: DatetimeIndex, ``bid, ask, bid_size, ask_size`` (``mid`` computed if missing).
+
+    Both frames are checked first (``feeds.validate.clean_ticks``: no NaT, finite positive
+    prices, non-negative sizes, known sides); bad rows are a ``DataError`` naming them.
     """
-    trades = trades.sort_index(kind="stable")
-    bbo = bbo.sort_index(kind="stable")
-    t = trades.copy()
-    t["sign"] = _side_sign(t["side"])
+    if "side" not in trades:
+        raise DataError(f"trades: missing column 'side'; have {list(trades.columns)}")
+    t = trades.assign(side=_side_sign(trades["side"]))
+    t = clean_ticks(t, required=("price", "size", "side"), name="trades")
+    bbo = clean_ticks(bbo, required=("bid", "ask", "bid_size", "ask_size"), name="bbo")
+    t["sign"] = t["side"]
     if aggregate:
         tev = _aggregate_trades(t)
     else:
@@ -181,10 +200,25 @@ class TickData(ArrayData):
 
     Lines: ``open, high, low, close (= mid), volume`` plus ``bid, ask, bid_size, ask_size,
     mid, trade_price, trade_size, trade_side`` (NaN where an event has no trade).
+
+    A frame must carry ``open, high, low, close, volume, bid, ask, bid_size, ask_size, mid``
+    (trade columns are optional: absent means no trades) and is checked by
+    ``feeds.validate.clean_ticks`` when the feed starts. A feed without a name is called
+    ``"ticks"`` (``adddata(..., name=)`` renames it).
     """
 
     lines = TICK_LINES
     params = (("name", None), ("clock", "local"), ("aggregate", True), ("max_events", None))
+
+    def __init__(self):
+        super().__init__()
+        # backtrader takes the data's name from ``p.name`` (the embedded dataset) or a string
+        # ``dataname``; a frame alone would leave it None, which breaks multi-data observers
+        if not self.p.name and not isinstance(self.p.dataname, str):
+            self._name = "ticks"
+
+    def _clean(self, df: pd.DataFrame) -> pd.DataFrame:
+        return clean_ticks(df, required=EVENT_COLUMNS, name=self._label())
 
     def _frame(self) -> pd.DataFrame:
         df = self.p.dataframe if self.p.dataframe is not None else self.p.dataname

@@ -7,6 +7,7 @@ The policy, per defect:
 defect                      what happens
 ==========================  ==========================================================
 index not datetime          ``DataError``
+missing timestamps (NaT)    ``DataError`` naming the row positions
 naive timestamps            taken as UTC (documented convention of every feed here)
 out-of-order rows           sorted (a pure reordering, no value changes)
 exact duplicate rows        dropped, keeping one
@@ -22,6 +23,14 @@ gaps (``freq`` given)       ``gaps="warn"`` (default) warns with the count,
                             ``"raise"`` raises, ``"allow"`` is silent,
                             ``"fill"`` inserts flat bars at the previous close, volume 0
 ==========================  ==========================================================
+
+Tick (event) frames go through :func:`clean_ticks` instead: several events may share a
+stamp, so duplicates are kept; missing timestamps raise, out-of-order rows are sorted
+(stably: events with one stamp keep their order); book prices (``open high low close bid
+ask mid price``) must be finite and positive on every row, sizes (``volume bid_size
+ask_size size``) finite and non-negative; ``trade_price``/``trade_size`` may be NaN (an
+event without a trade) but not inf, non-positive/negative, or one without the other;
+``trade_side``/``side`` are NaN (unknown) or ±1.
 """
 
 from __future__ import annotations
@@ -105,14 +114,23 @@ def _check_columns(df: pd.DataFrame, name: str) -> None:
         raise DataError(f"{name}: missing columns {missing}; have {list(df.columns)}")
 
 
-def _to_utc_float(df: pd.DataFrame, name: str) -> pd.DataFrame:
-    """A copy with a UTC index (naive taken as UTC, non-datetime a ``DataError``) and the
-    known numeric columns as float64."""
+def _utc_index(index, name: str) -> pd.DatetimeIndex:
+    """``index`` as a UTC DatetimeIndex named ``datetime``; NaT is a ``DataError``."""
+    idx = to_utc_index(index)
+    if idx.hasnans:
+        rows = np.flatnonzero(idx.isna())
+        raise DataError(f"{name}: {len(rows)} rows have no timestamp (NaT) at rows {_fmt(rows)}")
+    return idx.rename("datetime")
+
+
+def _to_utc_float(df: pd.DataFrame, name: str, numeric=(*OHLCV, "turnover", "adj_close")
+                  ) -> pd.DataFrame:
+    """A copy with a UTC index (naive taken as UTC, non-datetime or NaT a ``DataError``) and
+    the known numeric columns as float64."""
     out = df.copy()
-    out.index = to_utc_index(out.index)
-    out.index.name = "datetime"
+    out.index = _utc_index(out.index, name)
     for col in out.columns:
-        if col in OHLCV or col in ("turnover", "adj_close"):
+        if col in numeric:
             try:
                 out[col] = pd.to_numeric(out[col], errors="raise").astype("float64")
             except (TypeError, ValueError) as exc:
@@ -217,3 +235,58 @@ def _fill_gaps(out: pd.DataFrame, freq) -> pd.DataFrame:
     if "turnover" in out:
         out.loc[filled, "turnover"] = 0.0
     return out.ffill()
+
+
+# ------------------------------------------------------------------ tick (event) frames
+TICK_PRICES = ("open", "high", "low", "close", "bid", "ask", "mid", "price")
+TICK_SIZES = ("volume", "bid_size", "ask_size", "size")
+TRADE_PRICE, TRADE_SIZE = "trade_price", "trade_size"
+SIDES = ("trade_side", "side")
+TICK_NUMERIC = (*TICK_PRICES, *TICK_SIZES, TRADE_PRICE, TRADE_SIZE, *SIDES)
+
+
+def clean_ticks(df: pd.DataFrame, *, required=(), name: str = "ticks") -> pd.DataFrame:
+    """Validate an event frame (trades, best bid/offer or merged events; see the module
+    doc). Returns a new frame with a sorted UTC index and float64 known columns.
+
+    ``required``: columns that must be there. Every check applies to the known columns
+    that are present; other columns are kept as they are.
+    """
+    if df is None or len(df) == 0:
+        raise DataError(f"{name}: no events")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"{name}: missing columns {missing}; have {list(df.columns)}")
+    out = _sort_rows(_to_utc_float(df, name, numeric=TICK_NUMERIC))
+    for col in TICK_PRICES:
+        if col in out:
+            _check_rows(out, col, ~(out[col] > 0) | ~np.isfinite(out[col]),
+                        "non-positive, NaN or inf", name)
+    for col in TICK_SIZES:
+        if col in out:
+            _check_rows(out, col, ~(out[col] >= 0) | ~np.isfinite(out[col]),
+                        "negative, NaN or inf", name)
+    if TRADE_PRICE in out:
+        v = out[TRADE_PRICE]
+        _check_rows(out, TRADE_PRICE, v.notna() & ~((v > 0) & np.isfinite(v)),
+                    "non-positive or inf", name)
+    if TRADE_SIZE in out:
+        v = out[TRADE_SIZE]
+        _check_rows(out, TRADE_SIZE, v.notna() & ~((v >= 0) & np.isfinite(v)),
+                    "negative or inf", name)
+    if TRADE_PRICE in out and TRADE_SIZE in out:
+        _check_rows(out, TRADE_SIZE, out[TRADE_PRICE].isna() != out[TRADE_SIZE].isna(),
+                    "given without trade_price (or missing where trade_price is given)", name)
+    for col in SIDES:
+        if col in out:
+            v = out[col]
+            _check_rows(out, col, v.notna() & ~v.isin((-1.0, 1.0)), "not +1, -1 or NaN", name)
+    return out
+
+
+def _check_rows(out: pd.DataFrame, col: str, bad, what: str, name: str) -> None:
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        raise DataError(
+            f"{name}: {int(bad.sum())} events with {col} {what} at {_fmt(out.index[bad])}"
+        )

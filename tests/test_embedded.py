@@ -112,3 +112,66 @@ def test_array_feed_matches_pandasdata():
     ours = run(feeds.ArrayData(dataname=df))
     theirs = run(bt.feeds.PandasData(dataname=df.tz_localize(None), openinterest=None))
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+
+
+# -- backtrader sees the true bar spacing ---------------------------------------------------
+def _hourly(**kw):
+    return feeds.EmbeddedData(name="bybit:BTCUSDT:60", fromdate=dt.datetime(2024, 1, 1),
+                              todate=dt.datetime(2024, 1, 3, 23), **kw)
+
+
+def test_embedded_timeframe_is_set_through_the_params():
+    data = _hourly()
+    assert (data._timeframe, data._compression) == (bt.TimeFrame.Minutes, 60)
+    assert (data.p.timeframe, data.p.compression) == (bt.TimeFrame.Minutes, 60)
+    spy = feeds.EmbeddedData(name="yahoo:SPY:1d")
+    assert (spy._timeframe, spy._compression) == (bt.TimeFrame.Days, 1)
+    ticks = feeds.EmbeddedData(name="binance:BTCUSDT:trades")
+    assert ticks._timeframe == bt.TimeFrame.Ticks
+    chosen = _hourly(timeframe=bt.TimeFrame.Minutes, compression=30)  # the caller's choice
+    assert (chosen._timeframe, chosen._compression) == (bt.TimeFrame.Minutes, 30)
+    with pytest.raises(ValueError, match="needs name="):
+        feeds.EmbeddedData()
+    with pytest.raises(feeds.DataError, match="unknown embedded dataset"):
+        feeds.EmbeddedData(name="bybit:DOGEUSDT:60")
+
+
+def _resampled(timeframe, compression):
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.resampledata(_hourly(), timeframe=timeframe, compression=compression)
+    rows = []
+
+    class Rec(bt.Strategy):
+        def next(self):
+            d = self.data
+            rows.append((d.open[0], d.high[0], d.low[0], d.close[0], d.volume[0]))
+
+    cerebro.addstrategy(Rec)
+    cerebro.run()
+    return np.array(rows)
+
+
+def test_hourly_bars_resample_to_days_and_4h():
+    df = feeds.load_embedded("bybit:BTCUSDT:60", "2024-01-01", "2024-01-03 23:00")
+    agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    daily = _resampled(bt.TimeFrame.Days, 1)
+    # seen as daily, each hourly bar used to pass through as a "day" of its own (72 of them)
+    np.testing.assert_allclose(daily, df.resample("1D").agg(agg).to_numpy(), rtol=1e-12)
+    four = _resampled(bt.TimeFrame.Minutes, 240)
+    assert len(four) == 19  # backtrader closes a bin at the bar stamped on its boundary
+    assert four[:, 4].sum() == pytest.approx(df["volume"].sum())
+    assert four[:, 1].max() == df["high"].max() and four[:, 2].min() == df["low"].min()
+
+
+def test_analyzers_annualise_embedded_hourly_bars_as_hours():
+    import analyzers
+
+    cerebro = bt.Cerebro(stdstats=False)
+    data = _hourly()
+    cerebro.adddata(data)
+    cerebro.addstrategy(bt.Strategy)
+    cerebro.addanalyzer(bt.analyzers.TimeReturn, _name="tr")  # groups by the feed's timeframe
+    strat = cerebro.run()[0]
+    assert len(strat.analyzers.tr.get_analysis()) == 72  # one return per hour, not per day
+    ppy = analyzers.infer_periods_per_year(data._timeframe, "crypto", data._compression)
+    assert ppy == 24 * 365

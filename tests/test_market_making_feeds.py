@@ -94,3 +94,40 @@ def test_tick_data_feed_exposes_the_mid_and_trades_to_a_strategy():
     np.testing.assert_allclose(arr[:, 0], arr[:, 1])
     np.testing.assert_allclose(arr[:, 0], (arr[:, 2] + arr[:, 3]) / 2)
     assert np.isfinite(arr[:, 4]).any() and np.isnan(arr[:, 4]).any()
+
+
+def _book():
+    return pd.DataFrame({"bid": [99.0, 99.5], "ask": [100.0, 100.5], "bid_size": [1.0, 1.0],
+                         "ask_size": [1.0, 1.0]}, index=[ms(0), ms(4)])
+
+
+def _trades(side=("buy", "sell"), price=(100.0, 99.5)):
+    return pd.DataFrame({"price": list(price), "size": [0.3, 0.2], "side": list(side)},
+                        index=[ms(1), ms(5)])
+
+
+def test_merge_reads_sides_in_any_case_and_rejects_unknown_ones():
+    ev = merge_ticks(_trades(side=("BUY", "Sell")), _book())
+    assert ev["trade_side"].dropna().tolist() == [1.0, -1.0]  # used to be NaN: side lost
+    numeric = merge_ticks(_trades(side=(1, -1)), _book())
+    assert numeric["trade_side"].dropna().tolist() == [1.0, -1.0]
+    with pytest.raises(DataError, match=r"1 trades with an unknown side \['bid'\]"):
+        merge_ticks(_trades(side=("buy", "bid")), _book())
+    with pytest.raises(DataError, match="unknown side"):
+        merge_ticks(_trades(side=(1, 0)), _book())
+
+
+def test_merge_rejects_bad_trades_and_quotes_naming_the_rows():
+    with pytest.raises(DataError, match=r"trades: 1 events with price non-positive, NaN or inf "
+                                        r"at 2024-01-01 00:00:00.005"):
+        merge_ticks(_trades(price=(100.0, float("nan"))), _book())
+    book = _book()
+    book.iloc[1, book.columns.get_loc("bid")] = float("nan")  # used to drop the row silently
+    with pytest.raises(DataError, match=r"bbo: 1 events with bid non-positive.*00:00:00.004"):
+        merge_ticks(_trades(), book)
+    book = _book()
+    book.index = pd.DatetimeIndex([ms(0), pd.NaT])
+    with pytest.raises(DataError, match=r"bbo: 1 rows have no timestamp \(NaT\) at rows 1"):
+        merge_ticks(_trades(), book)
+    with pytest.raises(DataError, match=r"trades: missing column 'side'"):
+        merge_ticks(_trades().drop(columns="side"), _book())

@@ -8,6 +8,7 @@ import pytest
 
 import feeds
 from feeds import DataError, clean_ohlcv, find_gaps
+from feeds.validate import clean_ticks
 
 BTC = feeds.load_embedded("bybit:BTCUSDT:60", "2023-01-01", "2023-01-01 23:00")  # 24 real bars
 
@@ -196,3 +197,72 @@ def test_bad_options_are_value_errors():
         clean_ohlcv(bars(), gaps="ignore")
     with pytest.raises(ValueError, match="nan must be"):
         clean_ohlcv(bars(), nan="fill")
+
+
+# -- missing timestamps -----------------------------------------------------------------------
+def test_nat_timestamps_raise_naming_the_rows():
+    df = bars()
+    df.index = pd.DatetimeIndex([*df.index[:3], pd.NaT, *df.index[4:9], pd.NaT, *df.index[10:]])
+    with pytest.raises(DataError, match=r"btc: 2 rows have no timestamp \(NaT\) at rows 3, 9"):
+        clean_ohlcv(df, name="btc")
+    text = bars()
+    text.index = [ts.isoformat() for ts in text.index[:23]] + [None]
+    with pytest.raises(DataError, match=r"NaT\) at rows 23"):
+        clean_ohlcv(text)
+
+
+# -- tick (event) frames ----------------------------------------------------------------------
+T0 = pd.Timestamp("2024-08-08 23:55", tz="UTC")
+
+
+def quotes(n=5):
+    idx = T0 + pd.to_timedelta([0, 1, 1, 2, 3][:n], unit="ms")
+    return pd.DataFrame({"bid": 100.0, "ask": 100.1, "bid_size": 1.0, "ask_size": 1.5},
+                        index=idx)
+
+
+def test_clean_ticks_keeps_shared_stamps_sorts_stably_and_converts():
+    df = quotes().assign(bid=[100.0, 100.01, 100.02, 100.03, 100.04])
+    out = clean_ticks(df.iloc[[3, 0, 1, 2, 4]].tz_localize(None).astype({"ask": str}),
+                      required=("bid", "ask"))
+    assert out.index.equals(df.index) and out["bid"].tolist() == df["bid"].tolist()
+    assert out["ask"].dtype == np.float64 and str(out.index.tz) == "UTC"
+
+
+@pytest.mark.parametrize("col, value, match", [
+    ("bid", 0.0, r"quotes: 1 events with bid non-positive, NaN or inf at 2024-08-08 23:55:00.001"),
+    ("ask", np.nan, r"1 events with ask non-positive, NaN or inf"),
+    ("bid_size", np.inf, r"1 events with bid_size negative, NaN or inf"),
+    ("ask_size", -0.1, r"1 events with ask_size negative"),
+])
+def test_clean_ticks_rejects_bad_book_values(col, value, match):
+    df = quotes()
+    df.iloc[1, df.columns.get_loc(col)] = value
+    with pytest.raises(DataError, match=match):
+        clean_ticks(df, name="quotes")
+
+
+def test_clean_ticks_rejects_nat_empty_and_missing_columns():
+    df = quotes()
+    df.index = pd.DatetimeIndex([*df.index[:2], pd.NaT, *df.index[3:]])
+    with pytest.raises(DataError, match=r"no timestamp \(NaT\) at rows 2"):
+        clean_ticks(df)
+    with pytest.raises(DataError, match="no events"):
+        clean_ticks(quotes().iloc[:0])
+    with pytest.raises(DataError, match=r"missing columns \['mid'\]"):
+        clean_ticks(quotes(), required=("bid", "mid"))
+
+
+def test_clean_ticks_trade_columns_may_be_nan_but_not_wrong():
+    trades = quotes().assign(trade_price=[np.nan, 100.1, np.nan, 99.9, np.nan],
+                             trade_size=[np.nan, 0.2, np.nan, 0.0, np.nan],
+                             trade_side=[np.nan, 1.0, np.nan, -1.0, np.nan])
+    assert clean_ticks(trades)["trade_price"].notna().sum() == 2
+    for col, value, match in [("trade_price", -1.0, "trade_price non-positive"),
+                              ("trade_size", -0.2, "trade_size negative"),
+                              ("trade_size", np.nan, "trade_size given without trade_price"),
+                              ("trade_side", 0.0, r"trade_side not \+1, -1 or NaN")]:
+        bad = trades.copy()
+        bad.iloc[1, bad.columns.get_loc(col)] = value
+        with pytest.raises(DataError, match=rf"1 events with {match}.*23:55:00.001"):
+            clean_ticks(bad)
