@@ -1,11 +1,20 @@
 """Parquet download cache shared by the Bybit and Yahoo feeds.
 
-One file per series (``bybit_linear_BTCUSDT_60.parquet``, ``yahoo_AAPL_1d_adj.parquet``) in a
-folder you choose. A file holds the bars already downloaded, a sorted unique UTC index; the
-range it covers is its first and last bar. :func:`cached_fetch` reads it, asks the source only
-for what lies before the first or after the last cached bar, merges and writes it back.
+One file per series (``bybit_mainnet_linear_BTCUSDT_60.parquet``, ``yahoo_AAPL_1d_adj.parquet``)
+in a folder you choose. A file holds the bars already downloaded, a sorted unique UTC index;
+the range it covers is its first and last bar. :func:`cached_fetch` reads it, asks the source
+only for what lies before the first or after the last cached bar, merges and writes it back.
 
 Contract:
+
+- **A file says what it holds.** With ``meta`` (Bybit: source, network, category, symbol,
+  interval) the file records it and it is checked on every read: a file that records another
+  series, or nothing, is moved aside to ``<name>.foreign-<UTC time>`` with a
+  :class:`CacheWarning` and never served. File names keep the parts readable; when a part
+  had to be changed to be safe in a file name, a hash of the exact parts is added, so two
+  series never share a name.
+- **Stale temporary files are cleaned.** Temporary files of interrupted writes older than
+  an hour (``STALE_TMP``) in the folder are removed when the cache is next used.
 
 - **Atomic writes.** A file is written to a temporary file in the same folder and moved over
   the old one with ``os.replace``; a write that fails or is interrupted leaves the old file
@@ -26,9 +35,12 @@ Contract:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +53,11 @@ from .validate import OHLCV, clean_ohlcv
 
 #: Step used to make cache ranges exclusive when ``overlap=False`` (timestamps are ms).
 EPS = pd.Timedelta(1, "ms")
+#: ``DataFrame.attrs`` key (stored in the parquet file) under which a file records its series.
+META_KEY = "s4_cache"
+#: Seconds after which a temporary file of ours is taken to be left by a killed write.
+STALE_TMP = 3600.0
+_TMP_NAME = re.compile(r"^\..+\.parquet\.[A-Za-z0-9_]+\.tmp$")  # write_cache's mkstemp names
 
 
 class CacheWarning(UserWarning):
@@ -48,31 +65,67 @@ class CacheWarning(UserWarning):
 
 
 def cache_path(cache_dir, *parts) -> Path:
-    """``cache_dir/<part>_<part>_....parquet`` with unsafe characters replaced by ``-``."""
-    safe = [re.sub(r"[^A-Za-z0-9.=^-]+", "-", str(p)) for p in parts]
-    return Path(cache_dir) / ("_".join(safe) + ".parquet")
+    """``cache_dir/<part>_<part>_....parquet`` with unsafe characters replaced by ``-``.
+
+    When a part had to change (``BTC/USDT`` and ``BTC-USDT`` would both read ``BTC-USDT``),
+    ``~<hash of the exact parts>`` is added to the name so different series never collide.
+    """
+    raw = [str(p) for p in parts]
+    safe = [re.sub(r"[^A-Za-z0-9.=^-]+", "-", p) for p in raw]
+    stem = "_".join(safe)
+    if safe != raw:
+        stem += "~" + hashlib.sha1("\x00".join(raw).encode()).hexdigest()[:10]
+    return Path(cache_dir) / (stem + ".parquet")
 
 
-def quarantine(path) -> Path:
-    """Move a bad cache file aside to ``<name>.corrupt-<UTC time>``; returns the new path."""
+def quarantine(path, tag: str = "corrupt") -> Path:
+    """Move a bad cache file aside to ``<name>.<tag>-<UTC time>``; returns the new path."""
     path = Path(path)
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%f")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    target = path.with_name(f"{path.name}.{tag}-{stamp}")
     os.replace(path, target)
     return target
 
 
-def read_cache(path, name: str = "cache") -> pd.DataFrame | None:
+def clean_stale_temporaries(folder, older_than: float = STALE_TMP) -> list[Path]:
+    """Remove :func:`write_cache` temporary files older than ``older_than`` s; returns them.
+
+    Such files are left only by a write that was killed (a failing write removes its own);
+    younger ones may belong to a write in progress and are kept.
+    """
+    folder, removed = Path(folder), []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    limit = time.time() - older_than
+    for entry in entries:
+        try:
+            if _TMP_NAME.match(entry.name) and entry.is_file() and entry.stat().st_mtime < limit:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass  # gone already, or not ours to remove: leave it
+    return removed
+
+
+def _as_meta(meta) -> dict | None:
+    return None if meta is None else json.loads(json.dumps(meta, sort_keys=True))
+
+
+def read_cache(path, name: str = "cache", meta: dict | None = None) -> pd.DataFrame | None:
     """The cached bars in ``path`` (UTC index, sorted, unique), ``None`` when absent.
 
-    A file that cannot be used is moved aside (see the module docstring) and ``None`` is
-    returned, so the caller downloads again.
+    A file that cannot be used, or (with ``meta``) that does not record exactly ``meta`` as
+    its series, is moved aside (see the module docstring) and ``None`` is returned, so the
+    caller downloads again.
     """
     path = Path(path)
     if not path.exists():
         return None
     try:
         df = pd.read_parquet(path)
+        held = df.attrs.get(META_KEY)
         missing = [c for c in OHLCV if c not in df.columns]
         if missing:
             raise ValueError(f"missing columns {missing}")
@@ -88,19 +141,33 @@ def read_cache(path, name: str = "cache") -> pd.DataFrame | None:
             stacklevel=3,
         )
         return None
+    if meta is not None and held != _as_meta(meta):
+        moved = quarantine(path, "foreign")
+        what = "records no series" if held is None else f"holds {held}"
+        warnings.warn(
+            f"{name}: cache file {path} {what}, not {_as_meta(meta)}; moved it to {moved} "
+            "and downloading again",
+            CacheWarning,
+            stacklevel=3,
+        )
+        return None
     df.attrs = {}
     return df
 
 
-def write_cache(path, df: pd.DataFrame) -> None:
-    """Write ``df`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
+def write_cache(path, df: pd.DataFrame, meta: dict | None = None) -> None:
+    """Write ``df`` (recording ``meta`` as its series) to ``path`` atomically.
+
+    The frame goes to a temporary file in the same folder, which is then moved over ``path``
+    with ``os.replace``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         out = df.copy()
-        out.attrs = {}
+        out.attrs = {} if meta is None else {META_KEY: _as_meta(meta)}
         out.to_parquet(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -148,6 +215,7 @@ def cached_fetch(
     overlap: bool = False,
     stale_after=None,
     name: str = "data",
+    meta: dict | None = None,
 ) -> pd.DataFrame:
     """Bars in ``[start, end]`` from the cache at ``path``, downloading only what is missing.
 
@@ -160,6 +228,7 @@ def cached_fetch(
       - ``stale_after``: warn when a download after the cache brings nothing new although
         ``end`` is more than this after the last cached bar (None: never warn).
       - ``name``: used in messages.
+      - ``meta``: the series, as a JSON-able dict, that the file must record (None: no check).
 
     Returns the bars in ``[start, end]`` (possibly empty; the caller decides if that is an
     error). The cache stays one contiguous download: a range far from the cached one also
@@ -168,11 +237,12 @@ def cached_fetch(
     start, end = utc_timestamp(start), utc_timestamp(end)
     if path is None:
         return _in_range(fetch(start, end), start, end)
-    cached = read_cache(path, name=name)
+    clean_stale_temporaries(Path(path).parent)
+    cached = read_cache(path, name=name, meta=meta)
     if cached is None or len(cached) == 0:
         fresh = fetch(start, end)
         if len(fresh):
-            write_cache(path, fresh)
+            write_cache(path, fresh, meta)
         return _in_range(fresh, start, end)
 
     first, last = cached.index[0], cached.index[-1]
@@ -201,10 +271,9 @@ def cached_fetch(
         )
         fresh = fetch(start, end)
         if len(fresh):
-            write_cache(path, fresh)
+            write_cache(path, fresh, meta)
         return _in_range(fresh, start, end)
     merged = merge_bars(cached, *parts)
     if len(merged) > len(cached):
-        write_cache(path, merged)
+        write_cache(path, merged, meta)
     return _in_range(merged, start, end)
-

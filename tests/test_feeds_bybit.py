@@ -21,6 +21,7 @@ from feeds.cache import CacheWarning
 FIX = Path(__file__).parent / "fixtures" / "bybit"
 HOUR = pd.Timedelta(hours=1)
 KLINE_URL = "https://api.bybit.com/v5/market/kline"
+CACHE_FILE = "bybit_mainnet_linear_BTCUSDT_60.parquet"  # network, category, symbol, interval
 
 
 def fixture(name):
@@ -225,7 +226,7 @@ def test_cache_resumes_and_asks_only_for_the_missing_ranges(tmp_path):
     first, last = REC.index[500], REC.index[1499]
     s1 = RecordedBybit()
     load_bybit_klines(s1, "linear", "BTCUSDT", "60", first, last, cache_dir=tmp_path, now=NOW)
-    path = tmp_path / "bybit_linear_BTCUSDT_60.parquet"
+    path = tmp_path / CACHE_FILE
     assert path.exists() and len(s1.calls) == 1
 
     s2 = RecordedBybit()
@@ -244,7 +245,7 @@ def test_cache_resumes_and_asks_only_for_the_missing_ranges(tmp_path):
 def test_interrupted_write_leaves_the_old_cache(tmp_path, monkeypatch):
     s = RecordedBybit()
     load_bybit_klines(s, "linear", "BTCUSDT", "60", T0, REC.index[99], cache_dir=tmp_path, now=NOW)
-    path = tmp_path / "bybit_linear_BTCUSDT_60.parquet"
+    path = tmp_path / CACHE_FILE
     before = path.read_bytes()
 
     real = pd.DataFrame.to_parquet
@@ -281,7 +282,7 @@ def test_interrupted_write_leaves_the_old_cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("damage", ["garbage", "high_below_low"])
 def test_corrupt_cache_is_moved_aside_and_refetched(tmp_path, damage):
-    path = tmp_path / "bybit_linear_BTCUSDT_60.parquet"
+    path = tmp_path / CACHE_FILE
     if damage == "garbage":
         path.write_bytes(b"this is not parquet")
     else:
@@ -398,16 +399,28 @@ def test_real_pybit_http_errors_become_feed_errors():
 
 
 @responses.activate
-def test_real_pybit_retries_rate_limit_itself_then_we_report_it():
+def test_real_pybit_rate_limit_follows_our_policy_not_pybits(monkeypatch):
+    # pybit 5.17 retries 10006 itself, sleeping (time.sleep) until the reset header with no
+    # bound; our policy must be the one in force: our sleep, our attempts, retCode kept.
+    import pybit._http_manager as pybit_http
+
+    def pybit_sleeps(seconds):
+        raise AssertionError(f"pybit slept {seconds} s itself")
+
+    monkeypatch.setattr(pybit_http.time, "sleep", pybit_sleeps)
+    clock = 1_700_000_000.0
+
     def limited(request):
-        reset = int(time.time() * 1000) + 20  # pybit sleeps until this (20 ms)
-        return (
-            200,
-            {"X-Bapi-Limit-Reset-Timestamp": str(reset)},
-            json.dumps(fixture("kline_rate_limit_10006.json")),
-        )
+        reset = int(clock * 1000) + 250  # Bybit: the limit resets in 250 ms
+        headers = {"X-Bapi-Limit-Reset-Timestamp": str(reset)}
+        return 200, headers, json.dumps(fixture("kline_rate_limit_10006.json"))
 
     responses.add_callback(responses.GET, KLINE_URL, callback=limited)
-    with pytest.raises(feeds.FeedError, match="Retries exceeded maximum"):
-        fetch_bybit_klines(HTTP(max_retries=2), "linear", "BTCUSDT", "60", T0, T_LAST, now=NOW)
-    assert len(responses.calls) == 2
+    session, slept = HTTP(max_retries=2), []
+    with pytest.raises(feeds.FeedError, match=r"rate limited \(retCode 10006: Too many.*after 3 r"):
+        fetch_bybit_klines(
+            session, "linear", "BTCUSDT", "60", T0, T_LAST, now=NOW,
+            sleep=slept.append, clock=lambda: clock, max_retries=3,
+        )  # fmt: skip
+    assert slept == [0.25, 0.25, 0.25] and len(responses.calls) == 4
+    assert 10006 in session.retry_codes  # the caller's session is left as it was
