@@ -17,6 +17,7 @@ to synthetic or embedded data and no empty success.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import backtrader as bt
@@ -34,7 +35,10 @@ from .bybit_rest import (
     fetch_bybit_klines,
     load_bybit_klines,
 )
+from .errors import FeedError
 from .live import KlineStream
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["BybitData", "fetch_bybit_klines", "load_bybit_klines", "check_interval",
            "CATEGORIES", "INTERVALS"]
@@ -68,12 +72,19 @@ class BybitData(ArrayData):
       - ``now``: callable returning the current time (tests); ``sleep``: for rate-limit backoff.
       - ``gaps``: :func:`clean_ohlcv` gap policy for the history (``"warn"``).
       - ``qcheck``: seconds ``_load`` waits for a live bar before returning ``None`` (0.5).
+      - ``reconnects``: new WebSockets tried in a row when the socket closed for good (5).
+      - ``repair_retries``: extra tries of the REST call that fills a hole (3).
 
     Lines: ``open high low close volume turnover`` (+ ``openinterest`` = 0).
     Notifications (``live=True``): ``DELAYED`` while serving history, ``LIVE`` on switching
     to the stream, ``DISCONNECTED`` when the stream drops (``LIVE`` again when it is back)
     and on stop. While the stream is down the feed keeps waiting (``_load`` returns
-    ``None``); a hole left by a reconnect is filled over REST before newer bars.
+    ``None``); a hole left by a reconnect is filled over REST before newer bars. A socket
+    that closed for good is replaced (``reconnects`` tries, backing off with ``sleep``); a
+    bad candle is logged and skipped (REST fills its place). When the socket cannot be
+    brought back, Bybit refuses the subscription, or the hole cannot be fetched after
+    ``repair_retries``, the feed notifies ``CONNBROKEN`` (the ``FeedError`` as the
+    notification's argument, also in ``data.error``) and ends: never a silent hole.
     """
 
     lines = ("turnover",)
@@ -91,6 +102,8 @@ class BybitData(ArrayData):
         ("sleep", time.sleep),
         ("gaps", "warn"),
         ("qcheck", 0.5),
+        ("reconnects", 5),
+        ("repair_retries", 3),
     )
 
     def __init__(self):
@@ -110,6 +123,7 @@ class BybitData(ArrayData):
             self._name = self.p.symbol
         self._stream = None
         self._session = None
+        self.error = None
 
     # -- helpers ----------------------------------------------------------------------
     def _now(self) -> pd.Timestamp:
@@ -142,16 +156,20 @@ class BybitData(ArrayData):
         df = load_bybit_klines(
             self._get_session(), self.p.category, self.p.symbol, self._code, start, end,
             cache_dir=self.p.cache_dir, now=now, gaps=self.p.gaps, sleep=self.p.sleep,
+            testnet=self.p.testnet,
         )  # fmt: skip
         self._hist_last = df.index[-1]
         return df
 
     def start(self):
+        self.error = None
         if self.p.live:  # subscribe first: candles that close during the backfill are queued
             self._stream = KlineStream(
                 self.p.category, self.p.symbol, self._code, testnet=self.p.testnet,
                 ws_factory=self.p.ws_factory, refetch=self._refetch,
                 step=None if self._code == "M" else INTERVALS[self._code],
+                reconnects=self.p.reconnects, repair_retries=self.p.repair_retries,
+                sleep=self.p.sleep,
             )  # fmt: skip
             self._stream.start()
         self._hist_last = None
@@ -184,7 +202,13 @@ class BybitData(ArrayData):
                 return False
             self._streaming = True
             self.put_notification(self.LIVE)
-        bar = self._stream.next_bar(timeout=self._qcheck)
+        try:
+            bar = self._stream.next_bar(timeout=self._qcheck)
+        except FeedError as exc:  # the stream is stopped: report, end the feed
+            logger.error("%s: %s", self._name, exc)
+            self.error = exc
+            self.put_notification(self.CONNBROKEN, exc)
+            return False
         if self._stream.connected is False:
             self.put_notification(self.DISCONNECTED)
         elif self._stream.connected:
@@ -200,5 +224,6 @@ class BybitData(ArrayData):
     def stop(self):
         if self._stream is not None:
             self._stream.stop()
-            self.put_notification(self.DISCONNECTED)
+            if self.error is None:
+                self.put_notification(self.DISCONNECTED)
         super().stop()

@@ -112,13 +112,19 @@ def run_live(data, stop_after, limit_s=15.0):
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(data)
     cerebro.addstrategy(Recorder, stop_after=stop_after)
-    watchdog = threading.Timer(limit_s, cerebro.runstop)
+    fired = threading.Event()  # Timer.finished is also set by cancel(): not a timeout flag
+
+    def timeout():
+        fired.set()
+        cerebro.runstop()
+
+    watchdog = threading.Timer(limit_s, timeout)
     watchdog.start()
     try:
         strat = cerebro.run()[0]
     finally:
         watchdog.cancel()
-    assert not watchdog.finished.is_set() or len(strat.bars) >= stop_after, "live run timed out"
+    assert not fired.is_set(), f"live run timed out after {limit_s} s with {len(strat.bars)} bars"
     return strat
 
 
@@ -348,3 +354,4 @@ def test_load_returns_none_while_waiting_and_false_once_stopped():
     data.forward()
     assert data._load() is False and ws.exited
     assert data.notifs[-1][0] == data.DISCONNECTED
+
