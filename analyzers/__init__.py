@@ -8,7 +8,9 @@ One line adds everything to a Cerebro, one call writes the report of a finished 
     analyzers.write_report(strat, "runs/x")   # tearsheet.html, metrics.json, equity_drawdown.png
 
 The metric formulas are plain functions in ``analyzers.metrics`` (``compute_metrics``,
-``infer_periods_per_year``, ``bootstrap_sharpe_ci``) usable without backtrader.
+``infer_periods_per_year``, ``bootstrap_sharpe_ci``) usable without backtrader; the policies
+for ruin, NaN, a late benchmark and intraday returns on the (daily) tear sheet are in
+``analyzers.returns``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .quantstats_analyzer import (
     write_metrics_json,
     write_tearsheet,
 )
+from .returns import check_returns, equity_returns, is_intraday, to_daily
 from .trades import TradeStats, summarize_trades
 
 __all__ = [
@@ -42,12 +45,15 @@ __all__ = [
     "add_all",
     "align_benchmark",
     "bootstrap_sharpe_ci",
+    "check_returns",
     "compute_metrics",
     "detect_calendar",
     "drawdown_series",
+    "equity_returns",
     "find_analyzer",
     "format_mm_table",
     "infer_periods_per_year",
+    "is_intraday",
     "json_safe",
     "plot_equity_drawdown",
     "plot_inventory",
@@ -55,6 +61,7 @@ __all__ = [
     "quiet_fonts",
     "save_cerebro_plot",
     "summarize_trades",
+    "to_daily",
     "write_metrics_json",
     "write_report",
     "write_tearsheet",
@@ -87,7 +94,9 @@ def find_analyzer(strategy, kind):
 def write_report(strategy, outdir, cerebro=None, tearsheet: bool = True) -> dict:
     """Write the report of a finished strategy into ``outdir``.
 
-    Files: ``tearsheet.html`` (quantstats; reused when the analyzer already wrote it there),
+    Files: ``tearsheet.html`` (quantstats, from UTC days when the bars are intraday; reused
+    when the analyzer already wrote it there; skipped with a ``RuntimeWarning`` when there are
+    not two rows for it),
     ``metrics.json`` (labels, span, annualisation, metrics, and ``trades`` when ``TradeStats``
     is attached), ``equity_drawdown.png`` and, given ``cerebro``, ``cerebro.png``
     (backtrader's own chart). Needs ``QuantStatsAnalyzer`` on the strategy
@@ -109,7 +118,7 @@ def write_report(strategy, outdir, cerebro=None, tearsheet: bool = True) -> dict
     trades = trade_an.get_analysis() if trade_an is not None else None
     files["metrics"] = qs_an.write_json(outdir / "metrics.json",
                                         extra={"trades": trades} if trades is not None else None)
-    if tearsheet and len(res["returns"]) >= 2:
+    if tearsheet and qs_an.can_write_html(warn=True):
         files["tearsheet"] = qs_an.write_html(outdir / "tearsheet.html")
     files["equity_drawdown"] = plot_equity_drawdown(
         res["returns"], outdir / "equity_drawdown.png", benchmark=res["benchmark"],

@@ -54,6 +54,16 @@ def _clean(returns) -> pd.Series:
     return r
 
 
+def _no_negative_wealth(r: pd.Series, what: str) -> None:
+    below = r.to_numpy() < -1.0
+    if below.any():
+        raise ValueError(
+            f"{what} hold {int(below.sum())} return(s) below -100 % (first at "
+            f"{r.index[below][0]}): the equity went negative, where no ratio means anything; "
+            "an account whose equity reaches zero is ruined (analyzers.returns.equity_returns)"
+        )
+
+
 def _per_period_rf(rf: float, periods_per_year: float) -> float:
     return (1.0 + rf) ** (1.0 / periods_per_year) - 1.0 if rf else 0.0
 
@@ -145,6 +155,9 @@ def compute_metrics(
     (annualised as quantstats: ``(mean(r) - beta * mean(b)) * ppy``), ``correlation,
     r_squared, tracking_error, information_ratio`` (annualised) over the common periods.
 
+    NaN returns are dropped (use ``analyzers.returns.check_returns`` to refuse them); a
+    return below -100 % (negative equity) raises ``ValueError``.
+
     Same definitions as quantstats (``sharpe``/``sortino``/``volatility``/``cagr`` use the count
     of periods, ``max_drawdown`` starts from a wealth of 1, win rate ignores flat periods);
     where quantstats returns 0.0 for an undefined value (win rate or profit factor of a
@@ -154,6 +167,7 @@ def compute_metrics(
     if not ppy > 0:
         raise ValueError(f"periods_per_year must be positive, not {periods_per_year!r}")
     r = _clean(returns)
+    _no_negative_wealth(r, "returns")
     out = _core(r.to_numpy(), ppy, rf)
     out.update(n_periods=len(r), years=len(r) / ppy, periods_per_year=ppy, rf=float(rf))
     if benchmark is None:
@@ -165,6 +179,7 @@ def compute_metrics(
             b = align_benchmark(b, r.index)
     b = b.replace([np.inf, -np.inf], np.nan)
     bench = b.dropna()
+    _no_negative_wealth(bench, "benchmark returns")
     for key, value in _core(bench.to_numpy(), ppy, rf).items():
         out[f"benchmark_{key}"] = value
     out.update(benchmark_n_periods=len(bench), benchmark_years=len(bench) / ppy)

@@ -7,18 +7,27 @@
     res = strat.analyzers.quantstats.get_analysis()
     res["metrics"]["sharpe"], res["returns"], res["benchmark"]
 
-Everything handed to quantstats is a tz-naive float Series, and the benchmark is aligned
-exactly to the strategy's returns index first: quantstats downloads a ticker string from
-Yahoo (offline that becomes an all-zero benchmark without an error) and re-samples a
-Series whose index differs from the returns' through a *daily* calendar, which turns an
-hourly benchmark stamped a little differently into zeros.
+Two frequencies, said on the sheet and in ``metrics.json``: ``metrics`` holds the numbers
+of the bars themselves (hourly crypto: Sharpe annualised with 8760 bars a year), while the
+tear sheet is built from returns compounded to UTC calendar days (quantstats reads every
+row as a day); its numbers are in ``tearsheet["metrics"]`` and ``metrics["quantstats"]``.
+Daily bars (equities, crypto dailies) are not compounded: both are the same.
+
+Policies (``analyzers.returns``), the same for the sheet and the JSON:
+
+- equity at or below zero: the account is ruined; the return of that bar is −100 % and the
+  returns stop there; ``ruined_at`` (and a ``RuntimeWarning``, a line on the sheet, a note
+  in the JSON) says when;
+- a NaN or infinite portfolio value: ``ValueError`` naming the bar (never a 0 % return);
+  a starting value that is not positive: ``ValueError``;
+- a benchmark that starts later (or has gaps) is flat (0 %) where it has no value, and its
+  numbers and the relative ones (beta, ...) cover the strategy's whole span in both
+  reports; ``benchmark_start`` says where it begins. ``get_analysis()["benchmark"]`` keeps
+  NaN before that.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import warnings
 from pathlib import Path
 
@@ -28,13 +37,19 @@ import pandas as pd
 
 from feeds.bartime import num_to_index
 
-from .metrics import (
-    align_benchmark,
-    compute_metrics,
-    detect_calendar,
-    infer_periods_per_year,
-    json_safe,
-    to_naive_utc,
+from .calendar import align_benchmark
+from .metrics import compute_metrics, detect_calendar, infer_periods_per_year
+from .returns import equity_returns, report_benchmark
+from .tearsheet import (
+    agg_backend,
+    frequency_note,
+    qs_compat,
+    quantstats_table,
+    quiet_fonts,
+    sheet_series,
+    to_quantstats,
+    write_metrics_json,
+    write_tearsheet,
 )
 
 __all__ = [
@@ -47,156 +62,6 @@ __all__ = [
     "write_metrics_json",
     "write_tearsheet",
 ]
-
-
-
-@contextlib.contextmanager
-def quiet_fonts():
-    """Mute matplotlib's "findfont: Font family 'Arial' not found" log lines (quantstats asks
-    for Arial), and nothing else: warnings and other loggers pass through untouched."""
-    logger = logging.getLogger("matplotlib.font_manager")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def agg_backend():
-    """Draw with the headless Agg backend inside the block (quantstats uses pyplot, and
-    ``backtrader.plot`` switches matplotlib to TkAgg when it is imported)."""
-    import matplotlib.pyplot as plt
-
-    previous = plt.get_backend()
-    before = set(plt.get_fignums())
-    if previous.lower() != "agg":
-        plt.switch_backend("Agg")
-    try:
-        yield
-    finally:
-        for num in set(plt.get_fignums()) - before:
-            plt.close(num)
-        if previous.lower() != "agg":
-            with contextlib.suppress(Exception):
-                plt.switch_backend(previous)
-
-
-@contextlib.contextmanager
-def qs_compat():
-    """Work around quantstats 0.0.86 failures on legitimate input, for the block only.
-
-    - ``qs.stats.r_squared`` calls ``scipy.stats.linregress``, which raises on a constant
-      series; a strategy that never trades (all-zero returns) with a benchmark made
-      ``qs.reports.html``/``metrics`` raise. R² is undefined there: NaN ("-" in the report).
-    """
-    import quantstats as qs
-
-    original = qs.stats.r_squared
-
-    def r_squared(*args, **kwargs):
-        try:
-            return original(*args, **kwargs)
-        except ValueError:
-            return float("nan")
-
-    qs.stats.r_squared = r_squared
-    try:
-        yield qs
-    finally:
-        qs.stats.r_squared = original
-
-
-def to_quantstats(returns: pd.Series, benchmark: pd.Series | None = None):
-    """``(returns, benchmark)`` as quantstats wants them: float, tz-naive (UTC), no NaN, and
-    the benchmark on exactly the returns' index (zero where it has no data yet)."""
-    r = pd.Series(returns, dtype="float64").fillna(0.0)
-    r.index = to_naive_utc(r.index)
-    if benchmark is None:
-        return r, None
-    b = align_benchmark(benchmark, r.index).fillna(0.0)
-    return r, b
-
-
-def _parse_cell(value):
-    if isinstance(value, str):
-        text = value.strip().replace(",", "")
-        if text in ("-", "", "nan", "inf", "-inf"):
-            return None, False
-        pct = text.endswith("%")
-        try:
-            return float(text.rstrip("%")), pct
-        except ValueError:
-            return value, False
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value), False
-    return value, False
-
-
-def quantstats_table(returns, benchmark=None, periods_per_year: int = 252, rf: float = 0.0):
-    """quantstats' full metric table (the one in the tear sheet) as ``{"strategy": {...},
-    "benchmark": {...}}``. Rows that quantstats prints in percent keep that unit and get a
-    ``" %"`` suffix (``"Max Drawdown %": -16.62``); ``"-"`` becomes None. quantstats rounds
-    these to two decimals: use ``compute_metrics`` for exact numbers."""
-    r, b = to_quantstats(returns, benchmark)
-    with quiet_fonts(), qs_compat() as qs:
-        table = qs.reports.metrics(
-            r, benchmark=b, rf=rf, display=False, mode="full", internal="True",
-            periods_per_year=int(periods_per_year), match_dates=False, prepare_returns=False,
-            strategy_title="Strategy", benchmark_title="Benchmark",
-        )
-    out = {}
-    for column, key in (("Strategy", "strategy"), ("Benchmark", "benchmark")):
-        if column not in table.columns:
-            continue
-        rows = {}
-        for name, cell in table[column].items():
-            label = str(name).replace("\ufe6a", "").strip()
-            if not label:
-                continue
-            value, pct = _parse_cell(cell)
-            rows[f"{label} %" if pct else label] = value
-        out[key] = rows
-    return out
-
-
-def write_tearsheet(
-    returns: pd.Series,
-    path,
-    benchmark: pd.Series | None = None,
-    periods_per_year: int = 252,
-    rf: float = 0.0,
-    title: str = "Strategy Tearsheet",
-    strategy_name: str = "Strategy",
-    benchmark_name: str = "Benchmark",
-) -> Path:
-    """Write quantstats' HTML tear sheet for a returns Series; returns the path.
-
-    The whole series is reported (``match_dates=False``): the numbers match
-    ``compute_metrics`` on the same series instead of silently starting where both the
-    strategy and the benchmark first move.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    r, b = to_quantstats(returns, benchmark)
-    if len(r) < 2:
-        raise ValueError(f"a tear sheet needs at least two periods, got {len(r)}")
-    with quiet_fonts(), agg_backend(), qs_compat() as qs:
-        qs.reports.html(
-            r, benchmark=b.rename(benchmark_name) if b is not None else None, rf=rf,
-            title=title, output=str(path), periods_per_year=int(periods_per_year),
-            match_dates=False, strategy_title=strategy_name, benchmark_title=benchmark_name,
-        )
-    return path
-
-
-def write_metrics_json(path, payload: dict) -> Path:
-    """Strict JSON (NaN and inf as null) of ``payload``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_safe(payload), indent=2, allow_nan=False), encoding="utf-8")
-    return path
 
 
 def _data_name(data) -> str:
@@ -222,11 +87,18 @@ class QuantStatsAnalyzer(bt.Analyzer):
         or to ``metrics_output``
       - ``title``, ``strategy_name``, ``benchmark_name``: labels in the tear sheet
       - ``qs_table``: add quantstats' full metric table to ``metrics["quantstats"]``
+      - ``sample``: a pandas frequency (``"1s"``, ``"1min"``): the value at the end of each
+        such UTC interval instead of every bar (tick data, whose irregular events cannot be
+        annualised); a value ``<= 0`` still ends the record where it happens
 
     ``get_analysis()``: ``returns`` and ``benchmark`` (Series on the same tz-naive UTC index;
-    the benchmark NaN before it starts), ``value`` (portfolio value), ``metrics`` (see
-    ``compute_metrics``; plus ``quantstats`` and ``quantstats_benchmark`` tables),
-    ``periods_per_year``, ``calendar``, ``strategy_name``, ``benchmark_name``.
+    the benchmark NaN before it starts; the returns end at ``ruined_at`` if the account was
+    ruined), ``value`` (portfolio value, every bar), ``metrics`` (bar frequency, see
+    ``compute_metrics``; plus ``quantstats`` and ``quantstats_benchmark``: the sheet's
+    table), ``periods_per_year``, ``calendar``, ``strategy_name``, ``benchmark_name``,
+    ``benchmark_start``, ``ruined_at``, ``notes`` (the lines on the sheet) and ``tearsheet``
+    (``returns``, ``benchmark``, ``periods_per_year``, ``compounded``, ``metrics``: what the
+    sheet shows).
     """
 
     params = dict(
@@ -241,6 +113,7 @@ class QuantStatsAnalyzer(bt.Analyzer):
         strategy_name=None,
         benchmark_name=None,
         qs_table=True,
+        sample=None,
     )
 
     def start(self):
@@ -270,8 +143,9 @@ class QuantStatsAnalyzer(bt.Analyzer):
     def next(self):
         self._dt.append(self.strategy.datetime[0])
         self._value.append(self.strategy.broker.getvalue())
-        if self._bench_data is not None:
-            self._close.append(float(self._bench_data.close[0]))
+        if self._bench_data is not None:  # a feed that has not started yet has no price
+            started = len(self._bench_data) > 0
+            self._close.append(float(self._bench_data.close[0]) if started else np.nan)
 
     def _periods_per_year(self, index) -> int:
         if self.p.periods_per_year:
@@ -284,56 +158,105 @@ class QuantStatsAnalyzer(bt.Analyzer):
         except (TypeError, ValueError):
             return 252
 
-    def stop(self):
-        index = num_to_index(self._dt, utc=False)
-        value = pd.Series(self._value, index=index, dtype="float64", name="value")
-        keep = ~index.duplicated(keep="last")
-        value = value[keep]
-        returns = value.pct_change()
-        if len(value):
-            returns.iloc[0] = value.iloc[0] / self._start_value - 1.0 if self._start_value else 0.0
-        returns = returns.fillna(0.0)
-        self.strategy_name = self.p.strategy_name or type(self.strategy).__name__
-        benchmark = None
-        self.benchmark_name = self.p.benchmark_name
+    def _benchmark(self, index, keep):
+        """Benchmark returns on ``index`` (NaN before it starts) and its name."""
+        name = self.p.benchmark_name
         if self._bench_data is not None:
             close = pd.Series(self._close, index=index, dtype="float64")[keep].ffill()
-            benchmark = close.pct_change().fillna(0.0)
-            self.benchmark_name = (
-                self.benchmark_name or f"{_data_name(self._bench_data)} buy & hold"
-            )
-        elif isinstance(self.p.benchmark, pd.Series):
-            benchmark = align_benchmark(self.p.benchmark, returns.index)
-            self.benchmark_name = self.benchmark_name or str(self.p.benchmark.name or "Benchmark")
-        returns.name = self.strategy_name
+            bench = close.pct_change()
+            started = close.first_valid_index()
+            if started is not None:
+                bench[started] = 0.0  # bought at its first close
+            return bench, name or f"{_data_name(self._bench_data)} buy & hold"
+        if isinstance(self.p.benchmark, pd.Series):
+            bench = pd.Series(self.p.benchmark, dtype="float64")
+            return bench, name or str(self.p.benchmark.name or "Benchmark")
+        return None, name
+
+    def _stamps(self):
+        """The timestamps of the recorded bars and which of them to keep (the last of each
+        stamp, or of each ``sample`` interval up to the first value ``<= 0``)."""
+        index = num_to_index(self._dt, utc=False)
+        if self.p.sample:
+            raw = np.asarray(self._value, dtype="float64")
+            if not np.isfinite(raw).all():  # named error, even inside an interval
+                equity_returns(pd.Series(raw, index=index), self._start_value)
+            dead = np.flatnonzero(raw <= 0)
+            index = index.floor(self.p.sample)
+            if len(dead):  # the bucket of the ruin ends with it
+                cut = dead[0] + 1
+                keep = ~index[:cut].duplicated(keep="last")
+                return index, np.concatenate([keep, np.zeros(len(index) - cut, bool)])
+        return index, ~index.duplicated(keep="last")
+
+    def stop(self):
+        index, keep = self._stamps()
+        value = pd.Series(self._value, index=index, dtype="float64", name="value")[keep]
+        returns, ruined_at = equity_returns(value, self._start_value)
+        self.strategy_name = self.p.strategy_name or type(self.strategy).__name__
+        benchmark, self.benchmark_name = self._benchmark(index, keep)
+        filled, bench_start = report_benchmark(benchmark, returns.index)
         if benchmark is not None:
-            benchmark.name = self.benchmark_name
+            benchmark = align_benchmark(benchmark, returns.index).rename(self.benchmark_name)
+            filled = filled.rename(self.benchmark_name)
+        returns.name = self.strategy_name
         ppy = self._periods_per_year(returns.index)
-        calendar = self.p.calendar
-        if calendar == "auto":
-            calendar = detect_calendar(returns.index)
-        metrics = compute_metrics(returns, ppy, benchmark=benchmark, rf=self.p.rf)
-        if self.p.qs_table and len(returns) >= 2:
+        calendar = detect_calendar(returns.index) if self.p.calendar == "auto" \
+            else self.p.calendar
+        metrics = compute_metrics(returns, ppy, benchmark=filled, rf=self.p.rf)
+        notes = self._notes(returns, value, ppy, calendar, ruined_at, benchmark, bench_start)
+        sheet = self._sheet(returns, filled, ppy, calendar, metrics)
+        self.rets = dict(
+            returns=returns, benchmark=benchmark, value=value, metrics=metrics,
+            periods_per_year=ppy, calendar=calendar, strategy_name=self.strategy_name,
+            benchmark_name=self.benchmark_name if benchmark is not None else None,
+            benchmark_start=bench_start, ruined_at=ruined_at, notes=notes, tearsheet=sheet,
+        )
+        if self.p.output:
+            if self.can_write_html(warn=True):
+                self.write_html(self.p.output)
+            self.write_json(self.p.metrics_output or self.default_json_path(self.p.output))
+
+    def _notes(self, returns, value, ppy, calendar, ruined_at, benchmark, bench_start):
+        """The lines the sheet and the JSON both carry."""
+        notes = []
+        if ruined_at is not None:
+            line = (f"Account ruined: the portfolio value reached {value[ruined_at]:,.2f} at "
+                    f"{ruined_at}; the returns stop there at -100 % (equity <= 0 ends the "
+                    f"record; {len(value) - len(returns)} later bar(s) are not counted).")
+            warnings.warn(line, RuntimeWarning, stacklevel=3)
+            notes.append(line)
+        if len(returns) >= 2:
+            r, _, days_ppy, compounded = sheet_series(returns, None, ppy, calendar)
+            if compounded:
+                notes.append(frequency_note(len(returns), len(r), days_ppy, ppy))
+        if benchmark is not None and bench_start is not None and len(returns) \
+                and bench_start > returns.index[0]:
+            notes.append(f"The benchmark starts at {bench_start}: before that it counts as "
+                         "flat (0 %), on this sheet and in metrics.json alike.")
+        elif benchmark is not None and bench_start is None:
+            notes.append("The benchmark has no value in this period: it counts as flat (0 %).")
+        return notes
+
+    def _sheet(self, returns, benchmark, ppy, calendar, metrics) -> dict:
+        """The rows of the tear sheet, their metrics and quantstats' table of them."""
+        if len(returns) < 2:
+            return dict(returns=returns, benchmark=benchmark, periods_per_year=ppy,
+                        compounded=False, metrics=metrics)
+        r, b, sheet_ppy, compounded = sheet_series(returns, benchmark, ppy, calendar)
+        sheet_metrics = compute_metrics(r, sheet_ppy, benchmark=b, rf=self.p.rf) \
+            if compounded else dict(metrics)
+        if self.p.qs_table:
             try:
-                table = quantstats_table(returns, benchmark, ppy, self.p.rf)
+                table = quantstats_table(r, b, sheet_ppy, self.p.rf, daily=False)
                 metrics["quantstats"] = table.get("strategy", {})
                 if "benchmark" in table:
                     metrics["quantstats_benchmark"] = table["benchmark"]
             except Exception as exc:  # a report extra must not sink the backtest
                 warnings.warn(f"quantstats metric table failed: {exc!r}", RuntimeWarning,
-                              stacklevel=2)
-        self.rets = dict(
-            returns=returns, benchmark=benchmark, value=value, metrics=metrics,
-            periods_per_year=ppy, calendar=calendar, strategy_name=self.strategy_name,
-            benchmark_name=self.benchmark_name if benchmark is not None else None,
-        )
-        if self.p.output:
-            if len(returns) >= 2:
-                self.write_html(self.p.output)
-            else:
-                warnings.warn(f"no tear sheet: {len(returns)} bar(s) recorded", RuntimeWarning,
-                              stacklevel=2)
-            self.write_json(self.p.metrics_output or self.default_json_path(self.p.output))
+                              stacklevel=3)
+        return dict(returns=r, benchmark=b, periods_per_year=sheet_ppy, compounded=compounded,
+                    metrics=sheet_metrics)
 
     def get_analysis(self):
         return self.rets
@@ -353,6 +276,19 @@ class QuantStatsAnalyzer(bt.Analyzer):
             return f"{self.strategy_name} vs {self.benchmark_name}"
         return self.strategy_name
 
+    def can_write_html(self, warn: bool = False) -> bool:
+        """Whether the sheet has the two rows quantstats needs (two UTC days when the bars
+        are intraday); with ``warn``, a ``RuntimeWarning`` says why not."""
+        sheet = self.rets["tearsheet"]
+        n = len(sheet["returns"])
+        if n >= 2:
+            return True
+        if warn:
+            what = "UTC day(s) of intraday bars" if sheet["compounded"] else "bar(s) recorded"
+            warnings.warn(f"no tear sheet: {n} {what}; quantstats needs two rows",
+                          RuntimeWarning, stacklevel=3)
+        return False
+
     def write_html(self, path) -> Path:
         """The quantstats tear sheet of this run (not redrawn if already written there)."""
         path = Path(path)
@@ -360,22 +296,32 @@ class QuantStatsAnalyzer(bt.Analyzer):
                 and path.exists():
             return path
         a = self.rets
+        sheet = a["tearsheet"]
         self.html_path = write_tearsheet(
-            a["returns"], path, benchmark=a["benchmark"], periods_per_year=a["periods_per_year"],
-            rf=self.p.rf, title=self.title, strategy_name=self.strategy_name,
-            benchmark_name=self.benchmark_name or "Benchmark",
+            sheet["returns"], path, benchmark=sheet["benchmark"],
+            periods_per_year=sheet["periods_per_year"], rf=self.p.rf, title=self.title,
+            strategy_name=self.strategy_name, benchmark_name=self.benchmark_name or "Benchmark",
+            daily=False, notes=a["notes"],
         )
         return self.html_path
 
     def summary(self) -> dict:
-        """What ``metrics.json`` holds: labels, span, annualisation and the metrics."""
+        """What ``metrics.json`` holds: labels, span, annualisation, notes, the bar-frequency
+        ``metrics`` and the ``tearsheet`` block (its frequency and metrics)."""
         a = self.rets
+        sheet = a["tearsheet"]
         idx = a["returns"].index
         return dict(
             title=self.title, strategy=self.strategy_name, benchmark=a["benchmark_name"],
             start=idx[0] if len(idx) else None, end=idx[-1] if len(idx) else None,
             periods_per_year=a["periods_per_year"], calendar=a["calendar"], rf=self.p.rf,
+            benchmark_start=a["benchmark_start"], ruined_at=a["ruined_at"], notes=a["notes"],
             metrics=a["metrics"],
+            tearsheet=dict(
+                frequency="1 day (UTC)" if sheet["compounded"] else "bars",
+                periods_per_year=sheet["periods_per_year"], n_periods=len(sheet["returns"]),
+                metrics={k: v for k, v in sheet["metrics"].items() if "quantstats" not in k},
+            ),
         )
 
     def write_json(self, path, extra: dict | None = None) -> Path:

@@ -5,7 +5,9 @@
     python scripts/run_market_making.py --source bars --fill-model intensity --out runs/mm_bars
     python scripts/run_market_making.py --source bars --set model=glft --set gamma=1e-3
 
-Prints the metrics table; with ``--out`` writes ``mm_metrics.json`` and ``mm_inventory.png``.
+Prints the metrics table; with ``--out`` writes the report every strategy gets
+(``tearsheet.html``, ``metrics.json``, ``equity_drawdown.png``) plus ``mm_metrics.json`` and
+``mm_inventory.png``.
 All logic lives in ``s4_strategies.apps.market_making.run_market_making``.
 """
 
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taker", type=float, default=BYBIT_TAKER, help="taker fee")
     p.add_argument("--per-contract", type=float, default=None,
                    help="fixed fee per contract per side (futures), e.g. 7 for a $14 round turn")
+    p.add_argument("--cash", type=float, default=1_000_000.0, help="starting cash")
     p.add_argument("--out", default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy parameter, e.g. --set gamma=1e-3 --set model=glft")
@@ -58,7 +61,7 @@ def main(argv=None) -> int:
     res = run_market_making(args.source, args.fill_model, out=args.out, dataset=args.dataset,
                             fromdate=args.fromdate, todate=args.todate,
                             max_events=args.max_events, seed=args.seed, queue=args.queue,
-                            maker=args.maker, taker=args.taker,
+                            maker=args.maker, taker=args.taker, cash=args.cash,
                             per_contract=args.per_contract, **params)
     print(f"{res['dataset']} ({res['source']}), fill model: {res['fill_model']}")
     print(res["table"])

@@ -166,12 +166,15 @@ def test_benchmark_series_that_starts_later():
     first = late.index[0].tz_localize(None)
     assert b[b.index < first].isna().all()
     np.testing.assert_allclose(b[first:].to_numpy(), late.to_numpy(), rtol=1e-12)
+    # policy (analyzers.returns): flat (0 %) before it starts, in metrics.json as on the sheet
     m = res["metrics"]
-    assert m["benchmark_n_periods"] == len(late)
-    overlap = compute_metrics(r[first:], 252, benchmark=b[first:])
-    assert m["beta"] == pytest.approx(overlap["beta"], rel=1e-12)
-    assert m["benchmark_sharpe"] == pytest.approx(qs.stats.sharpe(late.tz_localize(None), 0, 252))
+    assert res["benchmark_start"] == first
+    assert m["benchmark_n_periods"] == len(r)
+    flat = b.fillna(0.0)
+    assert m["beta"] == pytest.approx(compute_metrics(r, 252, benchmark=flat)["beta"], rel=1e-12)
+    assert m["benchmark_sharpe"] == pytest.approx(qs.stats.sharpe(flat, 0, 252))
     assert m["n_periods"] == len(r)  # the strategy keeps its whole record
+    assert any("benchmark starts at 2020-06-01" in n for n in res["notes"])
 
 
 def test_benchmark_feed_none_and_errors():

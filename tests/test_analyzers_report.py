@@ -70,7 +70,9 @@ def test_report_files(btc_report):
     html = (out / "tearsheet.html").read_text(encoding="utf-8")
     assert "SmaCross vs bybit:BTCUSDT:60 buy &amp; hold" in html or \
         "SmaCross vs bybit:BTCUSDT:60 buy & hold" in html
-    assert "Periods/Year: 8760" in html
+    # hourly bars: the sheet is built from UTC days (quantstats reads every row as a day)
+    assert "Periods/Year: 365" in html and "Periods/Year: 8760" not in html
+    assert "compounded to 59 UTC calendar days" in html and "8760 bars a year" in html
     assert ">SmaCross<" in html and "bybit:BTCUSDT:60 buy &" in html
     assert html.count("<svg") >= 10  # the charts are embedded, not linked
 
@@ -86,8 +88,13 @@ def test_metrics_json_is_strict_and_complete(btc_report):
     assert data["strategy"] == "SmaCross" and data["benchmark"] == "bybit:BTCUSDT:60 buy & hold"
     assert data["start"] == "2021-01-01T00:00:00" and data["end"] == "2021-02-28T23:00:00"
     assert data["metrics"]["sharpe"] == pytest.approx(res["metrics"]["sharpe"])
-    assert data["metrics"]["quantstats"]["Sharpe"] == pytest.approx(res["metrics"]["sharpe"],
+    # metrics: the bars (8760 a year); tearsheet: the sheet's daily rows, as quantstats' table
+    sheet = data["tearsheet"]
+    assert sheet["periods_per_year"] == 365 and sheet["n_periods"] == 59
+    assert sheet["frequency"] == "1 day (UTC)"
+    assert data["metrics"]["quantstats"]["Sharpe"] == pytest.approx(sheet["metrics"]["sharpe"],
                                                                     abs=0.011)
+    assert data["notes"] and data["ruined_at"] is None
     assert data["trades"]["closed_trades"] > 5 and data["trades"]["fees_paid"] > 0
     assert len(data["trades"]["trades"]) == data["trades"]["closed_trades"]
 
@@ -205,7 +212,8 @@ def test_tearsheet_renders_in_headless_chromium(btc_report, tmp_path):
 @pytest.mark.slow
 def test_benchmark_reaches_quantstats_aligned(tmp_path, monkeypatch):
     """An hourly benchmark stamped 30 minutes off arrives as a Series on the returns' index
-    with every hour's value (quantstats itself would re-sample it through a daily calendar)."""
+    with every hour's value (quantstats itself would re-sample it through a daily calendar),
+    compounded to UTC days like the returns (quantstats reads every row as a day)."""
     idx = pd.date_range("2024-03-01", periods=24 * 14, freq="h", tz="UTC")
     rng = np.random.default_rng(1)
     r = pd.Series(rng.normal(0, 0.002, len(idx)), idx)
@@ -223,6 +231,10 @@ def test_benchmark_reaches_quantstats_aligned(tmp_path, monkeypatch):
     got_r, got_b = seen["returns"], seen["benchmark"]
     assert got_r.index.tz is None and got_b.index.equals(got_r.index)
     assert got_b.notna().all() and got_b.name == "BTC hold"
-    np.testing.assert_allclose(got_b.iloc[1:].to_numpy(), bench.iloc[:-1].to_numpy())
-    assert got_b.iloc[0] == 0.0  # before the benchmark's first stamp
-    assert seen["periods_per_year"] == 8760 and seen["match_dates"] is False
+    hourly = pd.Series(np.r_[0.0, bench.iloc[:-1].to_numpy()], r.index.tz_localize(None))
+    day = hourly.index.normalize()
+    np.testing.assert_allclose(got_b.to_numpy(), (1 + hourly).groupby(day).prod() - 1)
+    np.testing.assert_allclose(got_r.to_numpy(),
+                               (1 + r.set_axis(hourly.index)).groupby(day).prod() - 1)
+    assert len(got_r) == 14  # before the benchmark's first stamp: 0 within the first day
+    assert seen["periods_per_year"] == 365 and seen["match_dates"] is False

@@ -3,6 +3,7 @@
 import functools
 import json
 import math
+from pathlib import Path
 
 import backtrader as bt
 import pytest
@@ -112,6 +113,7 @@ def test_per_contract_futures_fees_reconcile():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:no tear sheet:RuntimeWarning")  # 1500 events: one day
 def test_writes_metrics_and_inventory_plot(tmp_path):
     res = run_market_making("ticks", "trade_through", out=tmp_path, max_events=1500)
     metrics = json.loads((tmp_path / "mm_metrics.json").read_text())
@@ -119,6 +121,40 @@ def test_writes_metrics_and_inventory_plot(tmp_path):
     png = tmp_path / "mm_inventory.png"
     assert png.stat().st_size > 10_000
     assert str(png) in res["files"]
+
+
+@pytest.mark.slow
+def test_writes_the_report_of_the_other_strategies_with_its_cash(tmp_path):
+    """tearsheet.html, equity_drawdown.png and metrics.json as analyzers.write_report writes
+    them for every strategy; returns measured against ``cash``."""
+    res = run_market_making("bars", "trade_through", out=tmp_path, cash=50_000.0, **MONTH)
+    names = {"tearsheet.html", "metrics.json", "equity_drawdown.png", "mm_metrics.json",
+             "mm_inventory.png"}
+    assert {p.name for p in tmp_path.iterdir()} == names
+    assert {Path(p).name for p in res["files"]} == names
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"title", "strategy", "benchmark", "start", "end", "periods_per_year", "calendar",
+            "rf", "notes", "metrics", "tearsheet", "trades"} <= set(data)
+    assert data["periods_per_year"] == 8760 and data["tearsheet"]["periods_per_year"] == 365
+    assert data["benchmark"] == "BTCUSDT buy & hold"
+    assert data["cash"] == 50_000.0 == res["cash"]
+    assert data["final_value"] == pytest.approx(50_000.0 + res["broker_pnl"], abs=1e-6)
+    m = data["metrics"]
+    assert m["total_return"] == pytest.approx(res["broker_pnl"] / 50_000.0, rel=1e-9)
+    assert m["total_return"] == pytest.approx(res["report"]["metrics"]["total_return"])
+    assert data["market_making"]["metrics"]["total"]["reconciles"] is True
+    html = (tmp_path / "tearsheet.html").read_text(encoding="utf-8")
+    assert "Periods/Year: 365" in html and "Market making on bybit:BTCUSDT:60" in html
+    assert (tmp_path / "equity_drawdown.png").stat().st_size > 10_000
+
+
+def test_cash_is_the_starting_value_of_the_returns():
+    res = run_market_making("ticks", "trade_through", max_events=400, cash=20_000.0)
+    assert res["cash"] == 20_000.0
+    assert res["final_value"] == pytest.approx(20_000.0 + res["broker_pnl"], abs=1e-6)
+    m = res["report"]["metrics"]
+    assert m["total_return"] == pytest.approx(res["broker_pnl"] / 20_000.0, rel=1e-9)
+    assert m["periods_per_year"] == 365 * 86_400  # ticks measured once a second
 
 
 def test_rejects_unknown_parameters():

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import backtrader as bt
 
+import analyzers
+
 from ..fees import BYBIT_MAKER, BYBIT_TAKER
 
 __all__ = ["PRESETS", "run_market_making"]
@@ -93,13 +95,21 @@ def run_market_making(source: str = "ticks", fill_model: str | None = None, out=
       or ``per_contract`` (a fixed fee per contract per side, futures-like with ``mult``
       and ``margin``).
     - ``**params``: ``AvellanedaStoikovStrategy`` params, over the preset.
-    - ``out``: a folder for ``mm_metrics.json`` and ``mm_inventory.png``.
+    - ``cash``: the starting cash of the broker (returns are measured against it).
+    - ``out``: a folder for the report the other strategies write (``analyzers.write_report``:
+      ``tearsheet.html``, ``metrics.json``, ``equity_drawdown.png``) plus ``mm_metrics.json``
+      and ``mm_inventory.png``. ``metrics.json`` has the same layout as theirs, with this
+      result (less ``table`` and ``files``) under ``"market_making"`` and ``cash``,
+      ``final_value``. Ticks are measured once a second (``sample="1s"``); the tear sheet
+      is built from UTC days, so a run inside one UTC day gets none (``RuntimeWarning``).
 
     Returns ``{"source", "dataset", "fill_model", "params", "metrics", "calibration",
-    "table", "files"}`` plus the headline numbers of ``metrics["total"]`` (``total_pnl,
-    spread_pnl, inventory_pnl, fees, broker_pnl, reconciles, fills_bid, fills_ask,
-    fills_taker, fill_ratio``) at the top level; ``metrics`` is the analyzer's
-    ``get_analysis()`` as plain dicts (``metrics["total"]`` and one entry per feed).
+    "table", "files", "cash", "final_value", "report"}`` plus the headline numbers of
+    ``metrics["total"]`` (``total_pnl, spread_pnl, inventory_pnl, fees, broker_pnl,
+    reconciles, fills_bid, fills_ask, fills_taker, fill_ratio``) at the top level;
+    ``metrics`` is the analyzer's ``get_analysis()`` as plain dicts (``metrics["total"]`` and
+    one entry per feed); ``report`` is the portfolio's ``{"metrics", "trades", "files"}``
+    (returns metrics as for the other strategies; ``files`` only with ``out``).
     """
     import feeds.ticks as ticks
     from analyzers.market_making import MarketMakingAnalyzer, format_table, plot_inventory
@@ -143,6 +153,10 @@ def run_market_making(source: str = "ticks", fill_model: str | None = None, out=
     cerebro.adddata(data, name=symbol)
     cerebro.addstrategy(AvellanedaStoikovStrategy, **sparams)
     cerebro.addanalyzer(MarketMakingAnalyzer, _name="mm")
+    title = f"Market making on {dataset} ({source}, {fill_model} fills)"
+    analyzers.add_all(cerebro, benchmark="buyhold", calendar="crypto", title=title,
+                      strategy_name="market making", qs_table=out is not None,
+                      sample="1s" if source == "ticks" else None)  # events: per second
     strat = cerebro.run()[0]
     an = strat.analyzers.mm
     metrics = _plain(an.get_analysis())
@@ -157,13 +171,18 @@ def run_market_making(source: str = "ticks", fill_model: str | None = None, out=
         "calibration": _plain(strat.calibration()),
         "table": table,
         "files": [],
+        "cash": float(cash),
+        "final_value": float(cerebro.broker.getvalue()),
     }
+    result["report"] = {"metrics": strat.analyzers.quantstats.get_analysis()["metrics"],
+                        "trades": strat.analyzers.tradestats.get_analysis(), "files": {}}
     if out is not None:
         outdir = Path(out)
         outdir.mkdir(parents=True, exist_ok=True)
+        result["report"] = _write_report(strat, outdir, result)
+        result["files"].extend(str(p) for p in result["report"]["files"].values())
         path = outdir / "mm_metrics.json"
-        path.write_text(json.dumps({k: v for k, v in result.items() if k != "files"},
-                                   indent=2, default=str))
+        path.write_text(json.dumps(_mm_summary(result), indent=2, default=str))
         result["files"].append(str(path))
         if plot:
             png = outdir / "mm_inventory.png"
@@ -172,6 +191,22 @@ def run_market_making(source: str = "ticks", fill_model: str | None = None, out=
     if verbose:
         print(table)
     return result
+
+
+def _mm_summary(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in ("files", "table", "report")}
+
+
+def _write_report(strat, outdir: Path, result: dict) -> dict:
+    """``analyzers.write_report`` (tear sheet, metrics.json, equity PNG), then this run's
+    market-making numbers added to ``metrics.json``."""
+    report = analyzers.write_report(strat, outdir)
+    path = report["files"]["metrics"]
+    full = json.loads(path.read_text())
+    full.update(analyzers.json_safe({"cash": result["cash"], "final_value": result["final_value"],
+                                     "market_making": _mm_summary(result)}))
+    path.write_text(json.dumps(full, indent=2, allow_nan=False))
+    return report
 
 
 def _bars(dataset, fromdate, todate, max_events):
