@@ -31,7 +31,9 @@ import pandas as pd
 from feeds.bartime import SECONDS_PER_DAY, num_to_index, parse_hhmm
 
 from ..model import Predictor, load_model
+from ..model.guards import bad_bar
 
+_INF = math.inf
 _OUT = ("signal", "confidence", "expected_signal", "pred_return", "pred_vol")
 
 
@@ -55,6 +57,14 @@ class S4Indicator(bt.Indicator):
       - ``reset_gap``: reset when the time since the previous bar exceeds this many bar
         spacings (``None``: never)
       - ``strict``: refuse data whose bar spacing differs from the training data's
+        (``CheckpointError``): ``once()`` checks the whole series, ``next()`` (also
+        ``resampledata``/``replaydata`` and live feeds) the first completed bars
+        (``model.guards.SpacingWatch``); ``False`` turns the check off
+
+    A bar with a non-finite or non-positive price, or a non-finite or negative volume (from a
+    feed that does not validate, such as ``bt.feeds.PandasData``), raises ``feeds.DataError``
+    naming the bar, in ``next()`` and ``once()`` alike, before any running state has moved:
+    ``get_state()`` is then the state after the bar before it.
       - ``state``: a state from ``get_state()`` to start from (e.g. after a restart)
     """
 
@@ -82,6 +92,7 @@ class S4Indicator(bt.Indicator):
         self._snapshot = None
         self._once_done = False
         self._spacing_days = (self.predictor.meta.get("bar_spacing_s") or 0) / SECONDS_PER_DAY
+        self._watch = self.predictor.spacing_watch(strict=self.p.strict)
         if self.p.state is not None:
             self.set_state(self.p.state)
         self.addminperiod(self._warmup)
@@ -128,21 +139,30 @@ class S4Indicator(bt.Indicator):
 
     def next(self):
         d = self.data
-        n = len(self)
-        if n == self._last_len and self._snapshot is not None:
-            # The same bar again (replaydata / a live bar update): redo it from before.
-            self.set_state(self._snapshot)
-        elif getattr(d, "replaying", False) or d.islive():
-            self._snapshot = self.get_state()
-        self._last_len = n
+        o, h, l, c, v = d.open[0], d.high[0], d.low[0], d.close[0], d.volume[0]
         num = d.datetime[0]
+        if not (0.0 < o < _INF and 0.0 < h < _INF and 0.0 < l < _INF and 0.0 < c < _INF
+                and 0.0 <= v < _INF):  # also false for NaN: refused before any state moves
+            raise bad_bar(num_to_index(np.array([num]))[0], o, h, l, c, v)
+        n = len(self)
+        if n == self._last_len:
+            if self._snapshot is not None:
+                # The same bar again (replaydata / a live bar update): redo it from before.
+                self.set_state(self._snapshot)
+        else:
+            if not self._watch.done and self._last_num is not None:
+                # A new bar: the one before it is complete, its time final.
+                self._watch.closed(self._last_num * SECONDS_PER_DAY)
+            if getattr(d, "replaying", False) or d.islive():
+                self._snapshot = self.get_state()
+        self._last_len = n
         if self._is_boundary(num, self._last_num):
             self.reset_state()
         self._last_num = num
         frac = num - math.floor(num)
         hour = frac * 24.0
         dow = float((int(math.floor(num)) - 1) % 7)
-        out = self._stream.step(d.open[0], d.high[0], d.low[0], d.close[0], d.volume[0], hour, dow)
+        out = self._stream.step(o, h, l, c, v, hour, dow)
         self._since_reset += 1
         if self._since_reset < self._warmup:
             for name in _OUT:

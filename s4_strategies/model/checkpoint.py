@@ -72,8 +72,63 @@ def save_model(path, model, feature_spec: FeatureSpec, normalizer: Normalizer,
     return path
 
 
+_REQUIRED = ("format", "model_config", "state_dict", "feature_spec", "feature_names",
+             "normalizer", "label_spec", "targets")
+_OPTIONAL = ("meta", "versions")
+
+
+def _section(path, name: str, build):
+    """``build()``, with any error of a malformed section as a ``CheckpointError`` naming it."""
+    try:
+        return build()
+    except CheckpointError:
+        raise
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: its {name} lacks {exc}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: its {name} is unusable: {exc}") from exc
+
+
+def _check_sections(path, payload: dict) -> None:
+    missing = [k for k in _REQUIRED if k not in payload]
+    unknown = sorted(str(k) for k in payload if k not in _REQUIRED + _OPTIONAL)
+    if missing or unknown:
+        raise CheckpointError(
+            f"{path}: sections do not match format {FORMAT}: missing {missing}, unknown {unknown}"
+        )
+
+
+def _load_weights(path, model, state) -> None:
+    """Load ``state`` into ``model``; refuse non-finite, missing, unknown or misfit weights."""
+    import torch
+
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"{path}: its state_dict is not a dict of tensors")
+    bad = [k for k, v in state.items()
+           if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite weights (NaN or inf) in {bad}")
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model config: {exc}") from exc
+    if result.missing_keys:
+        raise CheckpointError(f"{path}: missing weights {list(result.missing_keys)} "
+                              "that the model config needs")
+    if result.unexpected_keys:
+        raise CheckpointError(f"{path}: unknown weights {list(result.unexpected_keys)} "
+                              "that the model config does not have")
+
+
 def load_model(path, map_location="cpu") -> Predictor:
-    """Load a checkpoint (``weights_only=True``) and rebuild the model and its features."""
+    """Load a checkpoint (``weights_only=True``) and rebuild the model and its features.
+
+    Everything is checked before a :class:`Predictor` comes back, each failure a
+    ``CheckpointError`` naming it: the sections present (no missing, no unknown), each
+    section well-formed, the feature names those the spec computes, the weights finite and
+    exactly those of the model config, and (``Predictor``) the heads, label spec, targets and
+    normalisation consistent with each other.
+    """
     import torch
 
     from ..ssm import model_from_config
@@ -87,24 +142,23 @@ def load_model(path, map_location="cpu") -> Predictor:
         raise CheckpointError(f"{path} is not a loadable s4-trading checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an s4-trading checkpoint (format {FORMAT})")
-    spec = FeatureSpec.from_dict(payload["feature_spec"])
+    _check_sections(path, payload)
+    spec = _section(path, "feature_spec", lambda: FeatureSpec.from_dict(payload["feature_spec"]))
     if list(payload["feature_names"]) != spec.names:
         raise CheckpointError(
             f"{path}: the features it was trained on {payload['feature_names']} are not what "
             f"this version computes from its spec {spec.names}"
         )
-    model = model_from_config(dict(payload["model_config"]))
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model config: {exc}") from exc
-    meta = dict(payload.get("meta", {}))
+    model = _section(path, "model_config",
+                     lambda: model_from_config(dict(payload["model_config"])))
+    _load_weights(path, model, payload["state_dict"])
+    normalizer = _section(path, "normalizer",
+                          lambda: Normalizer.from_dict(payload["normalizer"]))
+    label_spec = _section(path, "label_spec", lambda: LabelSpec.from_dict(payload["label_spec"]))
+    targets = _section(path, "targets", lambda: Targets.from_dict(payload["targets"]))
+    meta = dict(payload.get("meta") or {})
     meta["versions"] = payload.get("versions", {})
-    return Predictor(
-        model,
-        spec,
-        Normalizer.from_dict(payload["normalizer"]),
-        LabelSpec.from_dict(payload["label_spec"]),
-        Targets.from_dict(payload["targets"]),
-        meta,
-    )
+    try:
+        return Predictor(model, spec, normalizer, label_spec, targets, meta)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc

@@ -16,6 +16,7 @@ import pandas as pd
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features
 from .decode import Decoder
 from .errors import CheckpointError
+from .guards import SpacingWatch, check_bars
 from .stream import PredictorStream
 
 
@@ -34,6 +35,15 @@ class Targets:
     @classmethod
     def from_dict(cls, d: dict) -> Targets:
         return cls(list(d["return_scale"]), float(d["vol_mean"]), float(d["vol_std"]))
+
+
+def _require(what: str, values, names, positive: bool = True) -> None:
+    """CheckpointError naming the entries of ``values`` that are not finite (and > 0)."""
+    bad = {n: v for n, v in zip(names, values)
+           if not (math.isfinite(v) and (v > 0 or not positive))}
+    if bad:
+        need = "finite and positive" if positive else "finite"
+        raise CheckpointError(f"{what} must be {need}; it has {bad}")
 
 
 class Predictor:
@@ -64,9 +74,37 @@ class Predictor:
             raise CheckpointError(
                 f"normalisation has {len(normalizer.mean)} features, spec has {len(names)}"
             )
+        self._check_consistency()
         self.decoder = Decoder(label_spec.n_classes, targets.return_scale[0], targets.vol_mean,
                                targets.vol_std)
         self.classes = self.decoder.classes
+
+    def _check_consistency(self) -> None:
+        """Heads, label spec, targets and normalisation that fit together, or CheckpointError."""
+        from ..ssm.model import TradingHeads
+
+        ls, t = self.label_spec, self.targets
+        for m in self.model.modules():
+            if not isinstance(m, TradingHeads):
+                continue
+            if m.logits.out_features != ls.n_classes:
+                raise CheckpointError(
+                    f"the model's head gives {m.logits.out_features} class logits but "
+                    f"label_spec.n_classes = {ls.n_classes}: its signals would be misread")
+            if m.returns.out_features != len(ls.horizons):
+                raise CheckpointError(
+                    f"the model's head gives {m.returns.out_features} return outputs but the "
+                    f"label horizons {ls.horizons} are {len(ls.horizons)}")
+        if len(t.return_scale) != len(ls.horizons):
+            raise CheckpointError(f"targets give {len(t.return_scale)} return scales for "
+                                  f"{len(ls.horizons)} horizons {ls.horizons}")
+        names = self.feature_spec.names
+        _require("normalizer.mean", self.normalizer.mean, names, positive=False)
+        _require("normalizer.std", self.normalizer.std, names)
+        _require("normalizer.clip", [self.normalizer.clip], ["clip"])
+        _require("targets.return_scale", t.return_scale, [f"h{h}" for h in ls.horizons])
+        _require("targets.vol_mean", [t.vol_mean], ["vol_mean"], positive=False)
+        _require("targets.vol_std", [t.vol_std], ["vol_std"])
 
     @property
     def name(self) -> str:
@@ -81,20 +119,31 @@ class Predictor:
 
     # -- data checks -------------------------------------------------------------------
     def check_data(self, df: pd.DataFrame, strict: bool = True) -> None:
-        """Raise ``CheckpointError`` when ``df`` cannot feed this model's features."""
+        """Raise ``CheckpointError`` when ``df`` cannot feed this model's features (columns,
+        bar spacing unless ``strict=False``) and ``feeds.DataError`` naming the first bar whose
+        prices are not finite and positive or whose volume is not finite and non-negative."""
         missing = [c for c in ("open", "high", "low", "close", "volume") if c not in df.columns]
         if missing:
             raise CheckpointError(f"data lacks columns {missing} that the features need")
+        if strict and len(df) > 2:
+            self.check_spacing(bar_spacing(df.index).total_seconds())
+        check_bars(df)
+
+    def check_spacing(self, seconds: float) -> None:
+        """Raise ``CheckpointError`` unless bars ``seconds`` apart are what the model was
+        trained on (``meta["bar_spacing_s"]``, within 1 %; no check without it)."""
         spacing = self.meta.get("bar_spacing_s")
-        if strict and spacing and len(df) > 2:
-            have = bar_spacing(df.index).total_seconds()
-            if not math.isclose(have, spacing, rel_tol=0.01):
-                raise CheckpointError(
-                    f"the model was trained on bars {spacing:g} s apart "
-                    f"({self.meta.get('data_name', '?')}), this data has bars {have:g} s apart; "
-                    "its features would not mean what they meant in training "
-                    "(pass strict=False to override)"
-                )
+        if spacing and not math.isclose(seconds, spacing, rel_tol=0.01):
+            raise CheckpointError(
+                f"the model was trained on bars {spacing:g} s apart "
+                f"({self.meta.get('data_name', '?')}), this data has bars {seconds:g} s apart; "
+                "its features would not mean what they meant in training "
+                "(pass strict=False to override)"
+            )
+
+    def spacing_watch(self, strict: bool = True) -> SpacingWatch:
+        """A :class:`SpacingWatch`: the spacing check for bars that arrive one at a time."""
+        return SpacingWatch(self, strict)
 
     def features(self, df: pd.DataFrame, strict: bool = True) -> np.ndarray:
         """Normalised features of every bar (NaN rows during warm-up are zeroed)."""
