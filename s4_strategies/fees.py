@@ -7,11 +7,24 @@
 - ``MakerTakerCommInfo``: maker on passive fills, taker on the rest (market making; the
   ``MarketMakingBroker`` tells it which each fill was).
 - ``set_bybit_fees(broker)``: install ``PercentCommission`` at the taker rate.
+- ``apply_fees(broker, datas, fees)``: what the strategies' ``fees`` param does: ``"bybit"``
+  installs Bybit's taker fee only where the broker still has backtrader's default (zero)
+  commission, so a commission the user set is never replaced.
+- ``target_size(broker, data, weight)``: the fractional position size worth ``weight`` of
+  the portfolio, whatever commission scheme is installed (backtrader's ``getsize`` rounds
+  down to whole units, so without this 10,000 USDT buys no BTC at all).
 """
 
 from __future__ import annotations
 
+import logging
+
 import backtrader as bt
+
+log = logging.getLogger(__name__)
+
+#: Values of the strategies' ``fees`` param.
+FEE_CHOICES = ("bybit", None)
 
 #: Bybit USDT perpetual (linear) base tier, as fractions of notional.
 BYBIT_TAKER = 0.00055
@@ -39,6 +52,58 @@ class PercentCommission(bt.CommInfoBase):
 def set_bybit_fees(broker, taker: float = BYBIT_TAKER, leverage: float = 1.0, name=None) -> None:
     """Charge Bybit's taker fee on every fill (market orders and triggered stops)."""
     broker.addcommissioninfo(PercentCommission(commission=taker, leverage=leverage), name=name)
+
+
+def _backtrader_default(broker):
+    """The commission object a broker holds until someone sets one (backtrader's zero fee)."""
+    params = getattr(type(broker), "params", None)
+    try:
+        return params._getkwargsdefault().get("commission")
+    except AttributeError:  # not a backtrader broker
+        return None
+
+
+def has_default_commission(broker, data=None) -> bool:
+    """True while ``data`` (or the broker's default, ``data=None``) is charged backtrader's
+    default commission, i.e. nobody called ``setcommission``/``addcommissioninfo`` for it."""
+    default = _backtrader_default(broker)
+    if default is None:
+        return False
+    current = broker.getcommissioninfo(data) if data is not None else broker.comminfo.get(None)
+    return current is default
+
+
+def apply_fees(broker, datas, fees, taker: float = BYBIT_TAKER) -> list:
+    """The strategies' ``fees`` param: ``None`` leaves the broker alone; ``"bybit"`` charges
+    Bybit's taker fee to the datas still on backtrader's default commission and keeps any
+    commission the user set (logged either way). Returns the names of the datas it set."""
+    if fees not in FEE_CHOICES:
+        raise ValueError(f"fees={fees!r}: use 'bybit' (Bybit taker fee where no commission "
+                         "was set) or None (leave the broker's commission as it is)")
+    if fees is None:
+        return []
+    names = [getattr(d, "_name", "") or f"data{i}" for i, d in enumerate(datas)]
+    charged = [n for d, n in zip(datas, names) if has_default_commission(broker, d)]
+    kept = [n for n in names if n not in charged]
+    if charged:  # they all fall back on the broker's default: replace backtrader's zero fee
+        set_bybit_fees(broker, taker=taker)
+        log.info("fees='bybit': Bybit taker fee %.3f%% per side on %s", taker * 100,
+                 ", ".join(charged))
+    if kept:
+        log.info("fees='bybit': kept the commission already set for %s", ", ".join(kept))
+    return charged
+
+
+def target_size(broker, data, weight: float, price: float | None = None) -> float:
+    """Signed fractional size that makes ``data``'s position ``weight`` of the portfolio value
+    at ``price`` (default: the current close). Stock-like schemes size by price, futures-like
+    ones by margin, as backtrader's ``order_target_percent`` does, without its rounding down."""
+    ci = broker.getcommissioninfo(data)
+    price = data.close[0] if price is None else price
+    unit = price if ci.stocklike else ci.get_margin(price)
+    if unit is None or not unit > 0:  # no price (NaN) or no margin: no position
+        return 0.0
+    return weight * broker.getvalue() * ci.get_leverage() / unit
 
 
 class MakerTakerCommInfo(bt.CommInfoBase):

@@ -42,7 +42,8 @@ def test_backtest_market_making_on_ticks(tmp_path, capsys):
     assert rc == 0
     assert "spread capture" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
-    assert m["metrics"]["reconciles"] is True
+    assert m["market_making"]["reconciles"] is True
+    assert m["strategy"] == "market-making" and "metrics" in m and "final_value" in m
 
 
 @pytest.mark.slow
@@ -69,3 +70,107 @@ def test_compare_quick_runs_and_reports(tmp_path):
 def test_unknown_strategy_is_refused():
     with pytest.raises(SystemExit):
         main(["backtest", "--strategy", "martingale"])
+
+
+# -- the backtest period against what the checkpoint has seen ------------------------------
+class _Seen:
+    """A stand-in for a loaded model: only its meta periods and label horizon matter here."""
+
+    class label_spec:  # noqa: N801
+        max_horizon = 24
+
+    meta = {"periods": {"train": ["2021-01-01 00:00:00+00:00", "2021-05-24 11:00:00+00:00"],
+                        "val": ["2021-05-25 12:00:00+00:00", "2021-05-31 23:00:00+00:00"]}}
+
+
+def _frames(*names):
+    import feeds
+
+    return {n: feeds.load_embedded(n) for n in names}
+
+
+def test_default_period_starts_after_training_validation_and_labels():
+    import pandas as pd
+
+    from s4_strategies.apps.backtest import resolve_period, seen_span
+
+    seen = seen_span(_Seen())
+    start, end, warns = resolve_period(seen, _frames("bybit:BTCUSDT:60"))
+    # the last validation label reads 24 bars past 2021-05-31 23:00
+    assert start == pd.Timestamp("2021-06-02 00:00", tz="UTC") and end is None and not warns
+    # several datas: the latest first-unseen bar of them all (SOLUSDT starts in October)
+    start, _, _ = resolve_period(seen, _frames("bybit:BTCUSDT:60", "bybit:SOLUSDT:60"))
+    assert start == pd.Timestamp("2021-10-16 00:00", tz="UTC")
+
+
+@pytest.mark.parametrize("fromdate, todate, in_sample", [
+    ("2021-07-01", None, False),
+    ("2021-06-02 00:00", "2021-06-30", False),
+    ("2021-06-01 12:00", None, True),  # inside the label horizon of the last validation bar
+    ("2021-03-01", "2021-03-31", True),  # inside training
+    ("2020-06-01", "2020-12-31", False),  # before the checkpoint's data
+])
+def test_requested_periods_that_overlap_get_a_loud_warning(fromdate, todate, in_sample):
+    from s4_strategies.apps.backtest import resolve_period, seen_span
+
+    _, _, warns = resolve_period(seen_span(_Seen()), _frames("bybit:BTCUSDT:60"), fromdate,
+                                 todate)
+    assert bool(warns) == in_sample
+    if in_sample:
+        assert warns[0].startswith("IN-SAMPLE") and "2021-06-02 00:00" in warns[0]
+
+
+def test_no_bars_after_the_checkpoint_is_a_clear_error():
+    import feeds
+    from s4_strategies.apps.backtest import resolve_period, seen_span
+
+    frames = {"bybit:BTCUSDT:60": feeds.load_embedded("bybit:BTCUSDT:60", todate="2021-06-01")}
+    with pytest.raises(feeds.DataError, match="no bars after the checkpoint"):
+        resolve_period(seen_span(_Seen()), frames)
+
+
+@pytest.mark.slow
+def test_backtest_defaults_to_out_of_sample_and_warns_in_sample(tiny_checkpoint, tmp_path,
+                                                                capsys):
+    out = tmp_path / "oos"
+    rc = main(["backtest", "--strategy", "directional", "--model", str(tiny_checkpoint),
+               "--to", "2021-07-15", "--out", str(out)])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "WARNING" not in captured.err and "out of sample" in captured.out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["from"].startswith("2021-06-02 00:00") and m["to"].startswith("2021-07-15 23:59")
+    assert m["in_sample"] is False and m["period_default"] is True
+
+    out = tmp_path / "ins"
+    rc = main(["backtest", "--strategy", "directional", "--model", str(tiny_checkpoint),
+               "--from", "2021-04-01", "--to", "2021-05-15", "--out", str(out)])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "WARNING: IN-SAMPLE" in captured.err and "IN-SAMPLE" in captured.out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["in_sample"] is True and m["warnings"]
+
+
+@pytest.mark.slow
+def test_train_and_backtest_on_a_csv_file(tmp_path, capsys):
+    import feeds
+
+    csv = tmp_path / "mybars.csv"
+    feeds.load_embedded("bybit:ETHUSDT:60", "2021-04-01", "2021-09-30 23:00").to_csv(csv)
+    ckpt = tmp_path / "m.pt"
+    rc = main(["train", "--data", str(csv), "--from", "2021-04-01", "--to", "2021-07-31",
+               "--layer", "gru", "--epochs", "1", "--d-model", "8", "--n-layers", "1",
+               "--seq-len", "128", "--batch-size", "4", "--quiet", "--out", str(ckpt)])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["data"] == str(csv) and summary["periods"]["val"][1].startswith("2021-07-31 23")
+    # printed numbers are rounded
+    assert summary["best_val_loss"] == round(summary["best_val_loss"], 4)
+    out = tmp_path / "bt"
+    rc = main(["backtest", "--strategy", "directional", "--data", str(csv), "--model",
+               str(ckpt), "--params", '{"conf_threshold": 0.0}', "--out", str(out)])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["from"].startswith("2021-08-02 00:00") and m["in_sample"] is False
+    assert m["metrics"]["periods_per_year"] == 8760

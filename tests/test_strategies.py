@@ -154,3 +154,76 @@ def test_crypto_positions_are_fractional(model):
     assert len(held) and (held < 1).all() and (held > 0.1).all()
     value = cerebro.broker.getvalue()
     assert 0.4 < held[-1] * strat.data.close[0] / value < 0.6
+
+
+class RecordFills(AlwaysLong):
+    def __init__(self):
+        super().__init__()
+        self.fills = []
+
+    def notify_order(self, order):
+        super().notify_order(order)
+        if order.status == order.Completed:
+            self.fills.append((order.executed.size, order.executed.price, order.executed.comm))
+
+
+def _run_fills(model, cash=10_000, commission=None, **params):
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feeds.EmbeddedData(name="bybit:BTCUSDT:60", fromdate=dt.datetime(2021, 7, 1),
+                                       todate=dt.datetime(2021, 7, 31)))
+    cerebro.broker.setcash(cash)
+    if commission is not None:
+        cerebro.broker.setcommission(commission=commission)
+    cerebro.addstrategy(RecordFills, model=model, min_change=0.0, **params)
+    cerebro.addanalyzer(Positions, _name="pos")
+    return cerebro, cerebro.run()[0]
+
+
+def _rates(fills):
+    return np.array([comm / (abs(size) * price) for size, price, comm in fills])
+
+
+def test_fees_bybit_keeps_a_commission_the_user_set(model):
+    cerebro, strat = _run_fills(model, commission=0.001)  # fees="bybit" is the default
+    assert strat.fills
+    np.testing.assert_allclose(_rates(strat.fills), 0.001)
+    assert cerebro.broker.getcommissioninfo(strat.data).p.commission == 0.001
+
+
+def test_fees_bybit_charges_the_default_broker_and_says_so(model, caplog):
+    from s4_strategies.fees import BYBIT_TAKER
+
+    with caplog.at_level("INFO", logger="s4_strategies.fees"):
+        _, strat = _run_fills(model)
+    assert strat.fills
+    np.testing.assert_allclose(_rates(strat.fills), BYBIT_TAKER)
+    assert "Bybit taker fee" in caplog.text
+
+
+def test_sizing_is_fractional_without_fees(model):
+    """fees=None used to leave backtrader's whole-unit sizing: no BTC at all for 10,000."""
+    cerebro, strat = _run_fills(model, fees=None)
+    sizes = np.array(strat.analyzers.pos.get_analysis())[:, 0]
+    held = sizes[sizes != 0]
+    assert len(held) and (held < 1).all()
+    assert all(comm == 0 for _, _, comm in strat.fills)
+    assert 0.4 < held[-1] * strat.data.close[0] / cerebro.broker.getvalue() < 0.6
+
+
+def test_portfolio_sizing_is_fractional_without_fees(model):
+    cerebro = bt.Cerebro(stdstats=False)
+    for name in ("bybit:BTCUSDT:60", "bybit:ETHUSDT:60"):
+        cerebro.adddata(feeds.EmbeddedData(name=name, fromdate=dt.datetime(2021, 7, 1),
+                                           todate=dt.datetime(2021, 8, 15)), name=name)
+    cerebro.broker.setcash(10_000)
+    cerebro.addstrategy(S4PortfolioStrategy, model=model, rebalance=12, conf_threshold=0.0,
+                        min_trade=0.0, fees=None)
+    cerebro.addanalyzer(Positions, _name="pos")
+    strat = cerebro.run()[0]
+    btc = np.array(strat.analyzers.pos.get_analysis())[:, 0]
+    assert ((btc > 0) & (btc < 1)).any()
+
+
+def test_an_unknown_fee_choice_is_refused(model):
+    with pytest.raises(ValueError, match="fees="):
+        _run_fills(model, fees="binance")

@@ -1,77 +1,197 @@
-"""``s4trade backtest``: one strategy over embedded data, with metrics and a tear sheet."""
+"""``s4trade backtest``: one strategy over any ``--data`` source (see ``sources``), with metrics
+and a tear sheet, out of sample by default."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
+import warnings
 from pathlib import Path
 
+from feeds.bartime import utc_timestamp
+from feeds.errors import DataError
+
 from ..model import default_checkpoint
+from .sources import DEFAULT_CACHE, SourceError, end_of, load_source, make_feed, parse_source
 
 STRATEGIES = ("directional", "portfolio", "market-making")
+DEFAULT_CASH = 100_000.0
 
 
-def _date(value):
-    if value is None or isinstance(value, _dt.datetime):
-        return value
-    return _dt.datetime.fromisoformat(str(value))
+class InSampleWarning(UserWarning):
+    """The backtest period overlaps the data the checkpoint was trained or validated on."""
 
 
-def build_cerebro(strategy: str, data: list[str], model=None, fromdate=None, todate=None,
-                  cash: float = 100_000.0, runonce: bool = True, params: dict | None = None):
-    """A ready Cerebro: datas, strategy with its model, Bybit fees, cash."""
+def load_predictor(model=None):
+    """A loaded model: ``model`` is a checkpoint path, a loaded model, or None (the shipped
+    checkpoint)."""
+    from ..model import load_model
+
+    model = default_checkpoint() if model is None else model
+    return load_model(model) if isinstance(model, (str, Path)) else model
+
+
+def seen_span(predictor) -> dict | None:
+    """What the checkpoint has seen: its train and validation spans (``meta["periods"]``) and
+    the label horizon that reads past the last validation bar; None when it does not say."""
+    meta = getattr(predictor, "meta", None) or {}
+    periods = meta.get("periods") or {}
+    train, val = periods.get("train"), periods.get("val")
+    if not train:
+        return None
+    spans = {k: (utc_timestamp(v[0]), utc_timestamp(v[1])) for k, v in
+             (("train", train), ("val", val)) if v}
+    return {**spans, "end": max(b for _, b in spans.values()),
+            "horizon": int(predictor.label_spec.max_horizon)}
+
+
+def first_unseen_bar(index, seen: dict):
+    """The first bar of ``index`` that no training or validation label read (as
+    ``training.date_split`` starts its test period): ``horizon`` bars after the last
+    validation bar. None when ``index`` ends before it."""
+    i = int(index.searchsorted(seen["end"], side="right")) + seen["horizon"]
+    return index[i] if i < len(index) else None
+
+
+def _span_text(seen: dict) -> str:
+    parts = [f"{label} {seen[k][0]:%Y-%m-%d %H:%M} .. {seen[k][1]:%Y-%m-%d %H:%M}"
+             for k, label in (("train", "train"), ("val", "validation")) if k in seen]
+    return ", ".join(parts)
+
+
+def resolve_period(seen: dict | None, frames: dict, fromdate=None, todate=None):
+    """``(start, end, warnings)``. Without ``fromdate`` the period starts at the first bar the
+    checkpoint has not seen (in every data); a requested period that overlaps what it has
+    seen gets an in-sample warning."""
+    end = end_of(todate)
+    if seen is None:
+        return (None if fromdate is None else utc_timestamp(fromdate)), end, []
+    unseen = [first_unseen_bar(df.index, seen) for df in frames.values()]
+    first = None if any(u is None for u in unseen) else max(unseen)
+    if fromdate is None:
+        if first is None:
+            raise DataError(
+                f"{', '.join(frames)}: no bars after the checkpoint's data ({_span_text(seen)}, "
+                f"plus {seen['horizon']} label bars); pass --from/--to to backtest in-sample")
+        start = first
+    else:
+        start = utc_timestamp(fromdate)
+    warns = []
+    if (first is None or start < first) and (end is None or end >= seen["train"][0]):
+        oos = f"; out of sample starts at {first:%Y-%m-%d %H:%M}" if first is not None else ""
+        warns.append(
+            f"IN-SAMPLE: the period from {start:%Y-%m-%d %H:%M} overlaps the data the "
+            f"checkpoint was trained and validated on ({_span_text(seen)}, plus "
+            f"{seen['horizon']} label bars): these numbers are not out of sample{oos} "
+            "(the default without --from)")
+    return start, end, warns
+
+
+def _check_params(strategy_cls, strategy: str, params: dict) -> None:
+    accepted = [k for k in strategy_cls.params._getkeys() if k != "model"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown {strategy} parameter(s) {', '.join(unknown)}; accepted: "
+                         f"{', '.join(accepted)} (the model comes from --model)")
+
+
+def build_cerebro(strategy: str, data: list, model=None, fromdate=None, todate=None,
+                  cash: float = DEFAULT_CASH, runonce: bool = True, params: dict | None = None,
+                  frames: dict | None = None, cache_dir=DEFAULT_CACHE):
+    """A ready Cerebro: datas (any ``--data`` form, see ``sources``), the strategy with its
+    model, cash. Fees: the strategy's ``fees`` param (Bybit taker by default)."""
     import backtrader as bt
-
-    import feeds
 
     from ..strategies.directional import S4DirectionalStrategy
     from ..strategies.portfolio import S4PortfolioStrategy
 
+    classes = {"directional": S4DirectionalStrategy, "portfolio": S4PortfolioStrategy}
+    if strategy not in classes:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if strategy == "directional" and len(data) != 1:
+        raise ValueError("the directional strategy trades one data; pass one --data")
     params = dict(params or {})
+    _check_params(classes[strategy], strategy, params)
     cerebro = bt.Cerebro(runonce=runonce, stdstats=False)
     cerebro.broker.setcash(cash)
-    for name in data:
-        cerebro.adddata(feeds.EmbeddedData(name=name, fromdate=_date(fromdate),
-                                           todate=_date(todate)), name=name.split(":")[1])
-    model = model or default_checkpoint()
-    if strategy == "directional":
-        if len(data) != 1:
-            raise ValueError("the directional strategy trades one data; pass one --data")
-        cerebro.addstrategy(S4DirectionalStrategy, model=model, **params)
-    elif strategy == "portfolio":
-        cerebro.addstrategy(S4PortfolioStrategy, model=model, **params)
-    else:
-        raise ValueError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
+    for spec in data:
+        src = parse_source(spec)
+        df = (frames or {}).get(spec)
+        if df is None:
+            df = load_source(src, fromdate, todate, cache_dir=cache_dir, bars_only=False)
+        cerebro.adddata(make_feed(src, df, fromdate, todate), name=src.symbol)
+    cerebro.addstrategy(classes[strategy], model=load_predictor(model), **params)
     return cerebro
 
 
+def _market_making(data, out: Path, fromdate, todate, cash, fill_model, params) -> dict:
+    import analyzers
+    import feeds
+
+    from .market_making import run_market_making
+
+    name = data[0]
+    if name not in feeds.list_embedded():
+        raise SourceError(f"market making runs on embedded data, not {name!r}: "
+                          f"{', '.join(feeds.list_embedded())}")
+    if name in feeds.list_embedded("bars"):
+        source, dataset = "bars", name
+    else:
+        source, dataset = "ticks", name.removesuffix(":trades").removesuffix(":bbo")
+    extra = {} if cash is None else {"cash": cash}
+    res = run_market_making(source=source, fill_model=fill_model or "auto", out=str(out),
+                            dataset=dataset, fromdate=fromdate, todate=todate,
+                            **extra, **(params or {}))
+    report = res.get("report") or {}
+    summary = {"strategy": "market-making", "data": data, "final_value": res.get("final_value"),
+               "metrics": report.get("metrics", {}), "trades": report.get("trades", {}),
+               "files": {k: str(v) for k, v in (report.get("files") or {}).items()},
+               "market_making": {k: v for k, v in res.items() if k not in ("report", "files")},
+               "out": str(out)}
+    path = out / "metrics.json"  # run_market_making wrote the common layout: add to it
+    full = json.loads(path.read_text()) if path.exists() else {}
+    full.update(analyzers.json_safe(summary))
+    path.write_text(json.dumps(full, indent=2, default=str))
+    return summary
+
+
 def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
-                 out="runs/backtest", cash: float = 100_000.0, runonce: bool = True,
-                 fill_model=None, params: dict | None = None) -> dict:
-    """Run, print nothing, write ``metrics.json``, ``tearsheet.html`` and pictures to ``out``."""
+                 out="runs/backtest", cash: float | None = None, runonce: bool = True,
+                 fill_model=None, params: dict | None = None,
+                 cache_dir=DEFAULT_CACHE) -> dict:
+    """Run, print nothing, write ``metrics.json``, ``tearsheet.html`` and pictures to ``out``.
+
+    Without ``fromdate`` the model strategies start after the checkpoint's training and
+    validation data (and its label horizon); a period that overlaps them still runs, with an
+    :class:`InSampleWarning` and ``"in_sample": true`` in the summary. A bare ``todate`` date
+    includes its whole day. ``cash`` defaults to 100,000 (the market maker: its own default).
+    """
     import analyzers
 
     data = [data] if isinstance(data, str) else list(data)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if strategy == "market-making":
-        import feeds
-
-        from .market_making import run_market_making
-
-        name = data[0]
-        if name in feeds.list_embedded("bars"):
-            source, dataset = "bars", name
-        else:
-            source, dataset = "ticks", name.removesuffix(":trades").removesuffix(":bbo")
-        res = run_market_making(source=source, fill_model=fill_model or "auto", out=str(out),
-                                dataset=dataset, fromdate=fromdate, todate=todate,
-                                **(params or {}))
-        summary = {"strategy": strategy, "data": data, "metrics": res, "out": str(out)}
-        (out / "metrics.json").write_text(
-            json.dumps(analyzers.json_safe(summary), indent=2, default=str))
-        return summary
-    cerebro = build_cerebro(strategy, data, model, fromdate, todate, cash, runonce, params)
+        out.mkdir(parents=True, exist_ok=True)
+        return _market_making(data, out, fromdate, todate, cash, fill_model, params)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    sources = [parse_source(spec) for spec in data]  # bad names fail before the model loads
+    if strategy == "directional" and len(data) != 1:
+        raise ValueError("the directional strategy trades one data; pass one --data")
+    predictor = load_predictor(model)
+    seen = seen_span(predictor)
+    frames = {}
+    for spec, src in zip(data, sources):
+        lo = fromdate
+        if src.remote and seen is not None:  # fetch enough to find the first unseen bar
+            lo = seen["end"] if fromdate is None else min(utc_timestamp(fromdate), seen["end"])
+        frames[spec] = load_source(src, lo, todate, cache_dir=cache_dir, bars_only=False)
+    start, end, warns = resolve_period(seen, frames, fromdate, todate)
+    for w in warns:
+        warnings.warn(w, InSampleWarning, stacklevel=2)
+    frames = {k: _cut(k, df, start, end) for k, df in frames.items()}
+    cerebro = build_cerebro(strategy, data, predictor, start, end,
+                            DEFAULT_CASH if cash is None else cash, runonce, params, frames)
+    out.mkdir(parents=True, exist_ok=True)
     analyzers.add_all(cerebro, output=str(out / "tearsheet.html"), benchmark="buyhold",
                       title=f"S4 {strategy} on {', '.join(data)}")
     strat = cerebro.run()[0]
@@ -80,8 +200,11 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
         "strategy": strategy,
         "data": data,
         "model": str(model or default_checkpoint()),
-        "from": str(fromdate) if fromdate else None,
-        "to": str(todate) if todate else None,
+        "from": str(start) if start is not None else None,
+        "to": str(end) if end is not None else None,
+        "period_default": fromdate is None and seen is not None,
+        "in_sample": bool(warns),
+        "warnings": warns,
         "final_value": cerebro.broker.getvalue(),
         "metrics": report.get("metrics", {}),
         "trades": report.get("trades", {}),
@@ -93,6 +216,17 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
     full.update(analyzers.json_safe(summary))
     path.write_text(json.dumps(full, indent=2))
     return summary
+
+
+def _cut(name, df, start, end):
+    kept = df
+    if start is not None:
+        kept = kept[kept.index >= start]
+    if end is not None:
+        kept = kept[kept.index <= end]
+    if not len(kept):
+        raise DataError(f"{name}: no bars between {start} and {end}")
+    return kept
 
 
 KEYS = [
@@ -109,15 +243,23 @@ KEYS = [
 
 
 def print_metrics(res: dict) -> None:
+    """The summary, rounded; in-sample warnings again at the end, on stderr."""
+    import sys
+
     if res.get("strategy") == "market-making":
+        mm = res["market_making"]
         print(f"\nmarket making on {', '.join(res['data'])} "
-              f"(fill model: {res['metrics'].get('fill_model')})")
-        print(res["metrics"].get("table", ""))
+              f"(fill model: {mm.get('fill_model')})")
+        print(mm.get("table", ""))
         print(f"  written to {res['out']}")
         return
     m = dict(res.get("metrics") or {})
     m["final_value"] = res.get("final_value")
     print(f"\n{res['strategy']} on {', '.join(res['data'])}")
+    if res.get("from") or res.get("to"):
+        how = ("IN-SAMPLE" if res.get("in_sample")
+               else "out of sample" if res.get("period_default") else "as requested")
+        print(f"  {'period':<14} {_day(res.get('from'))} .. {_day(res.get('to'))} ({how})")
     for label, key, fmt in KEYS:
         v = m.get(key)
         print(f"  {label:<14} {fmt.format(v) if isinstance(v, (int, float)) else '–'}")
@@ -127,3 +269,9 @@ def print_metrics(res: dict) -> None:
         if t.get("fees_paid") is not None:
             print(f"  {'fees paid':<14} {t['fees_paid']:,.2f}")
     print(f"  written to {res['out']}")
+    for w in res.get("warnings") or []:
+        print(f"\nWARNING: {w}", file=sys.stderr)
+
+
+def _day(value) -> str:
+    return "the end" if value is None else str(value)[:16]

@@ -1,10 +1,69 @@
-"""The ``s4trade`` command: train, compare, backtest and the demo."""
+"""The ``s4trade`` command: train, compare, backtest and the demo.
+
+``--data`` takes an embedded name, a CSV/parquet file, ``bybit:SYMBOL:INTERVAL[:category]`` or
+``yahoo:TICKER:INTERVAL`` (see ``s4_strategies.apps.sources``). Errors are one line on stderr
+with exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from .sources import DEFAULT_CACHE, FORMS, check_date
+
+EXIT_USAGE = 2
+DATA_HELP = f"the bars: {FORMS}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong, and where to look for what is accepted."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _date_arg(value: str) -> str:
+    try:
+        return check_date(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(kind):
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a {kind.__name__}") from None
+        if not number > 0:
+            raise argparse.ArgumentTypeError(f"{value!r} must be above 0")
+        return number
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _json_object(value: str) -> dict:
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc.msg} at column {exc.colno}); "
+                                         "e.g. '{\"conf_threshold\": 0.5}'") from None
+    if not isinstance(obj, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"conf_threshold\": 0.5}'")
+    return obj
+
+
+def _rounded(obj, digits: int = 4):
+    if isinstance(obj, float):
+        return round(obj, digits)
+    if isinstance(obj, dict):
+        return {k: _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v, digits) for v in obj]
+    return obj
 
 
 def _cmd_demo(args) -> int:
@@ -14,12 +73,11 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    import feeds
-
     from ..features import FeatureSpec, LabelSpec
     from ..training import TrainConfig, date_split, save_result, train_model
+    from .sources import load_source
 
-    df = feeds.load_embedded(args.data)
+    df = load_source(args.data, args.from_, args.to, cache_dir=args.cache_dir)
     lspec = LabelSpec(n_classes=args.classes,
                       thresholds=(0.5,) if args.classes == 3 else (0.5, 1.5))
     cfg = TrainConfig(layer=args.layer, epochs=args.epochs, d_model=args.d_model,
@@ -33,10 +91,10 @@ def _cmd_train(args) -> int:
                        val_fraction=args.val_fraction)
     res = train_model(df, split, cfg, FeatureSpec(), lspec, data_name=args.data)
     save_result(res, args.out)
-    summary = {"checkpoint": str(args.out), "periods": res.meta["periods"],
+    summary = {"checkpoint": str(args.out), "data": args.data, "periods": res.meta["periods"],
                "best_epoch": res.best_epoch, "best_val_loss": res.meta["best_val_loss"],
-               "train_seconds": round(res.train_seconds, 1)}
-    print(json.dumps(summary, indent=2))
+               "train_seconds": res.train_seconds}
+    print(json.dumps(_rounded(summary), indent=2))
     return 0
 
 
@@ -59,80 +117,158 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_backtest(args) -> int:
-    from .backtest import print_metrics, run_backtest
+    import warnings
 
-    params = json.loads(args.params) if args.params else {}
-    res = run_backtest(strategy=args.strategy, data=args.data.split(","), model=args.model,
-                       fromdate=args.from_, todate=args.to, out=args.out, cash=args.cash,
-                       runonce=not args.no_runonce, fill_model=args.fill_model, params=params)
+    from .backtest import InSampleWarning, print_metrics, run_backtest
+
+    data = [d.strip() for d in args.data.split(",") if d.strip()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InSampleWarning)  # print_metrics repeats them loudly
+        res = run_backtest(strategy=args.strategy, data=data, model=args.model,
+                           fromdate=args.from_, todate=args.to, out=args.out, cash=args.cash,
+                           runonce=not args.no_runonce, fill_model=args.fill_model,
+                           params=args.params or {}, cache_dir=args.cache_dir)
     print_metrics(res)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s4trade", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Help(argparse.HelpFormatter):
+    """Each option's meaning and its default (spelled out in the help where it is None)."""
 
-    demo = sub.add_parser("demo", help="run the end-to-end demo on the embedded data")
-    demo.add_argument("--out", default="runs/demo")
+    def _get_help_string(self, action):
+        text = action.help or ""
+        quiet = action.default is None or action.default is False
+        if "%(default)" in text or action.required or quiet or action.default == argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _formatter(prog):
+    return _Help(prog, max_help_position=32)
+
+
+def _add_train(sub) -> None:
+    tr = sub.add_parser("train", help="train a model on your bars", formatter_class=_formatter,
+                        description="Train on [--from, --to]: the last --val-fraction is "
+                                    "validation, the rest training, a purge gap between.")
+    tr.add_argument("--data", default="bybit:BTCUSDT:60", help=DATA_HELP)
+    tr.add_argument("--from", dest="from_", default="2021-01-01", type=_date_arg,
+                    metavar="DATE",
+                    help="first bar of the training period (UTC)")
+    tr.add_argument("--to", default="2022-12-31", type=_date_arg,
+                    metavar="DATE",
+                    help="last bar of the validation period (UTC; a date includes its day)")
+    tr.add_argument("--layer", default="s4d", help="sequence layer",
+                    choices=["s4", "s4d", "mamba", "lstm", "gru", "transformer"])
+    tr.add_argument("--epochs", type=_positive(int), default=20, help="training epochs (max)")
+    tr.add_argument("--d-model", type=_positive(int), default=64, help="model width")
+    tr.add_argument("--d-state", type=_positive(int), default=64,
+                    help="state size per channel (s4, s4d, mamba)")
+    tr.add_argument("--n-layers", type=_positive(int), default=4, help="number of layers")
+    tr.add_argument("--seq-len", type=_positive(int), default=1024,
+                    help="bars per training window")
+    tr.add_argument("--batch-size", type=_positive(int), default=16, help="windows per step")
+    tr.add_argument("--lr", type=_positive(float), default=2e-3, help="peak learning rate")
+    tr.add_argument("--classes", type=int, default=3, choices=[3, 5],
+                    help="return classes the model predicts")
+    tr.add_argument("--val-fraction", type=_positive(float), default=0.15,
+                    help="share of the period kept for validation (early stopping)")
+    tr.add_argument("--seed", type=int, default=0, help="random seed")
+    tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    tr.add_argument("--cache-dir", default=DEFAULT_CACHE,
+                    help="parquet cache for bybit:/yahoo: data")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--out", required=True, metavar="PATH",
+                    help="checkpoint file to write (required)")
+    tr.set_defaults(func=_cmd_train)
+
+
+def _add_compare(sub) -> None:
+    cp = sub.add_parser("compare", help="S4 vs S4D vs selective SSM vs LSTM/GRU/Transformer",
+                        formatter_class=_formatter)
+    cp.add_argument("--data", default="bybit:BTCUSDT:60", help="an embedded dataset name")
+    cp.add_argument("--train-from", default="2021-01-01", type=_date_arg,
+                    help="first training bar")
+    cp.add_argument("--train-to", default="2022-12-31", type=_date_arg,
+                    help="last validation bar")
+    cp.add_argument("--test-from", default="2023-01-01", type=_date_arg,
+                    help="first test bar (after a purge gap)")
+    cp.add_argument("--test-to", default="2024-12-31", type=_date_arg, help="last test bar")
+    cp.add_argument("--models", default=None, help="comma list of layers (default: all)")
+    cp.add_argument("--quick", action="store_true", help="tiny models, one short epoch")
+    cp.add_argument("--no-ablations", action="store_true", help="skip the ablation table")
+    cp.add_argument("--seed", type=int, default=0, help="random seed")
+    cp.add_argument("--out", default="runs/compare", help="folder for the tables")
+    cp.set_defaults(func=_cmd_compare)
+
+
+def _add_backtest(sub) -> None:
+    bk = sub.add_parser("backtest", help="backtest a strategy on your bars",
+                        formatter_class=_formatter,
+                        description="Without --from the period starts after the checkpoint's "
+                                    "training and validation data; an overlapping period "
+                                    "runs with a loud IN-SAMPLE warning.")
+    bk.add_argument("--strategy", required=True, help="what to run (required)",
+                    choices=["directional", "portfolio", "market-making"])
+    bk.add_argument("--data", default="bybit:BTCUSDT:60",
+                    help=f"comma list; each is {FORMS} (market making: embedded only)")
+    bk.add_argument("--model", default=None, metavar="PATH",
+                    help="checkpoint (default: the shipped one)")
+    bk.add_argument("--from", dest="from_", default=None, type=_date_arg,
+                    metavar="DATE",
+                    help="first bar (default: the first bar the checkpoint has not seen)")
+    bk.add_argument("--to", default=None, type=_date_arg,
+                    metavar="DATE",
+                    help="last bar, a date includes its day (default: the end of the data)")
+    bk.add_argument("--cash", type=_positive(float), default=None,
+                    help="starting cash (default: 100,000; market making: its own 1,000,000)")
+    bk.add_argument("--no-runonce", action="store_true",
+                    help="run backtrader bar by bar (runonce=False)")
+    bk.add_argument("--fill-model", default=None,
+                    help="market making: trade_through, intensity or touch (default: auto)")
+    bk.add_argument("--params", default=None, type=_json_object,
+                    metavar="JSON",
+                    help="strategy params as a JSON object (default: none)")
+    bk.add_argument("--cache-dir", default=DEFAULT_CACHE,
+                    help="parquet cache for bybit:/yahoo: data")
+    bk.add_argument("--out", default="runs/backtest", help="folder for metrics and tear sheet")
+    bk.set_defaults(func=_cmd_backtest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="s4trade", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser("demo", help="run the end-to-end demo on the embedded data",
+                          formatter_class=_formatter)
+    demo.add_argument("--out", default="runs/demo", help="folder for everything it writes")
     demo.add_argument("--retrain", action="store_true",
                       help="train the demo model instead of using the shipped checkpoint")
     demo.set_defaults(func=_cmd_demo)
-
-    tr = sub.add_parser("train", help="train a model on an embedded dataset")
-    tr.add_argument("--data", default="bybit:BTCUSDT:60")
-    tr.add_argument("--from", dest="from_", default="2021-01-01")
-    tr.add_argument("--to", default="2022-12-31")
-    tr.add_argument("--layer", default="s4d",
-                    choices=["s4", "s4d", "mamba", "lstm", "gru", "transformer"])
-    tr.add_argument("--epochs", type=int, default=20)
-    tr.add_argument("--d-model", type=int, default=64)
-    tr.add_argument("--d-state", type=int, default=64)
-    tr.add_argument("--n-layers", type=int, default=4)
-    tr.add_argument("--seq-len", type=int, default=1024)
-    tr.add_argument("--batch-size", type=int, default=16)
-    tr.add_argument("--lr", type=float, default=2e-3)
-    tr.add_argument("--classes", type=int, default=3, choices=[3, 5])
-    tr.add_argument("--val-fraction", type=float, default=0.15)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--device", default="auto")
-    tr.add_argument("--quiet", action="store_true")
-    tr.add_argument("--out", required=True)
-    tr.set_defaults(func=_cmd_train)
-
-    cp = sub.add_parser("compare", help="S4 vs S4D vs selective SSM vs LSTM/GRU/Transformer")
-    cp.add_argument("--data", default="bybit:BTCUSDT:60")
-    cp.add_argument("--train-from", default="2021-01-01")
-    cp.add_argument("--train-to", default="2022-12-31")
-    cp.add_argument("--test-from", default="2023-01-01")
-    cp.add_argument("--test-to", default="2024-12-31")
-    cp.add_argument("--models", default=None, help="comma list of layers (default: all)")
-    cp.add_argument("--quick", action="store_true", help="tiny models, one short epoch")
-    cp.add_argument("--no-ablations", action="store_true")
-    cp.add_argument("--seed", type=int, default=0)
-    cp.add_argument("--out", default="runs/compare")
-    cp.set_defaults(func=_cmd_compare)
-
-    bk = sub.add_parser("backtest", help="backtest a strategy on embedded data")
-    bk.add_argument("--strategy", required=True,
-                    choices=["directional", "portfolio", "market-making"])
-    bk.add_argument("--data", default="bybit:BTCUSDT:60", help="NAME[,NAME...]")
-    bk.add_argument("--model", default=None, help="checkpoint (default: the shipped one)")
-    bk.add_argument("--from", dest="from_", default=None)
-    bk.add_argument("--to", default=None)
-    bk.add_argument("--cash", type=float, default=100_000.0)
-    bk.add_argument("--no-runonce", action="store_true")
-    bk.add_argument("--fill-model", default=None,
-                    help="market making: trade_through, intensity or touch")
-    bk.add_argument("--params", default=None, help="strategy params as JSON")
-    bk.add_argument("--out", default="runs/backtest")
-    bk.set_defaults(func=_cmd_backtest)
+    _add_train(sub)
+    _add_compare(sub)
+    _add_backtest(sub)
     return parser
+
+
+def _user_errors() -> tuple:
+    import feeds
+
+    from ..model.errors import CheckpointError
+
+    return (feeds.FeedError, feeds.DataError, CheckpointError, ValueError, OSError)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _user_errors() as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if len(message) > 600:
+            message = message[:597] + "..."
+        print(f"s4trade {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 1. The model: the S4D checkpoint shipped in the package (trained on Bybit BTCUSDT hourly
    2021–2022 by ``scripts/make_pretrained.py``), or with ``--retrain`` a fresh small one.
-2. The directional strategy on BTCUSDT, 2023–2024 (out of sample), Bybit taker fees.
-3. The portfolio strategy on BTCUSDT, ETHUSDT and SOLUSDT, 2023–2024.
+2. The directional strategy on BTCUSDT, 2023–2024, Bybit taker fees: out of sample, from the
+   first bar the checkpoint has not seen (its validation ends 2022-12-31 23:00, and its
+   labels read 24 bars further) to the end of 2024.
+3. The portfolio strategy on BTCUSDT, ETHUSDT and SOLUSDT, over the same period.
 4. The Avellaneda–Stoikov market maker on the BTCUSDT tick sample and on hourly bars.
 
 Everything is written under ``runs/demo/`` (metrics JSON, quantstats tear sheets, pictures).
@@ -15,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-TEST_FROM, TEST_TO = "2023-01-01", "2024-12-31 23:00"
+TEST_TO = "2024-12-31 23:00"  # from: the first bar the checkpoint has not seen
 
 
 def _train_demo_model(path: Path) -> Path:
@@ -53,12 +55,12 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
     results = {}
     print("directional strategy, BTCUSDT 2023–2024 ...")
     results["directional"] = run_backtest(
-        "directional", ["bybit:BTCUSDT:60"], model=model, fromdate=TEST_FROM, todate=TEST_TO,
+        "directional", ["bybit:BTCUSDT:60"], model=model, fromdate=None, todate=TEST_TO,
         out=outdir / "directional")
     print("portfolio strategy, BTCUSDT + ETHUSDT + SOLUSDT 2023–2024 ...")
     results["portfolio"] = run_backtest(
         "portfolio", ["bybit:BTCUSDT:60", "bybit:ETHUSDT:60", "bybit:SOLUSDT:60"], model=model,
-        fromdate=TEST_FROM, todate=TEST_TO, out=outdir / "portfolio")
+        fromdate=None, todate=TEST_TO, out=outdir / "portfolio")
     mm = {}
     try:
         from .market_making import run_market_making
@@ -73,6 +75,9 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
         m = res["metrics"]
         rows.append((name, res["final_value"], m.get("cagr"), m.get("sharpe"),
                      m.get("max_drawdown"), (res.get("trades") or {}).get("closed_trades")))
+    d = results["directional"]
+    print(f"\nbacktest period {str(d['from'])[:16]} .. {str(d['to'])[:16]} UTC "
+          f"({'IN-SAMPLE' if d.get('in_sample') else 'out of sample'})")
     print(
         "\n| strategy (2023–2024, out of sample) | final value | CAGR | Sharpe | max DD | trades |"
     )

@@ -8,7 +8,7 @@ from collections import deque
 
 import backtrader as bt
 
-from ..fees import BYBIT_TAKER, set_bybit_fees
+from ..fees import apply_fees, target_size
 from ..indicators import S4Indicator
 
 
@@ -29,7 +29,11 @@ class S4DirectionalStrategy(bt.Strategy):
       - ``min_change``: smallest change of the target weight (against the last one ordered)
         worth trading; exits always go through (fees are real)
       - ``cooldown``: bars to stay out after a stop or take-profit fills
-      - ``fees``: ``"bybit"`` sets Bybit's taker fee on the broker at start (``None``: leave it)
+      - ``fees``: ``"bybit"`` charges Bybit's taker fee at start, but only where the broker
+        still has backtrader's default commission: one you set yourself is kept (both are
+        logged). ``None``: leave the broker as it is.
+
+    Sizes are fractional (``fees.target_size``) whatever the commission scheme.
 
     Subclass hooks: :meth:`signal_to_target` and :meth:`risk_filter`.
     """
@@ -63,8 +67,7 @@ class S4DirectionalStrategy(bt.Strategy):
         self.stopped_out = 0
 
     def start(self):
-        if self.p.fees == "bybit":
-            set_bybit_fees(self.broker, taker=BYBIT_TAKER)
+        apply_fees(self.broker, self.datas, self.p.fees)
 
     # -- hooks ---------------------------------------------------------------------------
     def signal_to_target(self, signal: float, confidence: float, pred_vol: float) -> float:
@@ -117,7 +120,8 @@ class S4DirectionalStrategy(bt.Strategy):
         if self._pending is not None and self._pending.alive():
             return
         self._cancel_exits()
-        self._pending = self.order_target_percent(target=target)
+        self._pending = self.order_target_size(
+            target=target_size(self.broker, self.data, target))
         self._target = target
 
     def _cancel_exits(self):

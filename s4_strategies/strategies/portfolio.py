@@ -6,7 +6,7 @@ import math
 
 import backtrader as bt
 
-from ..fees import BYBIT_TAKER, set_bybit_fees
+from ..fees import apply_fees, target_size
 from ..indicators import S4Indicator
 
 
@@ -28,7 +28,10 @@ class S4PortfolioStrategy(bt.Strategy):
       - ``indicator``: extra keyword arguments for every :class:`S4Indicator`
       - ``rebalance``: bars between rebalances
       - ``max_weight``, ``gross_leverage``, ``long_only``, ``min_trade``, ``conf_threshold``
-      - ``fees``: ``"bybit"`` sets Bybit's taker fee at start
+      - ``fees``: ``"bybit"`` charges Bybit's taker fee at start where the broker still has
+        backtrader's default commission (a commission you set is kept); ``None``: leave it
+
+    Sizes are fractional (``fees.target_size``) whatever the commission scheme.
     """
 
     params = dict(
@@ -55,8 +58,7 @@ class S4PortfolioStrategy(bt.Strategy):
         self.weights_history = []
 
     def start(self):
-        if self.p.fees == "bybit":
-            set_bybit_fees(self.broker, taker=BYBIT_TAKER)
+        apply_fees(self.broker, self.datas, self.p.fees)
 
     def prenext(self):
         # Some datas have not started yet (SOLUSDT lists in October 2021): trade the others.
@@ -107,6 +109,6 @@ class S4PortfolioStrategy(bt.Strategy):
                 moves.append((w - current, d, w))
         # Sell first so that buys find the cash.
         for _, d, w in sorted(moves, key=lambda m: m[0]):
-            self.order_target_percent(data=d, target=w)
+            self.order_target_size(data=d, target=target_size(self.broker, d, w))
         self.rebalances += 1
         self.weights_history.append((now, {d._name: w for d, w in weights.items()}))
