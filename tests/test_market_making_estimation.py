@@ -20,7 +20,8 @@ from s4_strategies.market_making.session import close_ramp
 def test_sigma_of_a_known_random_walk():
     rng = np.random.default_rng(1)
     sigma, dt, n = 2.0, 0.5, 20_000
-    mids = 100.0 + np.cumsum(rng.normal(0.0, sigma * math.sqrt(dt), n))
+    # a level far from zero: the walk's ±800 must stay a price (<= 0 is dropped as bad data)
+    mids = 10_000.0 + np.cumsum(rng.normal(0.0, sigma * math.sqrt(dt), n))
     # a window of a quarter of the walk, recalibrated every 1000 s
     est = RollingEstimator(ticks=True, sigma_window=n * dt / 4, recalibrate=1_000.0)
     for i, m in enumerate(mids):
@@ -81,9 +82,10 @@ def test_a_kappa_from_synthetic_poisson_excursions():
 
     up, dn = excursion(rng.uniform(size=n)), excursion(rng.uniform(size=n))
     est = RollingEstimator(calib_window=math.inf, recalibrate=math.inf, min_bars=100)
-    est.update(0.0, 100.0, high=100.0, low=100.0, close=100.0)
+    mid = 10_000.0  # excursions reach hundreds: the low must stay a price (> 0)
+    est.update(0.0, mid, high=mid, low=mid, close=mid)
     for i in range(n):
-        est.update((i + 1) * dt, 100.0, high=100.0 + up[i], low=100.0 - dn[i], close=100.0)
+        est.update((i + 1) * dt, mid, high=mid + up[i], low=mid - dn[i], close=mid)
     assert len(est.excursions) == n
     est.calibrate(n * dt, bar_seconds=dt)
     assert est.kappa == pytest.approx(kappa, rel=0.1)
@@ -126,7 +128,7 @@ def test_ema_drift_on_a_ramp_returns_the_slope():
     assert est.ema_drift() == pytest.approx(mu, rel=1e-9)
     down = RollingEstimator(trend_fast=10.0, trend_slow=40.0)
     for i in range(2_000):
-        down.update(i * dt, 100.0 - mu * i * dt)
+        down.update(i * dt, 2_000.0 - mu * i * dt)  # stays > 0
     assert down.ema_drift() == pytest.approx(-mu, rel=1e-9)
 
 
@@ -242,3 +244,128 @@ def test_good_values_pass():
               horizon=math.inf, eta=0.0, model="glft", sigma_source="trade", gamma=np.float64(1))
     ip = instrument_params(SimpleNamespace(**BASE), ok, "PERP")
     assert ip.model == "glft" and ip.size_step is None
+
+
+# ----------------------------------------------------------------- bad prices are dropped
+def _walk_sigma(zero_at=None, **kw):
+    """sigma of a ±1 zig-zag sampled every second, with a zero (or NaN) price at ``zero_at``."""
+    est = RollingEstimator(sigma_window=100.0, recalibrate=math.inf, **kw)
+    for i in range(40):
+        price = 100.0 + (i % 2)
+        trade = kw.get("ticks") and price
+        if i == zero_at:
+            price = trade = 0.0
+        if kw.get("ticks"):
+            est.update(float(i), 100.0 + (i % 2), trade_price=trade, trade_side=1.0)
+        else:
+            est.update(float(i), price)
+    est.calibrate(39.0)
+    return est
+
+
+def test_a_zero_mid_is_dropped_before_estimation():
+    clean, dirty = _walk_sigma(), _walk_sigma(zero_at=20)
+    assert clean.sigma == pytest.approx(1.0)
+    assert dirty.sigma < 1.2  # the bad mid is not a 100-point jump into sigma
+    assert all(m > 0 for _, m in dirty.marks) and len(dirty.marks) == 39
+    assert dirty.ema_fast > 99 and dirty.last_mid > 0  # nor into the EMAs
+    nan = RollingEstimator()
+    nan.update(0.0, float("nan"))
+    nan.update(1.0, -5.0)
+    assert nan.last_mid is None and not nan.marks and nan.first_t is None
+
+
+def test_a_zero_price_trade_is_dropped_not_fed_to_sigma_or_intensity():
+    est = _walk_sigma(zero_at=20, ticks=True, sigma_source="trade")
+    assert est.sigma < 1.2
+    assert len(est.trades) == 39 and all(d >= 0 for _, d in est.trades)
+    inf = RollingEstimator(ticks=True)
+    inf.update(0.0, 100.0, trade_price=float("inf"), trade_side=1.0)
+    inf.update(1.0, 100.0, trade_price=-1.0, trade_side=-1.0)
+    assert not inf.trades
+
+
+def test_a_bar_with_a_non_positive_price_is_dropped():
+    bars = RollingEstimator(sigma_source="trade", calib_window=1e9)
+    bars.update(0.0, 100.0, high=101.0, low=99.0, close=100.0)
+    bars.update(1.0, 100.0, high=101.0, low=0.0, close=100.0)      # low of zero
+    bars.update(2.0, 100.0, high=101.0, low=99.0, close=0.0)       # close of zero
+    bars.update(3.0, 100.0, high=float("nan"), low=99.0, close=100.0)
+    bars.update(4.0, 100.0, high=102.0, low=98.0, close=100.0)
+    assert list(bars.excursions) == [(4.0, 2.0, 2.0)]
+    assert [m for _, m in bars.marks] == [100.0, 100.0]
+
+
+def test_the_strategy_reads_no_non_positive_mid():
+    from s4_strategies.strategies.market_maker import AvellanedaStoikovStrategy as S
+
+    def data(mid, close):
+        return SimpleNamespace(lines=SimpleNamespace(mid=[mid]), close=[close])
+
+    book = SimpleNamespace(has_mid=True)
+    assert S._mid(data(100.0, 99.0), book) == 100.0
+    assert S._mid(data(0.0, 99.0), book) == 99.0  # a zero mid falls back to the close
+    assert math.isnan(S._mid(data(0.0, 0.0), book))  # neither: no event
+    assert math.isnan(S._mid(data(float("nan"), -1.0), book))
+
+
+def test_a_bid_that_would_be_non_positive_is_never_placed():
+    import backtrader as bt
+    import pandas as pd
+
+    import feeds
+    from s4_strategies.strategies.market_maker import AvellanedaStoikovStrategy
+
+    idx = pd.date_range("2024-01-01", periods=30, freq="1min", tz="UTC")
+    close = 1.0 + 0.01 * (np.arange(30) % 2)
+    df = pd.DataFrame(dict(open=close, high=close + 0.01, low=close - 0.01, close=close,
+                           volume=1.0), index=idx)
+
+    class Recording(AvellanedaStoikovStrategy):
+        def __init__(self):
+            super().__init__()
+            self.prices = []
+
+        def notify_order(self, order):
+            if order.status == order.Submitted:
+                self.prices.append((order.isbuy(), order.created.price))
+            super().notify_order(order)
+
+    cerebro = bt.Cerebro()
+    cerebro.adddata(feeds.ArrayData(dataname=df))
+    # a price near 1 with sigma = 1 per √s over 60 s: the AS half-spread is ≈ 30, so the bid
+    # would sit near −29
+    cerebro.addstrategy(Recording, sigma=1.0, kappa=1.0, gamma=1.0, trend=None, tick=0.01,
+                        post_only=False)
+    strat = cerebro.run()[0]
+    assert strat.prices, "the ask side is still quoted"
+    assert all(price > 0 for _, price in strat.prices)
+    assert not any(buy for buy, _ in strat.prices)
+    assert strat.quotes()["bid"] is None and strat.quotes()["ask"] > 0
+
+
+@pytest.mark.parametrize("key,value", [
+    ("gamma", math.inf), ("lot", math.inf), ("tick", math.inf), ("kappa", math.inf),
+    ("eta", math.inf), ("min_spread", float("nan")), ("close_skew", -1.0),
+    ("trend_weight", float("nan")), ("trend_weight", "1"), ("trend_cap", -0.5),
+    ("inventory_nudge", -0.1), ("requote", -0.1), ("min_trades", 0), ("min_bars", 2.5),
+    ("min_trades", True), ("post_only", "yes"), ("stamp_at_open", 1),
+    ("flatten_at_close", None), ("session_close", "25:99"), ("session_close", 3.5e5),
+])
+def test_every_strategy_parameter_is_checked(key, value):
+    from s4_strategies.strategies.market_maker import AvellanedaStoikovStrategy
+
+    params = dict(AvellanedaStoikovStrategy.params._gettuple())
+    with pytest.raises(ValueError, match=rf"{key} for SPOT must be"):
+        validate_params(SimpleNamespace(**{**params, key: value}), "SPOT")
+
+
+def test_strategy_defaults_and_edge_values_pass():
+    from s4_strategies.strategies.market_maker import AvellanedaStoikovStrategy
+
+    params = dict(AvellanedaStoikovStrategy.params._gettuple())
+    validate_params(SimpleNamespace(**params), "SPOT")
+    edge = dict(trend_weight=-1.0, max_inventory=math.inf, horizon=math.inf,
+                recalibrate=math.inf, session_close="16:30", close_window=0.0, requote=0.0,
+                min_trades=np.int64(5), post_only=np.bool_(False), trend_cap=1e9)
+    validate_params(SimpleNamespace(**{**params, **edge}), "SPOT")

@@ -8,6 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from s4_strategies import market_making as mm
+from s4_strategies.market_making.quotes import positive_quotes
 
 E = math.e
 
@@ -176,6 +177,8 @@ inventory = st.floats(min_value=-20, max_value=20, allow_nan=False)
        min_spread=st.floats(0, 5))
 def test_rounded_as_quotes_never_cross(mid, q, gamma, sigma, tau, kappa, tick, min_spread):
     bid, ask = mm.as_quotes_rounded(mid, q, gamma, sigma, tau, kappa, tick, min_spread)
+    if bid is None or ask is None:
+        return  # a side that would be <= 0 is not quoted (test_rounded_quotes_are_never_...)
     assert bid < ask
     assert ask - bid >= min_spread - 1e-9 * max(1.0, abs(mid))
     raw_bid, raw_ask = mm.as_quotes(mid, q, gamma, sigma, tau, kappa)
@@ -214,8 +217,9 @@ def test_glft_quotes_never_cross_and_respect_limits(mid, q, gamma, sigma, A, kap
     bid, ask = mm.glft_quotes_rounded(mid, q, gamma, sigma, A, kappa, tick, max_inventory=Q)
     if bid is not None and ask is not None:
         assert bid < ask
-    assert (bid is None) == (q >= Q - 1e-9)
-    assert (ask is None) == (q <= -Q + 1e-9)
+    free_bid, free_ask = mm.glft_quotes_rounded(mid, q, gamma, sigma, A, kappa, tick)
+    assert (bid is None) == (q >= Q - 1e-9 or free_bid is None)  # None: the limit or <= 0
+    assert (ask is None) == (q <= -Q + 1e-9 or free_ask is None)
     b_hi, _ = mm.glft_quotes(mid, q + 1.0, gamma, sigma, A, kappa)
     b_lo, _ = mm.glft_quotes(mid, q, gamma, sigma, A, kappa)
     assert b_hi < b_lo
@@ -253,3 +257,78 @@ def test_round_quotes_land_on_the_tick_grid(bid, width, tick):
     for x in (b, a):
         assert abs(x / tick - round(x / tick)) < 1e-6
     assert b <= bid + 1e-9 * bid and a >= bid + width - 1e-9 * bid
+
+
+# ----------------------------------------------------------------- bad inputs, positive quotes
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda x: mm.reservation_price(100.0, 1.0, x, 1.0, 1.0), "gamma"),
+    (lambda x: mm.reservation_price(100.0, 1.0, 0.1, x, 1.0), "sigma"),
+    (lambda x: mm.optimal_spread(x, 1.0, 1.0, 1.0), "gamma"),
+    (lambda x: mm.optimal_spread(0.1, 1.0, 1.0, x), "kappa"),
+    (lambda x: mm.as_quotes(100.0, 0.0, 0.1, x, 1.0, 1.0), "sigma"),
+    (lambda x: mm.as_quotes(100.0, 0.0, 0.1, 1.0, 1.0, x), "kappa"),
+    (lambda x: mm.as_quotes(x, 0.0, 0.1, 1.0, 1.0, 1.0), "mid"),
+    (lambda x: mm.as_quotes_rounded(100.0, 0.0, 0.1, 1.0, 1.0, 1.0, x), "tick"),
+    (lambda x: mm.glft_coefficients(x, 1.0, 1.0, 1.0), "gamma"),
+    (lambda x: mm.glft_coefficients(0.1, x, 1.0, 1.0), "sigma"),
+    (lambda x: mm.glft_coefficients(0.1, 1.0, x, 1.0), "A"),
+    (lambda x: mm.glft_coefficients(0.1, 1.0, 1.0, x), "kappa"),
+    (lambda x: mm.glft_quotes(x, 0.0, 0.1, 1.0, 1.0, 1.0), "mid"),
+    (lambda x: mm.glft_quotes_rounded(100.0, 0.0, 0.1, 1.0, 1.0, 1.0, x), "tick"),
+    (lambda x: mm.drift_shift(0.5, x, 1.0), "gamma"),
+    (lambda x: mm.drift_shift(0.5, 0.1, x), "sigma"),
+    (lambda x: mm.round_quotes(99.0, 101.0, x), "tick"),
+    (lambda x: mm.quote_sizes(0.0, x), "lot"),
+    (lambda x: mm.intensity(1.0, x, 1.0), "A"),
+    (lambda x: mm.intensity(1.0, 1.0, x), "kappa"),
+    (lambda x: mm.fill_probability(1.0, x, 1.0, 1.0), "A"),
+    (lambda x: mm.fill_probability(1.0, 1.0, x, 1.0), "kappa"),
+])
+@pytest.mark.parametrize("bad", [0.0, -1.0, NAN, INF])
+def test_quote_functions_reject_non_positive_parameters_naming_them(call, name, bad):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        call(bad)
+
+
+def test_negative_time_and_sizes_are_rejected():
+    with pytest.raises(ValueError, match="tau"):
+        mm.optimal_spread(0.1, 1.0, -1.0, 1.0)
+    with pytest.raises(ValueError, match="tau"):
+        mm.reservation_price(100.0, 0.0, 0.1, 1.0, NAN)
+    with pytest.raises(ValueError, match="eta"):
+        mm.quote_sizes(0.0, 0.01, eta=-0.1)
+    with pytest.raises(ValueError, match="max_inventory"):
+        mm.quote_sizes(0.0, 0.01, max_inventory=-1.0)
+    with pytest.raises(ValueError, match="dt"):
+        mm.fill_probability(1.0, 1.0, 1.0, -1.0)
+
+
+def test_a_quote_that_would_be_non_positive_is_not_made():
+    # q = 50 lots, γσ²τ = 1 per lot: r = 10 − 50 = −40, bid and ask both below zero
+    assert mm.as_quotes_rounded(10.0, 50.0, 1.0, 1.0, 1.0, 1.0, tick=0.01) == (None, None)
+    # r = 10 − 10 = 0, half-spread (1 + 2·ln 2)/2 ≈ 1.193: the bid would be −1.19 (dropped),
+    # the ask 1.193 rounds up to 1.2 and stays
+    bid, ask = mm.as_quotes_rounded(10.0, 10.0, 1.0, 1.0, 1.0, 1.0, tick=0.01)
+    assert bid is None and ask == pytest.approx(1.2)
+    b, a = mm.glft_quotes_rounded(1.0, 100.0, 1.0, 0.3, 2.0, 1.0, 0.01)
+    assert b is None and a is None
+    assert positive_quotes(0.0, 0.01) == (None, 0.01)
+    assert positive_quotes(-1.0, -0.5) == (None, None)
+    assert positive_quotes(None, 3.0) == (None, 3.0)
+    assert positive_quotes(1.0, 2.0) == (1.0, 2.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mid=prices, q=st.floats(-1e3, 1e3), gamma=st.floats(1e-5, 10), sigma=st.floats(1e-4, 50),
+       tau=st.floats(1e-3, 1e4), kappa=st.floats(1e-3, 100), A=st.floats(1e-3, 100),
+       tick=st.sampled_from([0.0001, 0.01, 1.0]))
+def test_rounded_quotes_are_never_non_positive(mid, q, gamma, sigma, tau, kappa, A, tick):
+    for bid, ask in (mm.as_quotes_rounded(mid, q, gamma, sigma, tau, kappa, tick),
+                     mm.glft_quotes_rounded(mid, q, gamma, sigma, A, kappa, tick)):
+        assert bid is None or bid > 0
+        assert ask is None or ask > 0
+        if bid is not None and ask is not None:
+            assert bid < ask

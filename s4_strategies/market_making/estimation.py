@@ -37,6 +37,11 @@ def drift_from_return(pred: float, mid: float, horizon: float) -> float:
     return math.expm1(pred) * mid / horizon
 
 
+def _price(x: float) -> bool:
+    """A usable price: finite and > 0 (a zero or negative print is a data error)."""
+    return 0.0 < x < math.inf
+
+
 def _trim(dq: collections.deque, start: float) -> None:
     while dq and dq[0][0] < start:
         dq.popleft()
@@ -62,6 +67,12 @@ class RollingEstimator:
     ``sigma_window``; ``A, kappa`` once ``min_trades`` trades (``min_bars`` bars) are in the
     window. A value given to the constructor (``sigma``, ``A`` or ``kappa``) is fixed and never
     re-estimated; an estimate that cannot be made leaves the previous one (``None`` at first).
+
+    Bad prices are dropped before they reach any estimate: an event whose ``mid`` is not a
+    finite number > 0 is ignored entirely (no mark, trade, excursion or EMA step); a trade
+    price that is not finite and > 0 counts as no trade; a bar whose high, low or close is
+    not finite and > 0 adds no excursion (and no mark with ``sigma_source="trade"``). A
+    single zero print would otherwise be a jump of the whole price into ``sigma``.
     """
 
     def __init__(self, *, ticks: bool = False, sigma: float | None = None,
@@ -108,21 +119,26 @@ class RollingEstimator:
         Tick streams (``ticks=True``) pass ``trade_price`` (NaN: no trade in this event) and
         ``trade_side`` (+1 buy, −1 sell; NaN: inferred from the side of the mid); bar
         streams pass ``high``, ``low`` and ``close``. ``bar_seconds`` (the bar length) is used
-        to turn bar touch frequencies into rates (1 s when unknown).
+        to turn bar touch frequencies into rates (1 s when unknown). Prices that are not
+        finite and > 0 are dropped (see the class doc).
         """
+        if not _price(mid):
+            return
         if self.first_t is None:
             self.first_t = t
         if self.ticks:
-            if math.isfinite(trade_price):
+            if _price(trade_price):
                 side = trade_side if math.isfinite(trade_side) else \
                     math.copysign(1.0, trade_price - mid)
                 self.trades.append((t, side * (trade_price - mid)))
-        elif self.last_mid is not None:
-            self.excursions.append((t, high - self.last_mid, self.last_mid - low))
+        else:
+            good_bar = _price(high) and _price(low) and _price(close)
+            if good_bar and self.last_mid is not None:
+                self.excursions.append((t, high - self.last_mid, self.last_mid - low))
         mark = mid
         if self.sigma_source == "trade":
-            mark = trade_price if self.ticks else close
-        if math.isfinite(mark):
+            mark = trade_price if self.ticks else (close if good_bar else _NAN)
+        if _price(mark):
             self.marks.append((t, mark))
         _trim(self.marks, t - self.sigma_window)
         _trim(self.trades, t - self.calib_window)

@@ -10,9 +10,14 @@ answers the overridden keys and falls back to ``self.p`` for the others. Both ar
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+
+import numpy as np
+
+from .session import parse_session_close
 
 __all__ = ["InstrumentParams", "instrument_params", "param_keys", "validate_params"]
 
@@ -20,8 +25,16 @@ _POSITIVE = ("gamma", "lot", "tick", "horizon", "sigma_window", "calib_window", 
              "trend_slow")
 _POSITIVE_OR_NONE = ("sigma", "A", "kappa", "bar_seconds", "trend_horizon")
 _NON_NEGATIVE = ("max_inventory", "eta", "recalibrate", "close_window", "flatten_before",
-                 "min_spread", "min_spread_bps")
+                 "min_spread", "min_spread_bps", "close_skew", "trend_cap", "inventory_nudge",
+                 "requote")
 _NON_NEGATIVE_OR_NONE = ("size_step",)
+_FINITE = ("trend_weight",)  # any sign: a negative weight leans against the trend
+_COUNTS = ("min_trades", "min_bars")  # integers >= 1
+_FLAGS = ("post_only", "stamp_at_open", "flatten_at_close")
+# may be inf (no limit / no horizon / never again / the whole day); every other number must
+# be finite
+_MAY_BE_INF = frozenset({"horizon", "max_inventory", "recalibrate", "sigma_window",
+                         "calib_window", "close_window", "flatten_before"})
 _CHOICES = {"model": ("as", "glft"), "sigma_source": ("mid", "trade")}
 
 
@@ -110,8 +123,42 @@ def _check(params, name, present, keys, requirement, ok, allow_none=False):
         value = _get(params, key)
         if value is None and allow_none:
             continue
-        if not (_is_number(value) and ok(value)):
-            _fail(name, key, requirement + (" or None" if allow_none else ""), value)
+        finite = key in _MAY_BE_INF or (_is_number(value) and math.isfinite(value))
+        if not (_is_number(value) and finite and ok(value)):
+            what = requirement if key in _MAY_BE_INF else requirement.replace("a ", "a finite ")
+            _fail(name, key, what + (" or None" if allow_none else ""), value)
+
+
+def _is_flag(x) -> bool:
+    return isinstance(x, (bool, np.bool_))
+
+
+def _session_close_ok(value) -> bool:
+    if _is_number(value):
+        return 0 <= value < 86_400  # not taken modulo a day: 90000 s is a mistake
+    try:
+        parse_session_close(value)  # None, "HH:MM[:SS]" or a datetime.time
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_other(params, name, present):
+    """Counts, flags, choices and the session close."""
+    for key in _COUNTS:
+        value = _get(params, key) if key in present else 1
+        if not (isinstance(value, numbers.Integral) and not _is_flag(value) and value >= 1):
+            _fail(name, key, "an integer >= 1", value)
+    for key in _FLAGS:
+        if key in present and not _is_flag(_get(params, key)):
+            _fail(name, key, "True or False", _get(params, key))
+    for key, choices in _CHOICES.items():
+        if key in present and _get(params, key) not in choices:
+            _fail(name, key, " or ".join(map(repr, choices)), _get(params, key))
+    if "session_close" in present:
+        value = _get(params, "session_close")
+        if not _session_close_ok(value):
+            _fail(name, "session_close", "None, 'HH:MM' (UTC) or seconds in [0, 86400)", value)
 
 
 def validate_params(params, name: str = ""):
@@ -119,9 +166,14 @@ def validate_params(params, name: str = ""):
     ``params``. Raises ``ValueError`` naming the parameter and the instrument ``name``:
     ``gamma, lot, tick, horizon`` and the windows / EMA time constants must be > 0;
     ``sigma, A, kappa, bar_seconds, trend_horizon`` > 0 when given; ``max_inventory, eta,
-    recalibrate, close_window, flatten_before, min_spread, min_spread_bps`` ≥ 0 and
-    ``size_step`` ≥ 0 or None; ``model`` in ``("as", "glft")``, ``sigma_source`` in
-    ``("mid", "trade")``.
+    recalibrate, close_window, flatten_before, min_spread, min_spread_bps, close_skew,
+    trend_cap, inventory_nudge, requote`` ≥ 0 and ``size_step`` ≥ 0 or None;
+    ``trend_weight`` any number; every number finite except ``horizon, max_inventory,
+    recalibrate`` and the windows, which may be ``inf``; ``min_trades, min_bars`` integers
+    ≥ 1; ``post_only, stamp_at_open, flatten_at_close`` booleans; ``model`` in
+    ``("as", "glft")``, ``sigma_source`` in ``("mid", "trade")``; ``session_close`` None,
+    ``"HH:MM"`` or seconds in [0, 86400). ``trend`` is checked by the strategy (it needs the
+    feed).
     """
     present = set(param_keys(params))
     positive, non_negative = (lambda v: v > 0), (lambda v: v >= 0)
@@ -130,9 +182,8 @@ def validate_params(params, name: str = ""):
     _check(params, name, present, _NON_NEGATIVE, "a number >= 0", non_negative)
     _check(params, name, present, _NON_NEGATIVE_OR_NONE, "a number >= 0", non_negative,
            allow_none=True)
-    for key, choices in _CHOICES.items():
-        if key in present and _get(params, key) not in choices:
-            _fail(name, key, " or ".join(map(repr, choices)), _get(params, key))
+    _check(params, name, present, _FINITE, "a number", lambda v: True)
+    _check_other(params, name, present)
     return params
 
 

@@ -28,6 +28,19 @@ Models
   ``q ≥ Q``, no ask at ``q ≤ −Q``.
 - Drift (the GLFT extension): a drift ``mu`` enters both models as an inventory shift,
   ``q → q − mu/(gamma·sigma²)``; for AS this is ``r = mid + mu·tau − q·gamma·sigma²·tau``.
+
+Bad inputs and non-positive quotes
+----------------------------------
+``gamma, sigma, kappa, A, tick, lot`` and ``mid`` must be finite and > 0, ``tau, dt, eta,
+max_inventory`` >= 0: anything else raises ``ValueError`` naming the parameter (one
+comparison each, cheap enough for every tick). A quote on the tick grid that would be
+<= 0 is not made: the ``*_rounded`` functions return ``None`` for that side
+(:func:`positive_quotes`), as for a side closed by the inventory limit. A bid <= 0 means the
+model would pay nothing for more inventory, i.e. it wants none; an ask <= 0 means the
+inventory is far beyond what the parameters can price. A price of zero or less is no price
+on any venue, and raising it to one tick would place an order the model did not ask for
+(and, for an ask, sell at any price); the inventory limit (``max_inventory``) and the
+flatten at the close are the tools for such positions.
 """
 
 from __future__ import annotations
@@ -39,12 +52,36 @@ import numpy as np
 _EPS = 1e-9
 
 
+def _positive(name: str, value) -> None:
+    """``ValueError`` naming ``name`` unless ``0 < value < inf`` (NaN fails too)."""
+    if not 0.0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _non_negative(name: str, value) -> None:
+    if not value >= 0.0:  # NaN fails
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
+def positive_quotes(bid: float | None, ask: float | None
+                    ) -> tuple[float | None, float | None]:
+    """``(bid, ask)`` with a side that is <= 0 (or not finite) replaced by ``None``: such a
+    quote is not placed (see the module doc for why it is dropped, not clamped)."""
+    if bid is not None and not 0.0 < bid < math.inf:
+        bid = None
+    if ask is not None and not 0.0 < ask < math.inf:
+        ask = None
+    return bid, ask
+
+
 # --------------------------------------------------------------------------- quotes
 def drift_shift(mu: float, gamma: float, sigma: float) -> float:
     """The drift as inventory, ``mu/(gamma·sigma²)`` lots (GLFT extension).
 
     Quoting with ``q − drift_shift(mu, gamma, sigma)`` leans both quotes toward the trend.
     """
+    _positive("gamma", gamma)
+    _positive("sigma", sigma)
     if mu == 0.0:
         return 0.0
     return mu / (gamma * sigma * sigma)
@@ -53,17 +90,26 @@ def drift_shift(mu: float, gamma: float, sigma: float) -> float:
 def reservation_price(mid: float, q: float, gamma: float, sigma: float, tau: float,
                       drift: float = 0.0) -> float:
     """``r = mid − q·gamma·sigma²·tau`` (plus ``drift·tau`` when a drift is given)."""
+    _positive("gamma", gamma)
+    _positive("sigma", sigma)
+    _non_negative("tau", tau)
     return mid + drift * tau - q * gamma * sigma * sigma * tau
 
 
 def optimal_spread(gamma: float, sigma: float, tau: float, kappa: float) -> float:
     """Total AS spread ``gamma·sigma²·tau + (2/gamma)·ln(1 + gamma/kappa)``."""
+    _positive("gamma", gamma)
+    _positive("sigma", sigma)
+    _positive("kappa", kappa)
+    _non_negative("tau", tau)
     return gamma * sigma * sigma * tau + (2.0 / gamma) * math.log1p(gamma / kappa)
 
 
 def as_quotes(mid: float, q: float, gamma: float, sigma: float, tau: float, kappa: float,
               drift: float = 0.0) -> tuple[float, float]:
-    """AS quotes ``(bid, ask) = r ∓ spread/2`` (unrounded)."""
+    """AS quotes ``(bid, ask) = r ∓ spread/2`` (unrounded; either may be <= 0 far from
+    zero inventory, see :func:`as_quotes_rounded`)."""
+    _positive("mid", mid)
     r = reservation_price(mid, q, gamma, sigma, tau, drift)
     half = 0.5 * optimal_spread(gamma, sigma, tau, kappa)
     return r - half, r + half
@@ -81,8 +127,7 @@ def round_quotes(bid: float, ask: float, tick: float, min_spread: float = 0.0
     The pair is first widened symmetrically to ``min_spread``; then the bid is rounded down
     and the ask up to the tick, and the ask is pushed to at least one tick above the bid.
     """
-    if not tick > 0:
-        raise ValueError("tick must be positive")
+    _positive("tick", tick)
     if ask - bid < min_spread:
         centre = 0.5 * (bid + ask)
         bid, ask = centre - 0.5 * min_spread, centre + 0.5 * min_spread
@@ -99,10 +144,12 @@ def round_quotes(bid: float, ask: float, tick: float, min_spread: float = 0.0
 
 def as_quotes_rounded(mid: float, q: float, gamma: float, sigma: float, tau: float,
                       kappa: float, tick: float, min_spread: float = 0.0,
-                      drift: float = 0.0) -> tuple[float, float]:
-    """:func:`as_quotes` on the tick grid with a minimum spread (bid < ask always)."""
+                      drift: float = 0.0) -> tuple[float | None, float | None]:
+    """:func:`as_quotes` on the tick grid with a minimum spread (bid < ask always); a side
+    that would be <= 0 is ``None`` (not quoted, :func:`positive_quotes`)."""
+    _positive("tick", tick)
     bid, ask = as_quotes(mid, q, gamma, sigma, tau, kappa, drift)
-    return round_quotes(bid, ask, tick, min_spread)
+    return positive_quotes(*round_quotes(bid, ask, tick, min_spread))
 
 
 def glft_coefficients(gamma: float, sigma: float, A: float, kappa: float
@@ -112,6 +159,10 @@ def glft_coefficients(gamma: float, sigma: float, A: float, kappa: float
     ``c1 = (1/gamma)·ln(1 + gamma/kappa)``;
     ``c2 = sqrt(gamma·sigma²/(2·A·kappa) · (1 + gamma/kappa)^(1 + kappa/gamma))``.
     """
+    _positive("gamma", gamma)
+    _positive("sigma", sigma)
+    _positive("A", A)
+    _positive("kappa", kappa)
     ratio = gamma / kappa
     c1 = math.log1p(ratio) / gamma
     # (1 + g/k)^(1 + k/g) computed in logs: it overflows for tiny gamma otherwise
@@ -128,6 +179,7 @@ def glft_quotes(mid: float, q: float, gamma: float, sigma: float, A: float, kapp
     ``q' = q − drift/(gamma·sigma²)``. With ``max_inventory = Q``: ``bid`` is ``None`` when
     ``q ≥ Q`` and ``ask`` is ``None`` when ``q ≤ −Q`` (the limits use the true ``q``).
     """
+    _positive("mid", mid)
     c1, c2 = glft_coefficients(gamma, sigma, A, kappa)
     qe = q - drift_shift(drift, gamma, sigma)
     bid: float | None = mid - c1 - (qe + 0.5) * c2
@@ -144,9 +196,11 @@ def glft_quotes_rounded(mid: float, q: float, gamma: float, sigma: float, A: flo
                         kappa: float, tick: float, min_spread: float = 0.0,
                         drift: float = 0.0, max_inventory: float | None = None
                         ) -> tuple[float | None, float | None]:
-    """:func:`glft_quotes` on the tick grid with a minimum spread (bid < ask always)."""
+    """:func:`glft_quotes` on the tick grid with a minimum spread (bid < ask always); a side
+    closed by the limit or that would be <= 0 is ``None``."""
+    _positive("tick", tick)
     bid, ask = glft_quotes(mid, q, gamma, sigma, A, kappa, drift, None)
-    bid, ask = round_quotes(bid, ask, tick, min_spread)
+    bid, ask = positive_quotes(*round_quotes(bid, ask, tick, min_spread))
     if max_inventory is not None:
         if q >= max_inventory - _EPS:
             bid = None
@@ -165,6 +219,9 @@ def quote_sizes(position: float, lot: float, eta: float = 0.0,
     ``q = position/lot``; the other side keeps ``lot``. Both are capped so that a full fill
     never takes ``|position|`` past ``max_inventory`` lots, and rounded down to ``step``.
     """
+    _positive("lot", lot)
+    _non_negative("eta", eta)
+    _non_negative("max_inventory", max_inventory)
     q = position / lot
     bid = lot * math.exp(-eta * max(q, 0.0))
     ask = lot * math.exp(-eta * max(-q, 0.0))
@@ -181,6 +238,8 @@ def quote_sizes(position: float, lot: float, eta: float = 0.0,
 # --------------------------------------------------------------------------- fills
 def intensity(delta, A: float, kappa: float):
     """Fill intensity ``lambda(delta) = A·exp(−kappa·delta)`` (fills per second)."""
+    _positive("A", A)
+    _positive("kappa", kappa)
     if np.ndim(delta):
         return A * np.exp(-kappa * np.asarray(delta, dtype=float))
     return A * math.exp(-kappa * float(delta))
@@ -188,4 +247,7 @@ def intensity(delta, A: float, kappa: float):
 
 def fill_probability(delta: float, A: float, kappa: float, dt: float) -> float:
     """``P(fill within dt) = 1 − exp(−A·exp(−kappa·delta)·dt)`` (Poisson arrivals)."""
+    _positive("A", A)
+    _positive("kappa", kappa)
+    _non_negative("dt", dt)
     return -math.expm1(-A * math.exp(-kappa * max(delta, 0.0)) * dt)

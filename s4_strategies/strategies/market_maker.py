@@ -18,6 +18,7 @@ Quote on each event, per feed::
     else 0 (``session.close_ramp``)
     sizes: lot on the side that reduces |q|, lot·exp(−eta·|q|) on the side that grows it,
     capped so |position| never exceeds max_inventory lots
+    a side whose rounded price would be <= 0 is not quoted (market_making.positive_quotes)
 
 ``tau = min(horizon, time to session_close)``: a rolling horizon for 24/7 markets
 (``session_close=None``), the classic time to a daily close (``"HH:MM"`` UTC) with
@@ -60,6 +61,7 @@ from feeds.bartime import num_to_epoch
 from .. import market_making as mm
 from ..market_making.estimation import RollingEstimator, drift_from_return
 from ..market_making.instrument import instrument_params
+from ..market_making.quotes import positive_quotes
 from ..market_making.session import close_ramp
 
 __all__ = ["AvellanedaStoikovStrategy"]
@@ -240,11 +242,14 @@ class AvellanedaStoikovStrategy(bt.Strategy):
 
     @staticmethod
     def _mid(data, book) -> float:
+        """The feed's mid (its ``mid`` line, else the close); NaN when neither is a finite
+        price > 0, and such an event is skipped (not estimated on, not quoted)."""
         if book.has_mid:
             m = data.lines.mid[0]
-            if math.isfinite(m):
+            if 0.0 < m < math.inf:
                 return m
-        return data.close[0]
+        c = data.close[0]
+        return c if 0.0 < c < math.inf else math.nan
 
     # ------------------------------------------------------------------ estimation
     @staticmethod
@@ -288,7 +293,9 @@ class AvellanedaStoikovStrategy(bt.Strategy):
         extra = -q * (p.inventory_nudge + p.close_skew * ramp) * half
         bid, ask = self._post_only(data, book, bid + extra, ask + extra)
         min_spread = max(p.min_spread, p.min_spread_bps * 1e-4 * mid)
-        bid, ask = mm.round_quotes(bid, ask, p.tick, min_spread)
+        # a side that would be <= 0 is not quoted (None) and its resting order is cancelled:
+        # no price <= 0 is a price, see market_making.quotes
+        bid, ask = positive_quotes(*mm.round_quotes(bid, ask, p.tick, min_spread))
         bid_size, ask_size = mm.quote_sizes(position, p.lot, p.eta, p.max_inventory, p.size_step)
         book.last = dict(bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size, mid=mid,
                          tau=min(p.horizon, to_close), lean=lean, q=q)
@@ -329,7 +336,7 @@ class AvellanedaStoikovStrategy(bt.Strategy):
         step = book.p.size_step or 0.0
         if order is not None and order.alive():
             rem = abs(order.executed.remsize)
-            moved = abs(order.created.price - price) >= threshold
+            moved = price is None or abs(order.created.price - price) >= threshold
             too_big = rem > size + 0.5 * step
             too_small = rem < 0.5 * size
             if not (moved or too_big or too_small):
@@ -338,7 +345,7 @@ class AvellanedaStoikovStrategy(bt.Strategy):
             if order.alive():
                 return  # not cancellable yet (not in the book): try again next event
             book.orders[side] = None
-        if size <= 0:
+        if size <= 0 or price is None:
             return
         make = self.buy if side == "bid" else self.sell
         book.orders[side] = make(data=data, size=size, price=price, exectype=bt.Order.Limit,
@@ -361,7 +368,8 @@ class AvellanedaStoikovStrategy(bt.Strategy):
     # ------------------------------------------------------------------ inspection
     def quotes(self, data=None) -> dict | None:
         """The last quote computed for a feed: ``bid, ask, bid_size, ask_size, mid, tau,
-        lean`` (lots of drift shift) and ``q``; ``None`` before the first quote."""
+        lean`` (lots of drift shift) and ``q``; ``None`` before the first quote. ``bid`` or
+        ``ask`` is ``None`` when that side would have been <= 0 (not quoted)."""
         return self._books[data if data is not None else self.datas[0]].last
 
     def calibration(self, data=None) -> dict:
