@@ -13,6 +13,7 @@ import datetime as dt
 import backtrader as bt
 import numpy as np
 import pytest
+from test_indicator import FakeLive  # a live-looking feed, shared with the indicator tests
 
 import feeds
 import s4_strategies
@@ -42,20 +43,6 @@ class Keep(bt.Strategy):
         self.rows.append([self.data.datetime[0], *(getattr(self.s4, k)[0] for k in LINES)])
 
 
-class FakeLive(feeds.ArrayData):
-    """Says it is live (so cerebro runs in next() mode) and sometimes has no bar yet."""
-
-    def islive(self):
-        return True
-
-    def haslivedata(self):
-        return self._i < self._n
-
-    def _load(self):
-        self._tick = getattr(self, "_tick", 0) + 1
-        if self._tick % 3 == 0 and self._i < self._n:
-            return None
-        return super()._load()
 
 
 def run(model, data, runonce=True, how="adddata", ind=None, **kw):

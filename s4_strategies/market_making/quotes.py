@@ -171,6 +171,16 @@ def glft_coefficients(gamma: float, sigma: float, A: float, kappa: float
     return c1, c2
 
 
+def inventory_limits(q: float, bid, ask, max_inventory: float | None):
+    """The hard limit ``Q``: no bid at ``q ≥ Q``, no ask at ``q ≤ −Q`` (``None`` side)."""
+    if max_inventory is not None:
+        if q >= max_inventory - _EPS:
+            bid = None
+        if q <= -max_inventory + _EPS:
+            ask = None
+    return bid, ask
+
+
 def glft_quotes(mid: float, q: float, gamma: float, sigma: float, A: float, kappa: float,
                 drift: float = 0.0, max_inventory: float | None = None
                 ) -> tuple[float | None, float | None]:
@@ -184,12 +194,7 @@ def glft_quotes(mid: float, q: float, gamma: float, sigma: float, A: float, kapp
     qe = q - drift_shift(drift, gamma, sigma)
     bid: float | None = mid - c1 - (qe + 0.5) * c2
     ask: float | None = mid + c1 - (qe - 0.5) * c2
-    if max_inventory is not None:
-        if q >= max_inventory - _EPS:
-            bid = None
-        if q <= -max_inventory + _EPS:
-            ask = None
-    return bid, ask
+    return inventory_limits(q, bid, ask, max_inventory)
 
 
 def glft_quotes_rounded(mid: float, q: float, gamma: float, sigma: float, A: float,
@@ -201,12 +206,7 @@ def glft_quotes_rounded(mid: float, q: float, gamma: float, sigma: float, A: flo
     _positive("tick", tick)
     bid, ask = glft_quotes(mid, q, gamma, sigma, A, kappa, drift, None)
     bid, ask = positive_quotes(*round_quotes(bid, ask, tick, min_spread))
-    if max_inventory is not None:
-        if q >= max_inventory - _EPS:
-            bid = None
-        if q <= -max_inventory + _EPS:
-            ask = None
-    return bid, ask
+    return inventory_limits(q, bid, ask, max_inventory)
 
 
 # --------------------------------------------------------------------------- sizes
