@@ -10,6 +10,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
+from test_analyzers_cerebro import Scripted  # a strategy that trades on given bars
 
 import feeds
 from analyzers import QuantStatsAnalyzer, compute_metrics, write_tearsheet
@@ -20,15 +21,6 @@ qs = pytest.importorskip("quantstats")
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
 
-class Scripted(bt.Strategy):
-    """Targets a position size on given bars: ``plan = ((bar, size), ...)``."""
-
-    params = dict(plan=())
-
-    def next(self):
-        for bar, size in self.p.plan:
-            if len(self) == bar:
-                self.order_target_size(target=size)
 
 
 def run(data, plan=((1, 0.0),), cash=10_000.0, **qs_kw):

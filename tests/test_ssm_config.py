@@ -3,7 +3,6 @@
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +21,6 @@ from s4_strategies.ssm import (
 
 N_IN = 5
 SMALL = dict(d_model=8, d_state=4, n_layers=2)
-ROOT = Path(__file__).resolve().parents[1]
 SSM_OPTS = ["init", "learn_dt", "bidirectional", "dt_min", "dt_max", "disc", "d_conv", "expand",
             "dt_rank", "scan", "chunk_size"]
 BASE = ["kind", "input_dim", "d_model", "n_layers", "dropout", "n_classes", "horizons"]
