@@ -22,7 +22,7 @@ def tiny_result():
     lspec = LabelSpec()
     split = date_split(df.index, "2021-01-01", "2021-05-31", purge=lspec.max_horizon)
     cfg = TrainConfig(layer="s4d", d_model=16, d_state=16, n_layers=2, epochs=2, seq_len=256,
-                      burn_in=32, batch_size=4, max_steps_per_epoch=2, progress=False,
+                      burn_in=32, batch_size=4, steps_per_epoch=2, progress=False,
                       dropout=0.0)
     return train_model(df, split, cfg, FeatureSpec(), lspec, data_name="bybit:BTCUSDT:60")
 

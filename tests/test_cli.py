@@ -48,22 +48,42 @@ def test_backtest_market_making_on_ticks(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_compare_quick_runs_and_reports(tmp_path):
+    import json
+
     from s4_strategies.training.compare import run_comparison
 
     res = run_comparison(train=("2021-01-01", "2021-05-31"), test=("2021-07-01", "2021-08-31"),
-                         quick=True, models=["s4d", "lstm"], out=tmp_path, log=lambda *_: None)
-    names = [r["model"] for r in res["rows"]]
-    assert names == ["Buy & hold", "S4D", "LSTM"]
-    for row in res["rows"][1:]:
-        assert isinstance(row["trades"], int) and row["us_per_bar"] > 0
-        assert row["train_seconds"] > 0
-        # a win rate exactly when there were trades, and a share of them
-        assert (row["win_rate"] is None) == (row["trades"] == 0)
-        if row["trades"]:
-            assert 0.0 <= row["win_rate"] <= 1.0
-        lo, hi = row["sharpe_ci"]
-        assert lo <= row["sharpe"] <= hi
-    assert "| S4D |" in (tmp_path / "compare.md").read_text()
+                         quick=True, models=["s4d", "gru"], seeds=2, out=tmp_path,
+                         log=lambda *_: None)
+    skill = {r["model"]: r for r in res["skill"]}
+    assert list(skill) == ["Majority class", "Class prior", "Linear (logistic / OLS)",
+                           "Trailing vol (24 bars)", "HAR", "S4D", "GRU"]
+    for name in ("S4D", "GRU"):
+        row = skill[name]
+        assert row["seeds"] == 2 and len(row["per_seed"]["ic_5"]) == 2
+        lo, hi = row["ic_5_ci"]
+        assert lo <= hi and -1 <= lo and hi <= 1
+        assert row["log_loss"] > 0 and 0 <= row["accuracy"] <= 1 and row["us_per_bar"] > 0
+        assert np.isfinite(row["dm_vs_har"])
+    # the prior's log-loss is the entropy of the training classes, the majority's accuracy
+    # the share of the majority class: both are scored like the models
+    assert "log_loss" in skill["Class prior"] and "ic_5" not in skill["Class prior"]
+    assert "S4D" in res["paired_vs_linear"] and "S4D" in res["paired_vs_gru"]
+    trading = res["trading"]
+    assert [(r["model"], r["rule"]) for r in trading][:3] == [
+        ("Buy & hold", "always long"), ("Linear (OLS)", "cost band"),
+        ("Linear (OLS)", "argmax (ref.)")]
+    bh = trading[0]
+    assert bh["funding_paid"] > 0 and bh["trades"] == 1
+    for row in trading[1:]:
+        assert row["rule"] in ("cost band", "argmax (ref.)")
+        if row["rule"] == "cost band":
+            assert all(r["enter"] >= 0 for r in row["rules"])
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    assert saved["seeds"] == [0, 1] and saved["funding_rate_per_8h"] == 1e-4
+    md = (tmp_path / "compare.md").read_text()
+    assert md.index("### Skill") < md.index("### Trading")
+    assert "| S4D | 2 |" in md and " ± " in md
     assert res["periods"]["test"][0].startswith("2021-07-01")
 
 

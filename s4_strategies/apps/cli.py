@@ -80,9 +80,12 @@ def _cmd_train(args) -> int:
     df = load_source(args.data, args.from_, args.to, cache_dir=args.cache_dir)
     lspec = LabelSpec(n_classes=args.classes,
                       thresholds=(0.5,) if args.classes == 3 else (0.5, 1.5))
+    burn_in = args.burn_in if args.burn_in is not None else min(128, args.seq_len // 4)
     cfg = TrainConfig(layer=args.layer, epochs=args.epochs, d_model=args.d_model,
+                      steps_per_epoch=args.steps_per_epoch, burn_in=burn_in,
                       d_state=args.d_state, n_layers=args.n_layers, seq_len=args.seq_len,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                      batch_size=args.batch_size, lr=args.lr, ssm_lr=args.ssm_lr,
+                      seed=args.seed, device=args.device,
                       progress=not args.quiet,
                       # A Transformer attends to half its training window (see inference.py).
                       layer_options={"window": args.seq_len // 2} if args.layer == "transformer"
@@ -105,13 +108,11 @@ def _cmd_compare(args) -> int:
     res = run_comparison(data=args.data, train=(args.train_from, args.train_to),
                          test=(args.test_from, args.test_to), quick=args.quick,
                          ablations=not args.no_ablations, models=models, out=args.out,
-                         seed=args.seed)
+                         seed=args.seed, seeds=args.seeds)
     print(f"\n{args.data}: train {res['periods']['train']}, validation {res['periods']['val']}, "
-          f"test {res['periods']['test']}; taker fee {res['fee_per_side']:.3%} per side")
-    print(res["table"])
-    if res["ablation_table"]:
-        print("\nAblations (same split, fees and rule):")
-        print(res["ablation_table"])
+          f"test {res['periods']['test']}; taker fee {res['fee_per_side']:.3%} per side, "
+          f"funding {res['funding_rate_per_8h']:.2%} per 8 h; seeds {res['seeds']}\n")
+    print(res["tables"])
     print(f"\nwall time {res['wall_seconds']:.0f} s")
     return 0
 
@@ -160,15 +161,28 @@ def _add_train(sub) -> None:
                     help="last bar of the validation period (UTC; a date includes its day)")
     tr.add_argument("--layer", default="s4d", help="sequence layer",
                     choices=["s4", "s4d", "mamba", "lstm", "gru", "transformer"])
-    tr.add_argument("--epochs", type=_positive(int), default=20, help="training epochs (max)")
-    tr.add_argument("--d-model", type=_positive(int), default=64, help="model width")
-    tr.add_argument("--d-state", type=_positive(int), default=64,
+    from ..training.fit import TrainConfig
+
+    d = TrainConfig()
+    tr.add_argument("--epochs", type=_positive(int), default=d.epochs,
+                    help="validation checks (max; early stopping)")
+    tr.add_argument("--steps-per-epoch", type=_positive(int), default=d.steps_per_epoch,
+                    help="optimiser steps between validation checks")
+    tr.add_argument("--d-model", type=_positive(int), default=d.d_model, help="model width")
+    tr.add_argument("--d-state", type=_positive(int), default=d.d_state,
                     help="state size per channel (s4, s4d, mamba)")
-    tr.add_argument("--n-layers", type=_positive(int), default=4, help="number of layers")
-    tr.add_argument("--seq-len", type=_positive(int), default=1024,
+    tr.add_argument("--n-layers", type=_positive(int), default=d.n_layers,
+                    help="number of layers")
+    tr.add_argument("--seq-len", type=_positive(int), default=d.seq_len,
                     help="bars per training window")
-    tr.add_argument("--batch-size", type=_positive(int), default=16, help="windows per step")
-    tr.add_argument("--lr", type=_positive(float), default=2e-3, help="peak learning rate")
+    tr.add_argument("--burn-in", type=int, default=None,
+                    help=f"unscored leading bars of a window (default {d.burn_in}, at most "
+                         "a quarter of --seq-len)")
+    tr.add_argument("--batch-size", type=_positive(int), default=d.batch_size,
+                    help="windows per step")
+    tr.add_argument("--lr", type=_positive(float), default=d.lr, help="peak learning rate")
+    tr.add_argument("--ssm-lr", type=_positive(float), default=d.ssm_lr,
+                    help="peak learning rate of A, B, dt (no weight decay)")
     tr.add_argument("--classes", type=int, default=3, choices=[3, 5],
                     help="return classes the model predicts")
     tr.add_argument("--val-fraction", type=_positive(float), default=0.15,
@@ -197,8 +211,10 @@ def _add_compare(sub) -> None:
     cp.add_argument("--models", default=None, help="comma list of layers (default: all)")
     cp.add_argument("--quick", action="store_true", help="tiny models, one short epoch")
     cp.add_argument("--no-ablations", action="store_true", help="skip the ablation table")
-    cp.add_argument("--seed", type=int, default=0, help="random seed")
-    cp.add_argument("--out", default="runs/compare", help="folder for the tables")
+    cp.add_argument("--seed", type=int, default=0, help="first random seed")
+    cp.add_argument("--seeds", type=_positive(int), default=5,
+                    help="seeds per network (mean ± sd and paired differences)")
+    cp.add_argument("--out", default="runs/compare", help="folder for the tables (and JSON)")
     cp.set_defaults(func=_cmd_compare)
 
 

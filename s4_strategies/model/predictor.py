@@ -177,6 +177,27 @@ class Predictor:
         return self.decode(raw["logits"][0].numpy(), raw["returns"][0].numpy(),
                            raw["log_vol"][0].numpy())
 
+    def forecasts(self, df: pd.DataFrame, strict: bool = True) -> dict[str, np.ndarray]:
+        """Every head in the units of its target, for every bar of ``df`` (a zero state at its
+        first bar): ``probs`` (L, C), ``returns`` (L, n_horizons) forward log returns at
+        ``label_spec.horizons``, ``log_vol`` (L,) log realised volatility per bar."""
+        import torch
+
+        from .sequence import predict_sequence
+
+        x = self.features(df, strict=strict)
+        with torch.no_grad():
+            dtype = next(self.model.parameters()).dtype
+            raw = predict_sequence(self.model, torch.as_tensor(x, dtype=dtype)[None])
+        logits = raw["logits"][0].double().numpy()  # (L, C)
+        z = np.exp(logits - logits.max(axis=-1, keepdims=True))  # (L, C)
+        t = self.targets
+        return {
+            "probs": z / z.sum(axis=-1, keepdims=True),  # (L, C)
+            "returns": raw["returns"][0].double().numpy() * np.asarray(t.return_scale),  # (L, R)
+            "log_vol": raw["log_vol"][0].double().numpy() * t.vol_std + t.vol_mean,  # (L,)
+        }
+
     def stream(self) -> PredictorStream:
         """A per-bar :class:`~s4_strategies.model.stream.PredictorStream` from a zero state."""
         return PredictorStream(self)

@@ -33,6 +33,9 @@ def real_param(t: torch.Tensor) -> nn.Parameter:
 class SequenceLayer(nn.Module):
     d_model: int
     bidirectional: bool = False
+    #: Names of the state space parameters (A, B, Δ and their kin). Training gives them no
+    #: weight decay and a lower learning rate, as in the S4/S4D and Mamba recipes.
+    ssm_parameter_names: tuple[str, ...] = ()
 
     def default_state(self, batch: int):
         raise NotImplementedError

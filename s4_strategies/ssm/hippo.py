@@ -31,7 +31,7 @@ __all__ = [
     "S4D_INITS",
 ]
 
-S4D_INITS = ("legs", "lin", "inv", "real", "random")
+S4D_INITS = ("legs", "lin", "inv", "real", "random", "unstructured")
 
 
 def hippo_legs(N: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +73,11 @@ def s4d_init(kind: str, N: int, generator: torch.Generator | None = None) -> np.
     lin:    A_n = -1/2 + i pi n                              (S4D-Lin)
     inv:    A_n = -1/2 + i N/pi (N/(2n+1) - 1)               (S4D-Inv)
     real:   A_n = -(n+1)                                     (S4D-Real)
-    random: no HiPPO, a random stable A (ablation)
+    random: random frequencies, A_n = -u_n + i v_n, u ~ U(0.05, 1), v ~ U(0, pi N / 2):
+            S4D-Lin's spread of frequencies drawn at random (ablation; not "no structure")
+    unstructured: the eigenvalues of a random complex Gaussian (Ginibre) matrix of size N/2,
+            G_ij ~ CN(0, 1/(N/2)) (near-uniform in the unit disk), shifted left until every
+            real part is <= -0.05: no frequency structure at all (ablation)
     """
     if N % 2:
         raise ValueError(f"d_state must be even (conjugate pairs), got {N}")
@@ -89,6 +93,12 @@ def s4d_init(kind: str, N: int, generator: torch.Generator | None = None) -> np.
     if kind == "random":
         g = torch.rand(2, N // 2, generator=generator, dtype=torch.float64).numpy()
         return -(0.05 + 0.95 * g[0]) + 1j * math.pi * N / 2 * g[1]
+    if kind == "unstructured":
+        n2 = N // 2
+        g = torch.randn(2, n2, n2, generator=generator, dtype=torch.float64).numpy()
+        G = (g[0] + 1j * g[1]) / math.sqrt(2 * n2)  # (N/2, N/2)  circular law: unit disk
+        lam = np.sort_complex(np.linalg.eigvals(G))  # (N/2,)
+        return lam - (lam.real.max() + 0.05)  # every real part <= -0.05: stable
     raise ValueError(f"unknown init {kind!r}; expected one of {S4D_INITS}")
 
 

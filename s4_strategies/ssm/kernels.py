@@ -21,11 +21,23 @@ def fft_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return y[..., :L]
 
 
-def vandermonde_powers(log_Ab: torch.Tensor, L: int) -> torch.Tensor:
+def vandermonde_powers(log_Ab: torch.Tensor, L: int, dtype: torch.dtype | None = None):
     """``Ab^l = exp(l log Ab)`` for l = 0..L-1, each power computed directly (not by
-    repeated multiplication). log_Ab (H, N2) -> (H, N2, L)."""
-    ell = torch.arange(L, device=log_Ab.device, dtype=log_Ab.real.dtype)  # (L,)
-    return torch.exp(log_Ab.unsqueeze(-1) * ell)  # (H, N2, L)
+    repeated multiplication). log_Ab (H, N2) -> (H, N2, L) of ``dtype`` (default: log_Ab's).
+
+    The phase ``l Im(log Ab)`` reaches ~1e5–1e6 rad for HiPPO modes over long sequences;
+    formed in float32 it alone is off by ~0.05 rad. So the exponent is formed in float64 and
+    the phase reduced mod 2π before the exponential, and a float32 kernel agrees with the
+    per-bar recurrence (``Ab x + Bb u``) at every length:
+
+        Ab^l = exp(l Re log Ab) · exp(i ((l Im log Ab) mod 2π))
+    """
+    dtype = dtype or log_Ab.dtype
+    ell = torch.arange(L, device=log_Ab.device, dtype=torch.float64)  # (L,)
+    log_Ab = log_Ab.to(torch.complex128).unsqueeze(-1)  # (H, N2, 1)
+    mag = torch.exp(log_Ab.real * ell)  # (H, N2, L)
+    phase = torch.remainder(log_Ab.imag * ell, 2 * math.pi)  # (H, N2, L)
+    return torch.polar(mag, phase).to(dtype)  # (H, N2, L)
 
 
 def vandermonde_kernel(C: torch.Tensor, Bb: torch.Tensor, powers: torch.Tensor) -> torch.Tensor:

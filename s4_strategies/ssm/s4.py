@@ -54,6 +54,8 @@ from .kernels import (
 
 
 class S4Layer(SequenceLayer):
+    ssm_parameter_names = ("log_A_real", "A_imag", "P", "B", "log_dt")
+
     def __init__(self, d_model: int, d_state: int = 64, init: str = "legs",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, learn_dt: bool = True,
                  bidirectional: bool = False, generator: torch.Generator | None = None,

@@ -25,6 +25,8 @@ DISCS = ("zoh", "bilinear")
 
 
 class S4DLayer(SequenceLayer):
+    ssm_parameter_names = ("log_A_real", "A_imag", "B", "log_dt")
+
     def __init__(self, d_model: int, d_state: int = 64, init: str = "legs", disc: str = "zoh",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, learn_dt: bool = True,
                  bidirectional: bool = False, generator: torch.Generator | None = None):
@@ -37,7 +39,7 @@ class S4DLayer(SequenceLayer):
         A = torch.as_tensor(s4d_init(init, d_state, generator)).expand(H, N2)  # (H, N2)
         if init == "legs":
             B = torch.as_tensor(nplr_legs(d_state)[2]).expand(H, N2)  # (H, N2)  V^H B_hippo
-        elif init == "random":
+        elif init in ("random", "unstructured"):
             B = torch.randn(H, N2, dtype=torch.complex128, generator=generator)  # (H, N2)
         else:
             B = torch.ones(H, N2, dtype=torch.complex128)  # (H, N2)
@@ -55,14 +57,15 @@ class S4DLayer(SequenceLayer):
 
     # -- parameters and discretisation ---------------------------------------------------
     def discrete(self):
-        """-> log_Ab (H, N2), Ab (H, N2), Bb (H, N2), C (c, H, N2)."""
+        """-> log_Ab (H, N2) (float64 for zoh), Ab (H, N2), Bb (H, N2), C (c, H, N2)."""
         dt = torch.exp(self.log_dt).unsqueeze(-1)  # (H, 1)
         A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)  # (H, N2)
         B = torch.view_as_complex(self.B)  # (H, N2)
         C = torch.view_as_complex(self.C)  # (c, H, N2)
         if self.disc == "zoh":
             Ab, Bb = discretize_zoh(A, B, dt)  # (H, N2), (H, N2)
-            log_Ab = dt * A  # (H, N2)  the exact logarithm
+            # (H, N2)  the exact logarithm, in float64 (see kernels.vandermonde_powers)
+            log_Ab = dt.double() * A.to(torch.complex128)
         else:
             Ab, Bb = discretize_bilinear(A, B, dt)  # (H, N2), (H, N2)
             log_Ab = torch.log(Ab)  # (H, N2)  |Ab| < 1, any branch gives Ab^l exactly
@@ -71,7 +74,8 @@ class S4DLayer(SequenceLayer):
     def kernel(self, L: int) -> torch.Tensor:
         """Convolution kernel K (c, H, L)."""
         log_Ab, _, Bb, C = self.discrete()
-        return vandermonde_kernel(C, Bb, vandermonde_powers(log_Ab, L))  # (c, H, L)
+        powers = vandermonde_powers(log_Ab, L, Bb.dtype)  # (H, N2, L)
+        return vandermonde_kernel(C, Bb, powers)  # (c, H, L)
 
     # -- parallel view ---------------------------------------------------------------------
     def forward(
@@ -82,7 +86,7 @@ class S4DLayer(SequenceLayer):
             self._check_recurrent()
         L = u.shape[1]
         log_Ab, Ab, Bb, C = self.discrete()
-        powers = vandermonde_powers(log_Ab, L + 1)  # (H, N2, L+1)  Ab^0 .. Ab^L
+        powers = vandermonde_powers(log_Ab, L + 1, Bb.dtype)  # (H, N2, L+1)  Ab^0 .. Ab^L
         K = vandermonde_kernel(C, Bb, powers[..., :L])  # (c, H, L)
         u_ = u.transpose(1, 2)  # (B, H, L)
         y = fft_conv(u_, K[0]) + self.D.unsqueeze(-1) * u_  # (B, H, L)

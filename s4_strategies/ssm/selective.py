@@ -79,6 +79,8 @@ class MambaConfig:
 
 
 class SelectiveSSM(SequenceLayer):
+    ssm_parameter_names = ("A_log", "dt_proj.bias")
+
     def __init__(self, config: MambaConfig | None = None, generator: torch.Generator | None = None,
                  **kwargs):
         super().__init__()

@@ -1,10 +1,11 @@
-"""``s4trade compare``: S4, S4D, selective SSM, LSTM, GRU, Transformer and buy-and-hold on the
-same data, features, fees and position rule; plus ablations of the S4 design choices.
+"""``s4trade compare``: S4, S4D, selective SSM, LSTM, GRU and Transformer against the
+baselines, skill first (``skill_report``), then trading (``trading_report``); plus ablations
+of the S4D design choices. Every network is trained with several seeds (mean ± sd).
 
 Train 2021–2022 (validation = its last 15 %, purged), test 2023–2024 by default. Test-period
-predictions come from running each model over the whole history from its first bar, as the
-indicator would in a live run, and are scored only inside the test period. Nothing is tuned
-on the test period.
+forecasts come from running each model over the whole history from its first bar, as the
+indicator would in a live run, and are scored only inside the test period. The trading
+rule's band is chosen on the validation period; nothing is tuned on the test period.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features import FeatureSpec, LabelSpec
-from .evaluation import TAKER_FEE, evaluate_positions, positions_from_signal, time_per_bar
-from .fit import TrainConfig, train_model
+from ..features import FeatureSpec, LabelSpec, make_labels, signal_values
+from . import skill_report, trading_report
+from .evaluation import TAKER_FEE, time_per_bar
+from .fit import TrainConfig, prepare_arrays, train_model
+from .funding import DEFAULT_FUNDING_RATE, funding_per_bar
 from .splits import date_split
 
 # (name, layer, layer options, config overrides). The selective SSM uses Mamba's own
-# default d_state 16; the Transformer attends to the last 512 bars (half its training
+# default d_state 16; the Transformer attends to the last 256 bars (half its training
 # window, so inference positions stay inside the trained range).
 MODELS = [
     ("S4", "s4", {}, {}),
@@ -30,36 +33,55 @@ MODELS = [
     ("Selective SSM", "mamba", {}, {"d_state": 16}),
     ("LSTM", "lstm", {}, {}),
     ("GRU", "gru", {}, {}),
-    ("Transformer", "transformer", {"window": 512}, {}),
+    ("Transformer", "transformer", {"window": 256}, {}),
 ]
+# Variants of the main S4D row (HiPPO-LegS init, learned Δ, d_state as the main row); the
+# main row itself is not repeated here.
 ABLATIONS = [
-    ("S4D (HiPPO-LegS, d_state 64)", "s4d", {}, {}),
-    ("S4D no HiPPO (random A)", "s4d", {"init": "random"}, {}),
+    ("S4D-Lin init", "s4d", {"init": "lin"}, {}),
+    ("S4D random frequencies (Lin-like)", "s4d", {"init": "random"}, {}),
+    ("S4D unstructured A (Ginibre)", "s4d", {"init": "unstructured"}, {}),
     ("S4D fixed Δ", "s4d", {"learn_dt": False}, {}),
-    ("S4D d_state 32", "s4d", {}, {"d_state": 32}),
-    ("S4D d_state 128", "s4d", {}, {"d_state": 128}),
-    ("S4 (DPLR)", "s4", {}, {}),
+    ("S4D half d_state", "s4d", {}, {"d_state": 16}),
 ]
+#: The comparison's model size: every network the same width and depth, so that five seeds
+#: of six models and five ablations fit in under an hour on two CPU cores (the recipe is
+#: the default one; windows of 256 bars).
+COMPARE_SIZE = dict(d_model=32, d_state=32, n_layers=2, seq_len=256, burn_in=64, epochs=8,
+                    patience=3)
 
-COLUMNS = [
+LINEAR = "Linear (logistic / OLS)"
+
+SKILL_COLUMNS = [
     ("model", "model", "{}"),
-    ("Sharpe", "sharpe", "{:.2f}"),
-    ("Sharpe 95% CI", "sharpe_ci", "[{:.2f}, {:.2f}]"),
-    ("Sortino", "sortino", "{:.2f}"),
+    ("seeds", "seeds", "{:d}"),
+    ("accuracy", "accuracy", "{:.1%}"),
+    ("log-loss", "log_loss", "{:.4f}"),
+    ("IC 1 bar", "ic_1", "{:+.3f}"),
+    ("IC 1 95% CI", "ic_1_ci", "[{:+.3f}, {:+.3f}]"),
+    ("IC 5 bars", "ic_5", "{:+.3f}"),
+    ("IC 5 95% CI", "ic_5_ci", "[{:+.3f}, {:+.3f}]"),
+    ("vol corr", "vol_corr", "{:.3f}"),
+    ("vol MSE", "vol_mse", "{:.3f}"),
+    ("DM vs HAR", "dm_vs_har", "{:+.1f}"),
+]
+TRADING_COLUMNS = [
+    ("model", "model", "{}"),
+    ("rule", "rule", "{}"),
+    ("net Sharpe", "net_sharpe", "{:+.2f}"),
+    ("gross Sharpe", "gross_sharpe", "{:+.2f}"),
     ("max DD", "max_drawdown", "{:.1%}"),
-    ("Calmar", "calmar", "{:.2f}"),
-    ("annual return", "annual_return", "{:.1%}"),
-    ("win rate", "win_rate", "{:.1%}"),
-    ("profit factor", "profit_factor", "{:.2f}"),
-    ("trades", "trades", "{:d}"),
-    ("train s", "train_seconds", "{:.0f}"),
-    ("µs/bar", "us_per_bar", "{:.0f}"),
+    ("annual return", "annual_return", "{:+.1%}"),
+    ("turnover/yr", "turnover_per_year", "{:.0f}"),
+    ("trades", "trades", "{:.0f}"),
+    ("break-even fee", "break_even_fee", "{:+.3%}"),
+    ("funding paid", "funding_paid", "{:+.2%}"),
 ]
 
 
 def quick_config(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, d_model=16, d_state=16, n_layers=2, epochs=1, seq_len=256, burn_in=64,
-                   batch_size=8, max_steps_per_epoch=3, progress=False)
+                   batch_size=8, steps_per_epoch=3, progress=False)
 
 
 def _fmt(fmt: str, value) -> str:
@@ -72,84 +94,189 @@ def _fmt(fmt: str, value) -> str:
     return fmt.format(value)
 
 
-def markdown_table(rows: list[dict]) -> str:
-    head = "| " + " | ".join(c[0] for c in COLUMNS) + " |"
-    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    body = ["| " + " | ".join(_fmt(f, r.get(k)) for _, k, f in COLUMNS) + " |" for r in rows]
+def _cell(row: dict, key: str, fmt: str) -> str:
+    text = _fmt(fmt, row.get(key))
+    sd = row.get(f"{key}_sd")
+    if text != "–" and sd is not None and np.isfinite(sd) and row.get("seeds", 1) > 1:
+        text += " ± " + _fmt(fmt.replace("+", ""), sd)
+    return text
+
+
+def markdown_table(rows: list[dict], columns=SKILL_COLUMNS) -> str:
+    """Rows as a markdown table; mean ± sd over seeds where a row has several."""
+    head = "| " + " | ".join(c[0] for c in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(_cell(r, k, f) for _, k, f in columns) + " |" for r in rows]
     return "\n".join([head, sep, *body])
 
 
-def run_one(name, layer, df, split, cfg, fspec, lspec, ppy, data_name, layer_options=None,
-            overrides=None, log=print) -> dict:
-    cfg = replace(cfg, layer=layer, layer_options=dict(layer_options or {}), **(overrides or {}))
-    log(f"training {name} ...")
-    res = train_model(df, split, cfg, fspec, lspec, data_name=data_name)
-    pred = res.predictor.predict(df)
-    t0, t1 = split.test
-    test = df.iloc[t0:t1]
-    pos = positions_from_signal(pred["signal"].to_numpy()[t0:t1], lspec.n_classes)
-    row = {"model": name, **evaluate_positions(test.index, test["close"].to_numpy(), pos, ppy)}
-    row["train_seconds"] = res.train_seconds
-    row["us_per_bar"] = time_per_bar(res.predictor, df.iloc[t0:t1])
-    row["best_epoch"] = res.best_epoch
-    row["val_loss"] = res.meta["best_val_loss"]
-    log(f"  {name}: Sharpe {row['sharpe']}, trades {row['trades']}, {res.train_seconds:.0f}s")
-    return row
+def _paired_table(diffs: dict, against: str) -> str:
+    lines = [f"| model − {against} | Δ log-loss (mean ± sd, p) | Δ IC 5 bars (mean ± sd, p) |",
+             "|---|---|---|"]
+    for name, d in diffs.items():
+        cells = []
+        for k in ("log_loss", "ic_5"):
+            x = d.get(k)
+            cells.append("–" if x is None else f"{x['mean']:+.4f} ± {_fmt('{:.4f}', x['sd'])}, "
+                         f"p {_fmt('{:.2f}', x['p_value'])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+class _Context:
+    """Data, split, targets, baseline inputs and funding shared by every row."""
+
+    def __init__(self, data: str, train, test):
+        import feeds
+        from analyzers.metrics import infer_periods_per_year
+
+        self.data = data
+        self.df = df = feeds.load_embedded(data, todate=test[1] + " 23:59")
+        self.fspec, self.lspec = FeatureSpec(), LabelSpec()
+        self.split = date_split(df.index, train[0], train[1], purge=self.lspec.max_horizon,
+                                test_from=test[0], test_to=test[1])
+        self.ppy = infer_periods_per_year(df.index)
+        self.val, self.test = slice(*self.split.val), slice(*self.split.test)
+        self.y = skill_report.targets(make_labels(df, self.lspec), self.lspec)
+        self.x = prepare_arrays(df, self.fspec, self.lspec, self.split)[0]
+        logc = np.log(df["close"].to_numpy())
+        self.r1 = np.concatenate([[np.nan], np.diff(logc)])
+        self.funding = funding_per_bar(df.index, DEFAULT_FUNDING_RATE)
+        self.train_rows = slice(max(self.split.train[0], self.fspec.warmup), self.split.train[1])
+
+
+def run_model(name, layer, ctx: _Context, cfg: TrainConfig, seeds, layer_options=None,
+              overrides=None, log=print) -> dict:
+    """Train ``name`` once per seed; its forecasts, trading runs and timings."""
+    forecasts, trades, info = [], [], []
+    lspec = ctx.lspec
+    values = signal_values(lspec.n_classes)
+    for seed in seeds:
+        c = replace(cfg, layer=layer, layer_options=dict(layer_options or {}), seed=seed,
+                    **(overrides or {}))
+        res = train_model(ctx.df, ctx.split, c, ctx.fspec, lspec, data_name=ctx.data)
+        f = skill_report.model_forecast(res.predictor.forecasts(ctx.df), lspec.horizons)
+        signal = values[np.argmax(f["probs"], axis=1)]
+        score = f[f"ret_{lspec.signal_horizon}"]
+        trades.append(trading_report.trade_forecast(score, signal, ctx.df, ctx.val, ctx.test,
+                                                    TAKER_FEE, ctx.funding, ctx.ppy,
+                                                    lspec.n_classes, seed))
+        forecasts.append(f)
+        recipe = res.meta["recipe"]
+        info.append({"seed": seed, "train_seconds": res.train_seconds,
+                     "best_epoch": res.best_epoch, "steps": recipe["steps_taken"],
+                     "val_signal_loss": res.meta["best_val_loss"]})
+        log(f"  {name} seed {seed}: val CE {res.meta['best_val_loss']:.4f}, "
+            f"{recipe['steps_taken']} steps, {res.train_seconds:.0f}s; test net "
+            f"Sharpe {trades[-1]['band']['net_sharpe']:+.2f}")
+    us = time_per_bar(res.predictor, ctx.df.iloc[ctx.test])
+    return {"name": name, "forecasts": forecasts, "trades": trades, "runs": info,
+            "us_per_bar": us}
+
+
+def _baselines(ctx: _Context, log) -> tuple[dict, list]:
+    fc = skill_report.baseline_forecasts(ctx.x, ctx.y, ctx.r1, ctx.train_rows,
+                                         ctx.lspec.n_classes, ctx.lspec.vol_window)
+    linear = fc[LINEAR]
+    values = signal_values(ctx.lspec.n_classes)
+    signal = values[np.argmax(linear["probs"], axis=1)]
+    trade = trading_report.trade_forecast(linear[f"ret_{ctx.lspec.signal_horizon}"], signal,
+                                          ctx.df, ctx.val, ctx.test, TAKER_FEE, ctx.funding,
+                                          ctx.ppy, ctx.lspec.n_classes)
+    log("baselines fitted")
+    return fc, [trade]
+
+
+def _skill_rows(results: list[dict], fc: dict, ctx: _Context) -> dict:
+    har = fc["HAR"]["log_vol"]
+    h = ctx.lspec.vol_horizon
+    rows = {name: skill_report.score(name, [f], ctx.y, ctx.test, har, h)
+            for name, f in fc.items()}
+    for r in results:
+        rows[r["name"]] = skill_report.score(r["name"], r["forecasts"], ctx.y, ctx.test, har, h)
+        rows[r["name"]]["us_per_bar"] = r["us_per_bar"]
+        rows[r["name"]]["runs"] = r["runs"]
+    return rows
+
+
+def _trading_rows(results: list[dict], ctx: _Context, extra=()) -> list[dict]:
+    rows = []
+    for name, runs in [*extra, *((r["name"], r["trades"]) for r in results)]:
+        rows.append({**trading_report.summarise(name, runs, "band"), "rule": "cost band"})
+        rows.append({**trading_report.summarise(name, runs, "argmax"), "rule": "argmax (ref.)"})
+    return rows
 
 
 def run_comparison(data: str = "bybit:BTCUSDT:60", train=("2021-01-01", "2022-12-31"),
                    test=("2023-01-01", "2024-12-31"), quick: bool = False,
                    ablations: bool = True, models=None, out=None, seed: int = 0,
-                   log=print) -> dict:
-    import feeds
-    from analyzers.metrics import infer_periods_per_year
-
+                   seeds: int = 5, log=print) -> dict:
+    """Skill and trading tables of every model (``seeds`` seeds each) and the baselines."""
     t_start = time.perf_counter()
-    df = feeds.load_embedded(data, todate=test[1] + " 23:59")
-    fspec, lspec = FeatureSpec(), LabelSpec()
-    cfg = TrainConfig(seed=seed, progress=not quick)
+    ctx = _Context(data, train, test)
+    cfg = replace(TrainConfig(progress=False), **COMPARE_SIZE)
     if quick:
         cfg = quick_config(cfg)
         ablations = False
-    split = date_split(df.index, train[0], train[1], purge=lspec.max_horizon,
-                       test_from=test[0], test_to=test[1])
-    ppy = infer_periods_per_year(df.index)
-    t0, t1 = split.test
-    test_df = df.iloc[t0:t1]
-    rows = []
-    bh = np.ones(len(test_df))
-    rows.append({"model": "Buy & hold", **evaluate_positions(
-        test_df.index, test_df["close"].to_numpy(), bh, ppy), "train_seconds": None,
-        "us_per_bar": None})
+    seed_list = list(range(seed, seed + seeds))
+    fc, linear_trades = _baselines(ctx, log)
     chosen = [m for m in MODELS if models is None or m[1] in models]
+    results = []
     for name, layer, opts, over in chosen:
         if quick and "window" in opts:
             opts = {**opts, "window": cfg.seq_len // 2}
-        rows.append(run_one(name, layer, df, split, cfg, fspec, lspec, ppy, data, opts, over,
-                            log=log))
-    ablation_rows = []
-    if ablations:
-        for name, layer, opts, over in ABLATIONS:
-            ablation_rows.append(run_one(name, layer, df, split, cfg, fspec, lspec, ppy, data,
-                                         opts, over, log=log))
+        log(f"training {name} ({len(seed_list)} seeds) ...")
+        results.append(run_model(name, layer, ctx, cfg, seed_list, opts, over, log=log))
+    skill_rows = _skill_rows(results, fc, ctx)
+    networks = [r["name"] for r in results]
+    ablation_results = []
+    for name, layer, opts, over in (ABLATIONS if ablations else []):
+        log(f"ablation {name} ({len(seed_list)} seeds) ...")
+        ablation_results.append(run_model(name, layer, ctx, cfg, seed_list, opts, over,
+                                          log=log))
+    abl = _skill_rows(ablation_results, {"HAR": fc["HAR"]}, ctx)
+    abl.pop("HAR")
+    bh = trading_report.buy_and_hold(ctx.df, ctx.test, TAKER_FEE, ctx.funding, ctx.ppy)
     result = {
         "data": data,
-        "periods": split.dates(df.index),
+        "periods": ctx.split.dates(ctx.df.index),
         "fee_per_side": TAKER_FEE,
-        "periods_per_year": ppy,
+        "funding_rate_per_8h": DEFAULT_FUNDING_RATE,
+        "periods_per_year": ctx.ppy,
         "quick": quick,
+        "seeds": seed_list,
         "config": cfg.to_dict(),
-        "rows": rows,
-        "ablations": ablation_rows,
-        "wall_seconds": time.perf_counter() - t_start,
+        "skill": list(skill_rows.values()),
+        "paired_vs_linear": skill_report.paired(skill_rows, LINEAR, networks),
+        "paired_vs_gru": skill_report.paired(skill_rows, "GRU", networks),
+        "trading": [{"model": "Buy & hold", "rule": "always long", "seeds": 1, **bh},
+                    *_trading_rows(results, ctx, [("Linear (OLS)", linear_trades)])],
+        "ablation_skill": ([skill_rows["S4D"]] if "S4D" in skill_rows and abl else [])
+        + list(abl.values()),
+        "ablation_trading": _trading_rows(ablation_results, ctx),
     }
-    result["table"] = markdown_table(rows)
-    result["ablation_table"] = markdown_table(ablation_rows) if ablation_rows else ""
+    result["wall_seconds"] = time.perf_counter() - t_start
+    result["tables"] = tables(result)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         from analyzers.metrics import json_safe
 
         (out / "compare.json").write_text(json.dumps(json_safe(result), indent=2))
-        (out / "compare.md").write_text(result["table"] + "\n\n" + result["ablation_table"] + "\n")
+        (out / "compare.md").write_text(result["tables"] + "\n")
     return result
+
+
+def tables(result: dict) -> str:
+    """Every table of a comparison result, in markdown, skill first."""
+    parts = ["### Skill (test period)", markdown_table(result["skill"]),
+             "### Paired differences over seeds",
+             _paired_table(result["paired_vs_linear"], "linear"),
+             _paired_table(result["paired_vs_gru"], "GRU"),
+             "### Trading (test period, fees and funding)",
+             markdown_table(result["trading"], TRADING_COLUMNS)]
+    if result["ablation_skill"]:
+        parts += ["### Ablations: skill", markdown_table(result["ablation_skill"]),
+                  "### Ablations: trading",
+                  markdown_table(result["ablation_trading"], TRADING_COLUMNS)]
+    return "\n\n".join(parts)

@@ -65,9 +65,15 @@ def trade_returns(pos: np.ndarray, returns: np.ndarray) -> np.ndarray:
 
 
 def evaluate_positions(index: pd.DatetimeIndex, close, pos, periods_per_year: int,
-                       fee: float = TAKER_FEE, seed: int = 0, n_boot: int = 1000) -> dict:
-    """The comparison table's columns for one position series."""
+                       fee: float = TAKER_FEE, seed: int = 0, n_boot: int = 1000,
+                       funding=None) -> dict:
+    """The comparison table's columns for one position series. ``funding``: per-bar funding
+    rates (``funding.funding_per_bar``), charged on the position held, or None."""
     bt = backtest_positions(close, pos, fee)
+    if funding is not None:
+        from .funding import charge
+
+        bt["returns"] = bt["returns"] - charge(pos, funding)
     rets = pd.Series(bt["returns"], index=index.tz_convert(None) if index.tz else index)
     m = compute_metrics(rets, periods_per_year)
     trades = trade_returns(np.asarray(pos, dtype=np.float64), bt["returns"])

@@ -19,33 +19,52 @@ import pandas as pd
 
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
 from ..model import Predictor, Targets, save_model
+from .recipe import CRITERIA, describe_groups, param_groups, sample_starts
 from .splits import Split
 
 
 # -- config ------------------------------------------------------------------------------
 @dataclass
 class TrainConfig:
+    """Model size and the training recipe (see :mod:`.recipe`).
+
+    A run is ``epochs`` × ``steps_per_epoch`` AdamW steps on randomly placed windows, with a
+    one-cycle learning rate; after every epoch the validation losses are measured and the
+    best weights by ``criterion`` are kept (early stop after ``patience`` epochs without
+    improvement).
+    """
+
     layer: str = "s4d"
     d_model: int = 64
     d_state: int = 64
     n_layers: int = 4
     dropout: float = 0.1
     layer_options: dict = field(default_factory=dict)
-    epochs: int = 20
+    epochs: int = 12  # validation checks
+    steps_per_epoch: int = 50  # optimiser steps between validation checks
     batch_size: int = 16
-    seq_len: int = 1024
-    burn_in: int = 128
-    overlap: int = 4  # training windows per scored stretch: stride = (seq_len - burn_in) / overlap
+    seq_len: int = 512
+    burn_in: int = 128  # leading bars of a window that build state and are not scored
     lr: float = 2e-3
+    ssm_lr: float = 1e-3  # A, B, Δ: lower learning rate, no weight decay
     weight_decay: float = 0.05
     grad_clip: float = 1.0
-    patience: int = 5
+    patience: int = 4
+    criterion: str = "signal"  # "signal": validation cross-entropy; "total": all heads
     val_fraction: float = 0.15
     loss_weights: dict = field(default_factory=lambda: {"signal": 1.0, "returns": 0.5, "vol": 0.5})
     seed: int = 0
     device: str = "auto"
     progress: bool = True
-    max_steps_per_epoch: int | None = None
+
+    def __post_init__(self):
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "seq_len", "patience"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.burn_in < self.seq_len:
+            raise ValueError(f"need 0 <= burn_in < seq_len, got {self.burn_in}, {self.seq_len}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,30 +121,17 @@ def prepare_arrays(df: pd.DataFrame, fspec: FeatureSpec, lspec: LabelSpec, split
     return x, y, valid, norm, targets
 
 
-def _windows(lo: int, hi: int, seq_len: int, burn_in: int, rng=None, overlap: int = 1) -> list[int]:
-    """Window starts covering [lo, hi) with scored parts overlapping ``overlap`` times;
-    a random offset when ``rng`` is given (training), none for evaluation."""
-    seq_len = min(seq_len, hi - lo)
-    stride = max((seq_len - burn_in) // max(overlap, 1), 1)
-    offset = int(rng.integers(0, stride)) if rng is not None else 0
-    starts = list(range(lo - offset if offset else lo, hi - seq_len + 1, stride))
-    starts = [max(lo, s) for s in starts]
-    if not starts or starts[-1] + seq_len < hi:
-        starts.append(hi - seq_len)
-    return sorted(set(starts))
-
-
-def _loss(out, y, mask, weights):
+def _losses(out, y, mask) -> dict:
+    """Per-head losses over the scored bars: signal cross-entropy, returns smooth-L1 (in
+    units of the training std), volatility MSE (standardised log vol)."""
     import torch
     import torch.nn.functional as F
 
+    parts = {}
     sig = y["signal"]
     m_sig = mask & ~torch.isnan(sig)
-    loss = torch.zeros((), device=sig.device, dtype=out["logits"].dtype)
-    parts = {}
     if m_sig.any():
-        ce = F.cross_entropy(out["logits"][m_sig], sig[m_sig].long())
-        parts["signal"] = ce
+        parts["signal"] = F.cross_entropy(out["logits"][m_sig], sig[m_sig].long())
     ret = y["returns"]
     m_ret = mask[..., None] & ~torch.isnan(ret)
     if m_ret.any():
@@ -134,49 +140,51 @@ def _loss(out, y, mask, weights):
     m_vol = mask & ~torch.isnan(vol)
     if m_vol.any():
         parts["vol"] = F.mse_loss(out["log_vol"][m_vol], vol[m_vol])
-    for k, v in parts.items():
-        loss = loss + weights.get(k, 1.0) * v
-    return loss, {k: float(v.detach()) for k, v in parts.items()}
+    return parts
 
 
-def _batch(x, y, starts, seq_len, burn_in, valid, lo, device, dtype):
+def _total(parts: dict, weights: dict):
+    return sum(weights.get(k, 1.0) * v for k, v in parts.items())
+
+
+def _batch(x, y, starts, seq_len, burn_in, valid, device, dtype):
     import torch
 
-    xb = np.stack([x[s : s + seq_len] for s in starts])
+    xb = np.stack([x[s : s + seq_len] for s in starts])  # (B, L, F)
     yb = {k: np.stack([v[s : s + seq_len] for s in starts]) for k, v in y.items()}
-    mask = np.stack([valid[s : s + seq_len] for s in starts])
-    # Score only after the burn-in, except where a window starts at the very first bar.
+    mask = np.stack([valid[s : s + seq_len] for s in starts])  # (B, L)
+    # Score only after the burn-in, except where a window starts at the very first bar
+    # (there the empty state is the true state, as in a live run from the first bar).
     for i, s in enumerate(starts):
-        if s > lo:
+        if s > 0:
             mask[i, :burn_in] = False
     t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
     return t(xb), {k: t(v) for k, v in yb.items()}, torch.as_tensor(mask, device=device)
 
 
-def evaluate_loss(model, x, y, valid, rng_range, cfg: TrainConfig, device, dtype) -> float:
+def validation_losses(model, x, y, valid, period, cfg: TrainConfig, device, dtype) -> dict:
+    """Per-head losses on ``period`` = [lo, hi), the model run from ``seq_len`` bars before
+    it (its state built on the bars before the period, as the indicator's would be), and
+    their weighted ``total``."""
     import torch
 
-    lo, hi = rng_range
-    ctx_lo = max(0, lo - cfg.burn_in)
-    starts = _windows(ctx_lo, hi, cfg.seq_len, cfg.burn_in)
-    mask_valid = valid.copy()
-    mask_valid[:lo] = False
+    lo, hi = period
+    ctx = max(0, lo - cfg.seq_len)
+    scored = valid.copy()
+    scored[:lo] = False
     model.eval()
-    total, count = 0.0, 0
     with torch.no_grad():
-        for i in range(0, len(starts), cfg.batch_size):
-            xb, yb, mb = _batch(x, y, starts[i : i + cfg.batch_size], min(cfg.seq_len, hi - ctx_lo),
-                                cfg.burn_in, mask_valid, ctx_lo, device, dtype)
-            loss, _ = _loss(model(xb), yb, mb, cfg.loss_weights)
-            total += float(loss) * len(xb)
-            count += len(xb)
-    return total / max(count, 1)
+        xb, yb, mb = _batch(x, y, [ctx], hi - ctx, 0, scored, device, dtype)
+        parts = _losses(model(xb), yb, mb)
+    out = {k: float(v) for k, v in parts.items()}
+    out["total"] = float(_total(parts, cfg.loss_weights))
+    return out
 
 
 def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
                 fspec: FeatureSpec | None = None, lspec: LabelSpec | None = None,
                 data_name: str = "data") -> TrainResult:
-    """Fit a model on ``split.train``, early-stop on ``split.val``; returns the best one."""
+    """Fit a model on ``split.train``, select on ``split.val``; returns the best one."""
     import torch
 
     from ..ssm import build_model
@@ -194,52 +202,51 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
         **({"d_state": cfg.d_state} if cfg.layer in ("s4", "s4d", "mamba") else {}),
         **cfg.layer_options,
     ).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = param_groups(model, cfg.lr, cfg.ssm_lr, cfg.weight_decay)
+    opt = torch.optim.AdamW(groups)
+    total_steps = cfg.epochs * cfg.steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[g["lr"] for g in groups], total_steps=total_steps, pct_start=0.1)
     rng = np.random.default_rng(cfg.seed)
     lo, hi = split.train
     # Windows start where the features are defined (less a burn-in of warm-up context).
     lo = max(lo, min(fspec.warmup - cfg.burn_in, hi - cfg.seq_len))
     seq_len = min(cfg.seq_len, hi - lo)
-    steps_per_epoch = math.ceil(
-        len(_windows(lo, hi, seq_len, cfg.burn_in, overlap=cfg.overlap)) / cfg.batch_size)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=max(cfg.epochs * steps_per_epoch, 1), pct_start=0.1
-    )
-    initial = evaluate_loss(model, x, y, valid, split.val, cfg, device, dtype)  # untrained
-    best, best_state, best_epoch, bad = math.inf, None, -1, 0
+    val = lambda: validation_losses(model, x, y, valid, split.val, cfg, device, dtype)  # noqa
+    initial = val()  # untrained
+    best, best_state, best_epoch, bad, steps = math.inf, None, -1, 0, 0
     history = []
     t0 = time.perf_counter()
-    bar = _progress(cfg.epochs * steps_per_epoch, cfg.progress, f"train {cfg.layer}")
+    bar = _progress(total_steps, cfg.progress, f"train {cfg.layer}")
     for epoch in range(cfg.epochs):
         model.train()
-        starts = _windows(lo, hi, seq_len, cfg.burn_in, rng, overlap=cfg.overlap)
-        rng.shuffle(starts)
-        parts_sum: dict[str, float] = {}
-        for step in range(steps_per_epoch):
-            chunk = starts[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            if not chunk:
-                break
-            xb, yb, mb = _batch(x, y, chunk, seq_len, cfg.burn_in, valid, lo, device, dtype)
-            loss, parts = _loss(model(xb), yb, mb, cfg.loss_weights)
-            if not loss.requires_grad:  # nothing scored in this batch
-                continue
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+        sums: dict[str, float] = {}
+        for _ in range(cfg.steps_per_epoch):
+            starts = sample_starts(rng, lo, hi, seq_len, cfg.batch_size)
+            xb, yb, mb = _batch(x, y, starts, seq_len, cfg.burn_in, valid, device, dtype)
+            parts = _losses(model(xb), yb, mb)
+            if parts:  # something was scored in this batch
+                loss = _total(parts, cfg.loss_weights)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                steps += 1
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
             sched.step()
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v
             bar.update(1)
-        val = evaluate_loss(model, x, y, valid, split.val, cfg, device, dtype)
-        record = {"epoch": epoch, "val_loss": val, **{f"train_{k}": v / steps_per_epoch
-                                                        for k, v in parts_sum.items()}}
-        history.append(record)
-        bar.set_postfix(val=f"{val:.4f}")
-        if val < best - 1e-5:
-            best, best_epoch, bad = val, epoch, 0
+        v = val()
+        score = v[cfg.criterion]
+        history.append({"epoch": epoch, "steps": steps, "val_loss": score,
+                        **{f"val_{k}": x_ for k, x_ in v.items()},
+                        **{f"train_{k}": s_ / cfg.steps_per_epoch for k, s_ in sums.items()}})
+        bar.set_postfix(val=f"{score:.4f}")
+        if not math.isfinite(score):
+            raise FloatingPointError(f"validation {cfg.criterion} loss is {score} after epoch "
+                                     f"{epoch} ({cfg.layer}, seed {cfg.seed}): training diverged")
+        if score < best - 1e-5:
+            best, best_epoch, bad = score, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad += 1
@@ -249,6 +256,7 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
     train_seconds = time.perf_counter() - t0
     model.load_state_dict(best_state)
     model = model.cpu().eval()
+    best_val = history[best_epoch]
     meta = {
         "data_name": data_name,
         "bar_spacing_s": bar_spacing(df.index).total_seconds(),
@@ -256,8 +264,20 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
         "train_config": cfg.to_dict(),
         "best_epoch": best_epoch,
         "best_val_loss": best,
-        "initial_val_loss": initial,
+        "initial_val_loss": initial[cfg.criterion],
         "train_seconds": train_seconds,
+        "recipe": {
+            "optimizer": "AdamW",
+            "schedule": "one-cycle",
+            "steps_taken": steps,
+            "steps_to_best": best_val["steps"],
+            "param_groups": describe_groups(groups),
+            "criterion": f"validation {cfg.criterion} loss",
+            "criterion_value": best,
+            "val_losses": {k[4:]: best_val[k] for k in best_val if k.startswith("val_")
+                           and k != "val_loss"},
+            "initial_val_losses": initial,
+        },
     }
     predictor = Predictor(model, fspec, norm, lspec, targets, meta)
     return TrainResult(predictor, history, best_epoch, train_seconds, split, meta)

@@ -1,0 +1,238 @@
+"""A cost-aware decision rule: trade only when the model expects more than the trading costs.
+
+The score is the model's expected log return over its holding horizon, after the close of
+bar ``t``; the rule turns it into the position held over bar ``t+1``: -1, 0 or +1.
+
+:class:`BandRule` has a no-trade band and hysteresis (``exit <= enter``)::
+
+    flat  -> long   when score >  enter        flat  -> short  when score < -enter
+    long  stays     while score >  exit        short stays     while score < -exit
+    long  -> short  when score < -enter        short -> long   when score >  enter
+    long  -> flat   otherwise (score <= exit)  short -> flat   otherwise (score >= -exit)
+    NaN score (warm-up) -> flat, whatever the position.
+
+Entering the other side takes precedence over staying (it matters only when
+``exit < -enter``). ``long_only`` replaces every short by flat. ``exit < 0`` holds a
+position through a weak opposite signal (more hysteresis, fewer trades).
+
+:func:`band_from_cost` scales the band by the round-trip cost (``2 * fee``),
+:func:`select_rule` picks the scaling on validation data by net Sharpe, and
+:func:`cost_report` says what the costs did to a position series.
+
+Returns follow :func:`~s4_strategies.training.evaluation.backtest_positions`; ``funding``,
+where given, is the per-bar array of :func:`~s4_strategies.training.funding.funding_per_bar`
+(the rate a unit long pays over bar ``t``), charged as ``pos[t] * funding[t]`` in
+``returns[t+1]``. Sharpe here is ``mean / std(ddof=1) * sqrt(periods_per_year)`` of the
+per-bar returns, ``analyzers.metrics``' definition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..fees import BYBIT_TAKER
+from .evaluation import backtest_positions
+from .funding import charge
+
+DEFAULT_K_ENTER = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+DEFAULT_K_EXIT = (-0.5, 0.0, 0.5)
+#: (k_enter, k_exit) pairs tried by :func:`select_rule`, in units of the round-trip cost.
+DEFAULT_GRID = tuple((e, x) for e in DEFAULT_K_ENTER for x in DEFAULT_K_EXIT if x <= e)
+HOURS_PER_YEAR = 24 * 365
+
+
+@dataclass(frozen=True)
+class BandRule:
+    """Score -> position in {-1, 0, +1} with a no-trade band (see the module docstring).
+
+    ``enter >= 0`` (``inf``: never trades), ``exit <= enter`` (may be negative).
+    """
+
+    enter: float
+    exit: float
+    long_only: bool = False
+
+    def __post_init__(self):
+        enter, exit_ = float(self.enter), float(self.exit)
+        if math.isnan(enter) or enter < 0:
+            raise ValueError(f"enter must be >= 0 (inf: never trade), not {self.enter!r}")
+        if math.isnan(exit_) or exit_ > enter:
+            raise ValueError(f"exit must be <= enter ({enter}), not {self.exit!r}")
+        object.__setattr__(self, "enter", enter)
+        object.__setattr__(self, "exit", exit_)
+        object.__setattr__(self, "long_only", bool(self.long_only))
+
+    @property
+    def never_trades(self) -> bool:
+        return math.isinf(self.enter)
+
+    def step(self, score, pos) -> int:
+        """The position after this bar's ``score`` given the current ``pos`` (its sign is
+        what counts). The per-bar path; ``None`` and NaN scores mean warm-up: flat."""
+        if score is None or score != score:
+            return 0
+        if score > self.enter:
+            return 1
+        if score < -self.enter:
+            return 0 if self.long_only else -1
+        if pos > 0:
+            return 1 if score > self.exit else 0
+        if pos < 0:
+            return -1 if score < -self.exit else 0
+        return 0
+
+    def positions(self, scores) -> np.ndarray:
+        """Positions (float64) for a whole score series, starting flat; equals iterating
+        :meth:`step`, vectorised.
+
+        Each bar either sets the position (above ``enter``, below ``-enter``, NaN, or in the
+        band where neither side survives: flat) or keeps it, killing a long (``score <=
+        exit``) or a short (``score >= -exit``). So the position is the value set at the
+        last setting bar, unless a kill of its side came after it.
+        """
+        s = np.asarray(scores, dtype=np.float64)
+        if s.ndim != 1:
+            raise ValueError(f"scores must be 1-D, not of shape {s.shape}")
+        n = len(s)
+        with np.errstate(invalid="ignore"):
+            nan, up, down = np.isnan(s), s > self.enter, s < -self.enter
+            band = ~(nan | up | down)
+            kill_long, kill_short = band & ~(s > self.exit), band & ~(s < -self.exit)
+        sets = nan | up | down | (kill_long & kill_short)
+        value = np.where(up, 1.0, np.where(down, 0.0 if self.long_only else -1.0, 0.0))
+        last = np.maximum.accumulate(np.where(sets, np.arange(n), -1))
+        seen = last >= 0
+        at = np.maximum(last, 0)
+        held = np.where(seen, value[at], 0.0)
+        cl, cs = np.cumsum(kill_long), np.cumsum(kill_short)
+        long_killed = cl - np.where(seen, cl[at], 0) > 0
+        short_killed = cs - np.where(seen, cs[at], 0) > 0
+        held[((held > 0) & long_killed) | ((held < 0) & short_killed)] = 0.0
+        return held
+
+
+def band_from_cost(fee_per_side: float, k_enter: float, k_exit: float,
+                   long_only: bool = False) -> BandRule:
+    """``BandRule(k_enter * 2 * fee, k_exit * 2 * fee)``: the band in round-trip costs."""
+    if not fee_per_side >= 0:
+        raise ValueError(f"fee_per_side must be >= 0, not {fee_per_side!r}")
+    round_trip = 2.0 * float(fee_per_side)
+    return BandRule(k_enter * round_trip, k_exit * round_trip, long_only)
+
+
+def count_trades(pos) -> int:
+    """Runs of constant non-zero position among the positions held over a bar (``pos[:-1]``),
+    as :func:`~s4_strategies.training.evaluation.trade_returns` counts them."""
+    p = np.asarray(pos, dtype=np.float64)[:-1]
+    prev = np.concatenate([[0.0], p[:-1]])
+    return int(np.count_nonzero((p != 0) & (p != prev)))
+
+
+def _sharpe(r: np.ndarray, periods_per_year: float) -> float:
+    if len(r) < 2:
+        return float("nan")
+    sd = r.std(ddof=1)
+    if not sd > 0:
+        return float("nan")
+    return float(r.mean() / sd * math.sqrt(periods_per_year))
+
+
+def _inputs(close, pos_or_scores, funding, what: str):
+    close = np.asarray(close, dtype=np.float64)
+    other = np.asarray(pos_or_scores, dtype=np.float64)
+    if close.ndim != 1 or other.shape != close.shape:
+        raise ValueError(f"close {close.shape} and {what} {other.shape} must be 1-D, same length")
+    if funding is not None:
+        funding = np.asarray(funding, dtype=np.float64)
+        if funding.shape != close.shape:
+            raise ValueError(f"funding {funding.shape} must match close {close.shape} "
+                             "(use funding.funding_per_bar(index, rates))")
+    return close, other, funding
+
+
+def _net(close, pos, fee, funding) -> tuple[np.ndarray, np.ndarray]:
+    """(net returns, funding costs) of holding ``pos``."""
+    ret = backtest_positions(close, pos, fee)["returns"]
+    cost = charge(pos, funding) if funding is not None else np.zeros(len(pos))
+    return ret - cost, cost
+
+
+def select_rule(scores_val, close_val, fee: float = BYBIT_TAKER, grid=DEFAULT_GRID,
+                min_trades: int = 20, funding=None, periods_per_year: float = HOURS_PER_YEAR,
+                long_only: bool = False) -> tuple[BandRule, dict]:
+    """The (k_enter, k_exit) of ``grid`` with the best net Sharpe on VALIDATION data.
+
+    Only cells with at least ``min_trades`` trades (and a finite Sharpe) are eligible; ties
+    go to the larger ``k_enter``, then the larger ``k_exit``. When nothing is eligible the
+    rule never trades (``enter = inf``) and the table's ``note`` says so. Returns the rule
+    and a JSON-able table: ``{"chosen": cell or None, "cells": [...], "eligible": n,
+    "min_trades", "fee", "funding": bool, "note"}``, a cell being ``{k_enter, k_exit,
+    enter, exit, sharpe, trades, eligible}``. Judge the chosen rule on test data, not here.
+    """
+    close, scores, funding = _inputs(close_val, scores_val, funding, "scores")
+    cells = []
+    for k_enter, k_exit in grid:
+        if k_exit > k_enter:
+            raise ValueError(f"grid cell ({k_enter}, {k_exit}): k_exit must be <= k_enter")
+        rule = band_from_cost(fee, k_enter, k_exit, long_only)
+        pos = rule.positions(scores)
+        sharpe = _sharpe(_net(close, pos, fee, funding)[0], periods_per_year)
+        trades = count_trades(pos)
+        cells.append({"k_enter": float(k_enter), "k_exit": float(k_exit), "enter": rule.enter,
+                      "exit": rule.exit, "sharpe": sharpe, "trades": trades,
+                      "eligible": bool(trades >= min_trades and math.isfinite(sharpe))})
+    eligible = [c for c in cells if c["eligible"]]
+    table = {"chosen": None, "cells": cells, "eligible": len(eligible),
+             "min_trades": int(min_trades), "fee": float(fee), "funding": funding is not None}
+    if not eligible:
+        table["note"] = (f"no cell made {min_trades} trades with a finite Sharpe on the "
+                         "validation data: the rule never trades (enter=inf)")
+        return BandRule(math.inf, math.inf, long_only), table
+    best = max(eligible, key=lambda c: (c["sharpe"], c["k_enter"], c["k_exit"]))
+    table["chosen"] = best
+    table["note"] = (f"k_enter={best['k_enter']}, k_exit={best['k_exit']}: best net Sharpe "
+                     f"{best['sharpe']:.3f} of {len(eligible)} eligible cells")
+    return BandRule(best["enter"], best["exit"], long_only), table
+
+
+def cost_report(close, pos, fee: float = BYBIT_TAKER, periods_per_year: float = HOURS_PER_YEAR,
+                funding=None) -> dict:
+    """What trading costs do to ``pos`` (backtest_positions' conventions).
+
+    Keys: ``gross_sharpe`` (no fee, no funding), ``net_sharpe`` (fees and funding),
+    ``gross_mean``/``net_mean`` (per bar), ``turnover`` (sum of |Δpos| that pays the fee,
+    the final close included), ``turnover_per_year`` (that / bars * periods_per_year),
+    ``trades``, ``avg_holding_bars`` (bars in a position per trade; None without trades),
+    ``exposure``, ``fees_paid``, ``funding_paid`` (positive: paid) and ``break_even_fee``.
+
+    Break-even fee per side: fees are linear in turnover, so the net mean return per bar is
+    ``mean(gross) - mean(funding) - f * turnover / bars`` and reaches zero at
+    ``f* = (sum(gross) - sum(funding)) / turnover``; None when nothing is traded. A
+    negative ``f*`` means the positions lose before any fee.
+    """
+    close, pos, funding = _inputs(close, pos, funding, "pos")
+    n = len(close)
+    if n == 0:
+        raise ValueError("no bars")
+    gross = backtest_positions(close, pos, 0.0)["returns"]
+    net, fund = _net(close, pos, fee, funding)
+    prev = np.concatenate([[0.0], pos[:-1]])
+    turnover = float(np.abs(pos - prev)[:-1].sum() + abs(pos[-1]))  # what the fee is paid on
+    trades, held = count_trades(pos), int(np.count_nonzero(pos[:-1]))
+    return {
+        "gross_sharpe": _sharpe(gross, periods_per_year),
+        "net_sharpe": _sharpe(net, periods_per_year),
+        "gross_mean": float(gross.mean()),
+        "net_mean": float(net.mean()),
+        "turnover": turnover,
+        "turnover_per_year": turnover / n * periods_per_year,
+        "trades": trades,
+        "avg_holding_bars": held / trades if trades else None,
+        "exposure": held / max(n - 1, 1),
+        "fees_paid": float(fee) * turnover,
+        "funding_paid": float(fund.sum()),
+        "break_even_fee": (float(gross.sum() - fund.sum()) / turnover) if turnover else None,
+    }
