@@ -27,13 +27,14 @@ ALLOWED = {
     "s4_strategies.ssm": (),
     "s4_strategies.model": ("s4_strategies.features", "s4_strategies.ssm", *PURE),
     "s4_strategies.training": ("s4_strategies.features", "s4_strategies.ssm",
-                               "s4_strategies.model", "s4_strategies.fees", "analyzers.metrics",
-                               "feeds"),
+                               "s4_strategies.model", "s4_strategies.fees", "s4_strategies.rules",
+                               "analyzers.metrics", "feeds"),
     "s4_strategies.fees": (),
+    "s4_strategies.rules": (),
     "s4_strategies.indicators": ("s4_strategies.model", *PURE),
     "s4_strategies.market_making": ("s4_strategies.fees", *PURE),
     "s4_strategies.strategies": ("s4_strategies.indicators", "s4_strategies.market_making",
-                                 "s4_strategies.fees", *PURE),
+                                 "s4_strategies.fees", "s4_strategies.rules", *PURE),
     "s4_strategies.apps": ("feeds", "analyzers", "s4_strategies"),
     "s4_strategies": (),  # the package's own __init__ (lazy names only)
 }

@@ -204,10 +204,13 @@ def test_one_decoder_gives_the_same_numbers_per_bar_and_in_batch(model):
     logits, rets, vols = rng.normal(size=(50, 3)), rng.normal(size=(50, 3)), rng.normal(size=50)
     batch = model.decoder.decode(logits, rets, vols)
     for i in range(50):
-        one = model.decoder.decode_bar(logits[i].tolist(), float(rets[i, 0]), float(vols[i]))
+        one = model.decoder.decode_bar(logits[i].tolist(), float(rets[i, 0]),
+                                       float(rets[i, model.decoder.move_index]), float(vols[i]))
         for key, value in one.items():
             assert value == pytest.approx(batch[key][i], rel=1e-12, abs=1e-15), key
     # the class values and the softmax: a hand-computed case
-    out = model.decoder.decode_bar([0.0, 0.0, math.log(2.0)], 0.0, 0.0)
+    assert model.decoder.move_index == 1  # horizons (1, 5, 20), signal horizon 5
+    assert set(one) == set(batch) - {"probs"}
+    out = model.decoder.decode_bar([0.0, 0.0, math.log(2.0)], 0.0, 0.0, 0.0)
     assert out["signal"] == 1.0 and out["confidence"] == pytest.approx(0.5)
     assert out["expected_signal"] == pytest.approx(0.25)

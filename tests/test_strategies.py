@@ -36,7 +36,9 @@ def run_directional(model, data=None, **params):
                                   todate=dt.datetime(2021, 9, 30))
     cerebro.adddata(data)
     cerebro.broker.setcash(100_000)
-    cerebro.addstrategy(S4DirectionalStrategy, model=model, **params)
+    params.setdefault("rule", "argmax")  # most tests here exercise the argmax sizing hooks
+    cls = params.pop("strategy", S4DirectionalStrategy)
+    cerebro.addstrategy(cls, model=model, **params)
     cerebro.addanalyzer(Positions, _name="pos")
     cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
     strat = cerebro.run()[0]
@@ -51,6 +53,47 @@ class AlwaysLong(S4DirectionalStrategy):
 class AlwaysShort(S4DirectionalStrategy):
     def signal_to_target(self, signal, confidence, pred_vol):
         return -0.5
+
+
+class RecordMove(S4DirectionalStrategy):
+    def start(self):
+        super().start()
+        self.moves, self.sides = [], []
+
+    def next(self):
+        super().next()
+        self.moves.append(self.s4.pred_move[0])
+        self.sides.append(self._side)
+
+
+def test_the_default_rule_is_the_checkpoints_cost_band(model, tiny_result):
+    from s4_strategies.rules import BandRule
+
+    band = tiny_result.meta["decision"]
+    assert model.meta["decision"] == band  # saved with the checkpoint
+    assert band["score"] == "pred_move" and band["horizon"] == 5 and band["fee"] == 0.00055
+    assert 0 <= band["enter"] and band["exit"] <= band["enter"]
+    _, strat = run_directional(model, rule="auto", strategy=RecordMove)
+    assert strat.band == BandRule(band["enter"], band["exit"])
+    # a band every forecast crosses: the strategy's side each bar is BandRule.positions'
+    _, strat = run_directional(model, rule="band", band=dict(enter=0.0, exit=0.0),
+                               strategy=RecordMove, min_change=0.0)
+    expected = BandRule(0.0, 0.0).positions(np.array(strat.moves))
+    assert np.array_equal(np.array(strat.sides, dtype=float), expected)
+    assert len(set(strat.sides)) > 1
+    sizes = np.array(strat.analyzers.pos.get_analysis())[:, 0]
+    assert (sizes > 0).any() and (sizes < 0).any()
+
+
+def test_band_rule_without_a_band_is_refused(model):
+    meta = model.meta.pop("decision")
+    try:
+        with pytest.raises(ValueError, match="band=dict"):
+            run_directional(model, rule="band")
+        _, strat = run_directional(model, rule="auto")  # falls back to argmax
+        assert strat.band is None
+    finally:
+        model.meta["decision"] = meta
 
 
 def test_directional_trades_and_pays_fees(model):
@@ -111,6 +154,7 @@ def _run_sub(cls, model, df, **params):
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(feeds.ArrayData(dataname=df))
     cerebro.broker.setcash(100_000)
+    params.setdefault("rule", "argmax")
     cerebro.addstrategy(cls, model=model, indicator={"strict": False, "warmup": 1}, **params)
     cerebro.addanalyzer(Positions, _name="pos")
     cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
@@ -146,7 +190,7 @@ def test_crypto_positions_are_fractional(model):
     cerebro.adddata(feeds.EmbeddedData(name="bybit:BTCUSDT:60", fromdate=dt.datetime(2021, 7, 1),
                                        todate=dt.datetime(2021, 8, 31)))
     cerebro.broker.setcash(10_000)
-    cerebro.addstrategy(AlwaysLong, model=model)
+    cerebro.addstrategy(AlwaysLong, model=model, rule="argmax")
     cerebro.addanalyzer(Positions, _name="pos")
     strat = cerebro.run()[0]
     sizes = np.array(strat.analyzers.pos.get_analysis())[:, 0]
@@ -174,6 +218,7 @@ def _run_fills(model, cash=10_000, commission=None, **params):
     cerebro.broker.setcash(cash)
     if commission is not None:
         cerebro.broker.setcommission(commission=commission)
+    params.setdefault("rule", "argmax")
     cerebro.addstrategy(RecordFills, model=model, min_change=0.0, **params)
     cerebro.addanalyzer(Positions, _name="pos")
     return cerebro, cerebro.run()[0]

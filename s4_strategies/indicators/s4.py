@@ -34,7 +34,7 @@ from ..model import Predictor, load_model
 from ..model.guards import bad_bar
 
 _INF = math.inf
-_OUT = ("signal", "confidence", "expected_signal", "pred_return", "pred_vol")
+_OUT = ("signal", "confidence", "expected_signal", "pred_return", "pred_move", "pred_vol")
 
 
 def _as_predictor(model) -> Predictor:
@@ -77,6 +77,7 @@ class S4Indicator(bt.Indicator):
         confidence=dict(ls="--"),
         expected_signal=dict(_plotskip=True),
         pred_return=dict(_plotskip=True),
+        pred_move=dict(_plotskip=True),
         pred_vol=dict(_plotskip=True),
     )
 
@@ -172,6 +173,7 @@ class S4Indicator(bt.Indicator):
         self.lines.confidence[0] = float(out["confidence"])
         self.lines.expected_signal[0] = float(out["expected_signal"])
         self.lines.pred_return[0] = float(out["pred_return"])
+        self.lines.pred_move[0] = float(out["pred_move"])
         self.lines.pred_vol[0] = float(out["pred_vol"])
 
     # -- once(): the whole series in the parallel view ------------------------------------

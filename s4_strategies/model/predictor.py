@@ -75,8 +75,11 @@ class Predictor:
                 f"normalisation has {len(normalizer.mean)} features, spec has {len(names)}"
             )
         self._check_consistency()
+        hs = list(label_spec.horizons)
+        m = hs.index(label_spec.signal_horizon) if label_spec.signal_horizon in hs else 0
         self.decoder = Decoder(label_spec.n_classes, targets.return_scale[0], targets.vol_mean,
-                               targets.vol_std)
+                               targets.vol_std, move_index=m,
+                               move_scale=targets.return_scale[m])
         self.classes = self.decoder.classes
 
     def _check_consistency(self) -> None:

@@ -28,6 +28,7 @@ class PredictorStream:
         self._clip = predictor.normalizer.clip
         self._z = np.empty(len(self._mean))
         self._decode_bar = predictor.decoder.decode_bar
+        self._m = predictor.decoder.move_index
 
     def reset(self) -> None:
         self.features.reset()
@@ -41,7 +42,8 @@ class PredictorStream:
         np.clip(z, -self._clip, self._clip, out=z)
         z[np.isnan(z)] = 0.0
         out = self.stepper.step(z)
-        return self._decode_bar(out["logits"].tolist(), float(out["returns"][0]),
+        r = out["returns"]
+        return self._decode_bar(out["logits"].tolist(), float(r[0]), float(r[self._m]),
                                 float(out["log_vol"]))
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:

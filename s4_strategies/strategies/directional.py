@@ -13,12 +13,21 @@ from ..indicators import S4Indicator
 
 
 class S4DirectionalStrategy(bt.Strategy):
-    """Long/short (or long-only) on the model's signal, sized by confidence and volatility.
+    """Long/short (or long-only) on the model's forecast, after costs.
+
+    The default rule is the one ``s4trade compare`` measures: the cost-aware band the
+    checkpoint carries (``meta["decision"]``, chosen on its validation period by net Sharpe
+    after the taker fee and funding). Long when the predicted log return over the signal
+    horizon (the indicator's ``pred_move``) exceeds ``enter``, held while it stays above
+    ``exit``; short symmetrically; flat in between (``s4_strategies.rules.BandRule``).
 
     Params:
       - ``model``: checkpoint path or loaded model (``s4_strategies.load_model``)
       - ``indicator``: extra keyword arguments for :class:`S4Indicator` (``reset_time``, …)
-      - ``conf_threshold``: minimum probability of the predicted class to take a position
+      - ``rule``: ``"auto"`` (the checkpoint's band if it has one, else ``"argmax"``),
+        ``"band"`` or ``"argmax"`` (the most likely class every bar, sized by confidence)
+      - ``band``: ``dict(enter=..., exit=...)`` (log returns) to override the checkpoint's
+      - ``conf_threshold``: argmax rule: minimum probability of the predicted class
       - ``max_position``: fraction of portfolio value at full size (e.g. 0.95)
       - ``vol_target``: per-bar volatility the position is scaled to (``None``: no scaling)
       - ``regime_window`` / ``regime_quantile``: stand aside while the predicted volatility is
@@ -35,12 +44,14 @@ class S4DirectionalStrategy(bt.Strategy):
 
     Sizes are fractional (``fees.target_size``) whatever the commission scheme.
 
-    Subclass hooks: :meth:`signal_to_target` and :meth:`risk_filter`.
+    Subclass hooks: :meth:`band_to_target`, :meth:`signal_to_target` and :meth:`risk_filter`.
     """
 
     params = dict(
         model=None,
         indicator=None,
+        rule="auto",
+        band=None,
         conf_threshold=0.45,
         max_position=0.95,
         vol_target=None,
@@ -65,11 +76,37 @@ class S4DirectionalStrategy(bt.Strategy):
         self._cool = 0
         self._pending = None
         self.stopped_out = 0
+        self.band = self._band_rule()
+        self._side = 0  # the band rule's position: -1, 0, 1
+
+    def _band_rule(self):
+        """The BandRule this run trades, or None for the argmax rule."""
+        from ..rules import BandRule
+
+        rule = self.p.rule
+        if rule not in ("auto", "band", "argmax"):
+            raise ValueError(f"rule must be 'auto', 'band' or 'argmax', got {rule!r}")
+        if rule == "argmax":
+            return None
+        band = self.p.band or self.s4.predictor.meta.get("decision")
+        if band is None:
+            if rule == "band":
+                raise ValueError("rule='band' needs band=dict(enter=..., exit=...) or a "
+                                 "checkpoint that carries one (trained by this version)")
+            return None
+        return BandRule(float(band["enter"]), float(band["exit"]), long_only=self.p.long_only)
 
     def start(self):
         apply_fees(self.broker, self.datas, self.p.fees)
 
     # -- hooks ---------------------------------------------------------------------------
+    def band_to_target(self, side: int, pred_move: float, pred_vol: float) -> float:
+        """Band rule: target weight for the side (-1, 0, 1) the band chose this bar."""
+        size = self.p.max_position * side
+        if self.p.vol_target and pred_vol > 0:
+            size *= min(1.0, self.p.vol_target / pred_vol)
+        return size
+
     def signal_to_target(self, signal: float, confidence: float, pred_vol: float) -> float:
         """Target weight (fraction of portfolio value, signed) for this bar's prediction."""
         if confidence < self.p.conf_threshold or signal == 0:
@@ -110,7 +147,11 @@ class S4DirectionalStrategy(bt.Strategy):
         if self._cool > 0:
             self._cool -= 1
             return
-        target = self.signal_to_target(sig, conf, vol) if allowed else 0.0
+        if self.band is not None:
+            self._side = self.band.step(s4.pred_move[0], self._side) if allowed else 0
+            target = self.band_to_target(self._side, s4.pred_move[0], vol)
+        else:
+            target = self.signal_to_target(sig, conf, vol) if allowed else 0.0
         if self.p.long_only and target < 0.0:
             target = 0.0
         last = self._target
@@ -138,6 +179,7 @@ class S4DirectionalStrategy(bt.Strategy):
             self._cancel_exits()
             self._cool = self.p.cooldown
             self._target = 0.0
+            self._side = 0
             return
         pos = self.position
         if pos.size == 0 or (self.p.stop_loss is None and self.p.take_profit is None):

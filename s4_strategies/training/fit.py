@@ -183,8 +183,10 @@ def validation_losses(model, x, y, valid, period, cfg: TrainConfig, device, dtyp
 
 def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
                 fspec: FeatureSpec | None = None, lspec: LabelSpec | None = None,
-                data_name: str = "data") -> TrainResult:
-    """Fit a model on ``split.train``, select on ``split.val``; returns the best one."""
+                data_name: str = "data", decide: bool = True) -> TrainResult:
+    """Fit a model on ``split.train``, select on ``split.val``; returns the best one.
+    ``decide``: also choose the cost-aware trading band on ``split.val`` (``meta["decision"]``,
+    see ``trading_report.band_on_validation``)."""
     import torch
 
     from ..ssm import build_model
@@ -280,6 +282,10 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
         },
     }
     predictor = Predictor(model, fspec, norm, lspec, targets, meta)
+    if decide:
+        from .trading_report import band_on_validation
+
+        meta["decision"] = predictor.meta["decision"] = band_on_validation(predictor, df, split)
     return TrainResult(predictor, history, best_epoch, train_seconds, split, meta)
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..fees import BYBIT_TAKER as TAKER_FEE
 from .decision import cost_report, select_rule
 from .evaluation import evaluate_positions, positions_from_signal
+from .funding import DEFAULT_FUNDING_RATE, funding_per_bar
 from .skill import seed_summary
 
 SUMMARY_KEYS = ("net_sharpe", "gross_sharpe", "max_drawdown", "annual_return",
@@ -62,3 +64,24 @@ def summarise(name: str, runs: list[dict], key: str) -> dict:
     if key == "band":
         row["rules"] = [r["band"]["rule"] for r in runs]
     return row
+
+
+def band_on_validation(predictor, df, split, fee: float = TAKER_FEE,
+                       funding_rate: float = DEFAULT_FUNDING_RATE) -> dict:
+    """The cost-aware band for ``predictor``, chosen on the validation bars of ``split``
+    (the model run from the first bar up to the end of validation, nothing later). The
+    checkpoint stores it, and ``S4DirectionalStrategy`` trades it by default."""
+    from analyzers.metrics import infer_periods_per_year
+
+    end = split.val[1]
+    f = predictor.forecasts(df.iloc[:end])
+    move = f["returns"][:, predictor.decoder.move_index]  # (end,)
+    val = slice(*split.val)
+    funding = funding_per_bar(df.index[:end], funding_rate)
+    ppy = infer_periods_per_year(df.index)
+    rule, table = select_rule(move[val], df["close"].to_numpy()[val], fee, funding=funding[val],
+                              periods_per_year=ppy)
+    return {"score": "pred_move", "horizon": predictor.label_spec.signal_horizon,
+            "enter": rule.enter, "exit": rule.exit, "fee": fee,
+            "funding_rate_per_8h": funding_rate, "chosen": table.get("chosen"),
+            "note": table.get("note")}
