@@ -19,6 +19,8 @@ _LAZY = {
     "fetch_bybit_klines": "bybit_rest",
     "load_bybit_klines": "bybit_rest",
     "CacheWarning": "cache",
+    "fetch_funding_rates": "funding",
+    "load_funding_rates": "funding",
     "EmbeddedData": "embedded",
     "bar_frequency": "embedded",
     "is_tick_dataset": "embedded",

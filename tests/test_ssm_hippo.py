@@ -69,6 +69,11 @@ def test_s4d_inits_closed_forms():
     np.testing.assert_allclose(s4d_init("legs", N), nplr_legs(N)[0])
     r = s4d_init("random", N, torch.Generator().manual_seed(0))
     assert r.shape == (N // 2,) and np.all(r.real < 0)
+    # unstructured: a Ginibre spectrum, stable, with no frequency grid and no HiPPO spread
+    u = s4d_init("unstructured", 64, torch.Generator().manual_seed(0))
+    assert u.shape == (32,) and np.all(u.real <= -0.05 + 1e-12)
+    assert np.isclose(u.real.max(), -0.05) and np.abs(u.imag).max() < 2.0
+    assert u.real.min() > -3.0 and len(np.unique(np.round(u.imag, 6))) > 16
     with pytest.raises(ValueError):
         s4d_init("nope", N)
     with pytest.raises(ValueError):

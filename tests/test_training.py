@@ -102,3 +102,37 @@ def test_train_command(tmp_path, capsys):
     assert rc == 0 and out.exists()
     assert '"best_epoch": 0' in capsys.readouterr().out
     assert s4_strategies.load_model(out).model.config["kind"] == "gru"
+
+
+@pytest.mark.parametrize("kind,ssm", [
+    ("s4", {"log_A_real", "A_imag", "P", "B", "log_dt"}),
+    ("s4d", {"log_A_real", "A_imag", "B", "log_dt"}),
+    ("mamba", {"A_log", "dt_proj.bias"}),
+    ("gru", set()),
+])
+def test_ssm_parameters_get_their_own_group(kind, ssm):
+    from s4_strategies.ssm import build_model
+    from s4_strategies.training.recipe import param_groups
+
+    kw = {"d_state": 4} if kind != "gru" else {}
+    model = build_model(kind, input_dim=5, d_model=8, n_layers=2, **kw)
+    groups = {g["name"]: g for g in param_groups(model, lr=2e-3, ssm_lr=1e-3, weight_decay=0.1)}
+    names = {id(p): n for n, p in model.named_parameters()}
+    got = {names[id(p)].split("ssm.", 1)[1] for p in groups.get("ssm", {"params": []})["params"]}
+    assert got == ssm
+    if ssm:
+        assert groups["ssm"]["lr"] == 1e-3 and groups["ssm"]["weight_decay"] == 0.0
+    # every parameter in exactly one group; matrices decay, vectors (biases, norms, D) do not
+    ids = [id(p) for g in groups.values() for p in g["params"]]
+    assert sorted(ids) == sorted(names) and len(ids) == len(set(ids))
+    assert all(p.dim() >= 2 for p in groups["decay"]["params"])
+    assert groups["decay"]["weight_decay"] == 0.1 and groups["no_decay"]["weight_decay"] == 0.0
+
+
+def test_windows_are_sampled_at_every_offset():
+    from s4_strategies.training.recipe import sample_starts
+
+    starts = sample_starts(np.random.default_rng(0), 100, 400, 256, 5000)
+    assert starts.min() == 100 and starts.max() == 144  # every admissible start, inclusive
+    with pytest.raises(ValueError, match="fewer than one window"):
+        sample_starts(np.random.default_rng(0), 0, 100, 256, 1)
