@@ -18,6 +18,7 @@ _LAZY = {
     "S4Indicator": "s4_strategies.indicators",
     "S4DirectionalStrategy": "s4_strategies.strategies.directional",
     "S4PortfolioStrategy": "s4_strategies.strategies.portfolio",
+    "S4MultiAssetStrategy": "s4_strategies.strategies.multi_asset",
     "AvellanedaStoikovStrategy": "s4_strategies.strategies.market_maker",
     "run_market_making": "s4_strategies.apps.market_making",
     "MarketMakingBroker": "s4_strategies.market_making.broker",

@@ -6,7 +6,8 @@ import pytest
 
 PUBLIC = {
     "s4_strategies": ["S4Indicator", "S4DirectionalStrategy", "S4PortfolioStrategy",
-                      "AvellanedaStoikovStrategy", "load_model", "save_model",
+                      "S4MultiAssetStrategy", "AvellanedaStoikovStrategy", "load_model",
+                      "save_model",
                       "default_checkpoint", "make_features", "make_labels", "FeatureSpec",
                       "run_market_making", "MarketMakingBroker", "MakerTakerCommInfo",
                       "Predictor"],
@@ -23,6 +24,8 @@ PUBLIC = {
                           "S4Layer", "S4DLayer", "SelectiveSSM", "hippo_legs"],
     "s4_strategies.model": ["Predictor", "PredictorStream", "CheckpointError", "load_model",
                             "save_model", "default_checkpoint"],
+    "s4_strategies.strategies": ["S4DirectionalStrategy", "S4PortfolioStrategy",
+                                 "S4MultiAssetStrategy", "AvellanedaStoikovStrategy"],
     "s4_strategies.fees": ["BYBIT_TAKER", "BYBIT_MAKER", "PercentCommission",
                            "MakerTakerCommInfo", "set_bybit_fees"],
 }

@@ -251,8 +251,7 @@ def run_comparison(data: str = "bybit:BTCUSDT:60", train=("2021-01-01", "2022-12
         "paired_vs_gru": skill_report.paired(skill_rows, "GRU", networks),
         "trading": [{"model": "Buy & hold", "rule": "always long", "seeds": 1, **bh},
                     *_trading_rows(results, ctx, [("Linear (OLS)", linear_trades)])],
-        "ablation_skill": ([skill_rows["S4D"]] if "S4D" in skill_rows and abl else [])
-        + list(abl.values()),
+        "ablation_skill": list(abl.values()),
         "ablation_trading": _trading_rows(ablation_results, ctx),
     }
     result["wall_seconds"] = time.perf_counter() - t_start
@@ -275,8 +274,11 @@ def tables(result: dict) -> str:
              _paired_table(result["paired_vs_gru"], "GRU"),
              "### Trading (test period, fees and funding)",
              markdown_table(result["trading"], TRADING_COLUMNS)]
-    if result["ablation_skill"]:
-        parts += ["### Ablations: skill", markdown_table(result["ablation_skill"]),
+    main = {r["model"] for r in result["skill"]}
+    ablation = [r for r in result["ablation_skill"] if r["model"] not in main]  # no repeats
+    if ablation:
+        parts += ["### Ablations of S4D (compare with its row above): skill",
+                  markdown_table(ablation),
                   "### Ablations: trading",
                   markdown_table(result["ablation_trading"], TRADING_COLUMNS)]
     return "\n\n".join(parts)

@@ -1,0 +1,263 @@
+"""Training of the multi-asset model (``MultiAssetS4``, kind "multi") on several assets.
+
+The assets are laid on the union of their bar times (:func:`panel`). Each asset's features
+come from its own bars with the shared ``FeatureSpec`` and are standardised with a
+``Normalizer`` fitted on that asset's own training rows; its labels (``make_labels``) and
+target scales are its own too. Where an asset has no bar (not listed yet, a gap) or has not
+seen ``fspec.warmup`` bars, its input row is zero and it is masked out of every loss: an
+asset joins the loss once warmed up (:mod:`s4_strategies.model.multi`).
+
+The recipe is ``train_model``'s: AdamW with the parameter groups of :mod:`.recipe`, random
+window starts (``sample_starts`` on the union index), one-cycle learning rate, gradient
+clipping, selection on the validation loss (``cfg.criterion``; "signal": the signal
+cross-entropy averaged over assets), early stopping after ``cfg.patience`` checks.
+
+Losses: per asset, the heads of ``fit._losses`` on that asset's scored bars, averaged over
+the assets that have any; plus the portfolio term of the "weights" head::
+
+    weights = −(1 / n_bars) Σ_bars Σ_a m_a · w_a · fwd_1_a
+
+with ``fwd_1_a`` the asset's next-bar log return over its training-period std (so the
+term is of the order of the other losses, and no asset dominates), ``m_a`` its mask and
+``n_bars`` the scored bars (bars with at least one scored asset); its weight in the total is
+``cfg.loss_weights.get("weights", 0.1)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
+from ..model.multi import MultiPredictor, asset_features, load_multi, panel, save_multi_predictor
+from ..model.predictor import Targets
+from .fit import TrainConfig, _device, _losses, _progress, seed_everything
+from .recipe import describe_groups, param_groups, sample_starts
+from .splits import Split, date_split
+
+__all__ = ["MultiTrainResult", "load_multi", "panel", "prepare_panel", "save_multi",
+           "train_multi"]
+
+WEIGHTS_LOSS = 0.1  # default weight of the portfolio term
+
+
+@dataclass
+class MultiTrainResult:
+    predictor: MultiPredictor
+    history: list[dict]
+    best_epoch: int
+    train_seconds: float
+    split: Split
+    meta: dict
+
+
+def _asset_arrays(df, index, fspec: FeatureSpec, lspec: LabelSpec, tr: tuple[int, int]):
+    """One asset on ``index``: x (L, F), targets, mask (L,), normalizer, target scales."""
+    pos = index.get_indexer(df.index)
+    own_train = (pos >= tr[0]) & (pos < tr[1]) & (np.arange(len(df)) >= fspec.warmup)
+    if not own_train.any():
+        raise ValueError(f"an asset has no warmed-up bars in the training period "
+                         f"(first bar {df.index[0]})")
+    norm = Normalizer.fit(make_features(df, fspec).iloc[own_train])
+    x, warm = asset_features(df, index, fspec, norm)
+    lab = make_labels(df, lspec).reindex(index)
+    fwd = lab[[f"fwd_{h}" for h in lspec.horizons]].to_numpy()  # (L, R)
+    train_rows = np.zeros(len(index), dtype=bool)
+    train_rows[pos[own_train]] = True
+    scale = np.nanstd(fwd[train_rows], axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    lv = lab["log_vol"].to_numpy()
+    vmean, vstd = float(np.nanmean(lv[train_rows])), float(np.nanstd(lv[train_rows]) or 1.0)
+    fwd1 = make_labels(df, LabelSpec(horizons=(1,)))["fwd_1"].reindex(index).to_numpy()
+    s1 = float(np.nanstd(fwd1[train_rows])) or 1.0
+    y = {"signal": lab["signal"].to_numpy(), "returns": fwd / scale,
+         "vol": (lv - vmean) / vstd, "fwd1": fwd1 / s1}  # (L,) next-bar return / its train std
+    return x, y, warm, norm, Targets(scale.tolist(), vmean, vstd)
+
+
+def prepare_panel(frames: dict, split: Split, index, fspec: FeatureSpec, lspec: LabelSpec):
+    """Stacked arrays on the union index: x (L, A, F), y {signal (L, A), returns (L, A, R),
+    vol (L, A), fwd1 (L, A)}, valid (L, A), normalizers, targets."""
+    parts = [_asset_arrays(df, index, fspec, lspec, split.train) for df in frames.values()]
+    x = np.stack([p[0] for p in parts], axis=1)
+    y = {k: np.stack([p[1][k] for p in parts], axis=1) for k in parts[0][1]}
+    valid = np.stack([p[2] for p in parts], axis=1)
+    return x, y, valid, [p[3] for p in parts], [p[4] for p in parts]
+
+
+def _multi_losses(out, y, mask) -> dict:
+    """Per-head losses averaged over the assets that have scored bars, and the portfolio
+    term "weights" (module doc). out/y (B, L, A, ...), mask (B, L, A)."""
+    import torch
+
+    sums: dict = {}
+    counts: dict = {}
+    for a in range(mask.shape[-1]):
+        parts = _losses({k: v[:, :, a] for k, v in out.items()},
+                        {k: v[:, :, a] for k, v in y.items()}, mask[..., a])
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+            counts[k] = counts.get(k, 0) + 1
+    parts = {k: sums[k] / counts[k] for k in sums}
+    fwd = y["fwd1"]
+    m = mask & ~torch.isnan(fwd)  # (B, L, A)
+    bars = m.any(-1)  # (B, L)
+    if bars.any():
+        pnl = (out["weights"] * torch.where(m, fwd, torch.zeros_like(fwd))).sum(-1)  # (B, L)
+        parts["weights"] = -pnl[bars].mean()
+    return parts
+
+
+def _total(parts: dict, weights: dict):
+    return sum(weights.get(k, WEIGHTS_LOSS if k == "weights" else 1.0) * v
+               for k, v in parts.items())
+
+
+def _batch(x, y, starts, seq_len, burn_in, valid, device, dtype):
+    import torch
+
+    t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+    xb = t(np.stack([x[s: s + seq_len] for s in starts]))  # (B, L, A, F)
+    yb = {k: t(np.stack([v[s: s + seq_len] for s in starts])) for k, v in y.items()}
+    mask = np.stack([valid[s: s + seq_len] for s in starts])  # (B, L, A)
+    for i, s in enumerate(starts):  # burn-in, except from the very first bar (as in fit)
+        if s > 0:
+            mask[i, :burn_in] = False
+    return xb, yb, torch.as_tensor(mask, device=device)
+
+
+def _validate(model, x, y, valid, period, cfg: TrainConfig, device, dtype) -> dict:
+    """Losses on ``period`` [lo, hi), the state built from ``seq_len`` bars before it."""
+    import torch
+
+    lo, hi = period
+    ctx = max(0, lo - cfg.seq_len)
+    scored = valid.copy()
+    scored[:lo] = False
+    model.eval()
+    with torch.no_grad():
+        xb, yb, mb = _batch(x, y, [ctx], hi - ctx, 0, scored, device, dtype)
+        parts = _multi_losses(model(xb), yb, mb)
+    out = {k: float(v) for k, v in parts.items()}
+    out["total"] = float(_total(parts, cfg.loss_weights))
+    return out
+
+
+def _build(cfg: TrainConfig, n_in: int, n_assets: int, lspec: LabelSpec):
+    from ..ssm import build_model
+
+    return build_model("multi", input_dim=n_in, n_assets=n_assets, layer=cfg.layer,
+                       d_model=cfg.d_model, d_state=cfg.d_state, n_layers=cfg.n_layers,
+                       dropout=cfg.dropout, n_classes=lspec.n_classes,
+                       horizons=tuple(lspec.horizons), **cfg.layer_options)
+
+
+def train_multi(frames: dict, split_dates, cfg: TrainConfig | None = None,
+                fspec: FeatureSpec | None = None, lspec: LabelSpec | None = None
+                ) -> MultiTrainResult:
+    """Fit a ``MultiAssetS4`` on ``frames`` ``{asset: DataFrame}``; ``split_dates`` =
+    (train_from, train_to): the last ``cfg.val_fraction`` of it (after a purge of the longest
+    label horizon) is validation. Returns the best model by ``cfg.criterion``."""
+    import torch
+
+    cfg, fspec, lspec = cfg or TrainConfig(), fspec or FeatureSpec(), lspec or LabelSpec()
+    seed_everything(cfg.seed)
+    device, dtype = _device(cfg.device), torch.float32
+    index, _ = panel(frames)
+    split = date_split(index, *split_dates, purge=lspec.max_horizon, val_fraction=cfg.val_fraction)
+    x, y, valid, norms, targets = prepare_panel(frames, split, index, fspec, lspec)
+    model = _build(cfg, x.shape[-1], x.shape[1], lspec).to(device)
+    groups = param_groups(model, cfg.lr, cfg.ssm_lr, cfg.weight_decay)
+    opt = torch.optim.AdamW(groups)
+    total_steps = cfg.epochs * cfg.steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[g["lr"] for g in groups], total_steps=total_steps, pct_start=0.1)
+    rng = np.random.default_rng(cfg.seed)
+    lo, hi = split.train
+    lo = max(lo, min(fspec.warmup - cfg.burn_in, hi - cfg.seq_len))
+    seq_len = min(cfg.seq_len, hi - lo)
+    val = lambda: _validate(model, x, y, valid, split.val, cfg, device, dtype)  # noqa: E731
+    initial = val()
+    best, best_state, best_epoch, bad, steps = math.inf, None, -1, 0, 0
+    history = []
+    t0 = time.perf_counter()
+    bar = _progress(total_steps, cfg.progress, "train multi")
+    for epoch in range(cfg.epochs):
+        model.train()
+        sums: dict[str, float] = {}
+        for _ in range(cfg.steps_per_epoch):
+            starts = sample_starts(rng, lo, hi, seq_len, cfg.batch_size)
+            xb, yb, mb = _batch(x, y, starts, seq_len, cfg.burn_in, valid, device, dtype)
+            parts = _multi_losses(model(xb), yb, mb)
+            if parts:
+                opt.zero_grad(set_to_none=True)
+                _total(parts, cfg.loss_weights).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                steps += 1
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sched.step()
+            bar.update(1)
+        v = val()
+        score = v[cfg.criterion]
+        history.append({"epoch": epoch, "steps": steps, "val_loss": score,
+                        **{f"val_{k}": x_ for k, x_ in v.items()},
+                        **{f"train_{k}": s_ / cfg.steps_per_epoch for k, s_ in sums.items()}})
+        if not math.isfinite(score):
+            raise FloatingPointError(f"validation {cfg.criterion} loss is {score} after epoch "
+                                     f"{epoch} (multi, seed {cfg.seed}): training diverged")
+        if score < best - 1e-5:
+            best, best_epoch, bad = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+    bar.close()
+    train_seconds = time.perf_counter() - t0
+    model.load_state_dict(best_state)
+    model = model.cpu().eval()
+    best_val = history[best_epoch]
+    assets = [str(a) for a in frames]
+    meta = {
+        "assets": assets,
+        "bar_spacing_s": float(np.median([bar_spacing(df.index).total_seconds()
+                                          for df in frames.values()])),
+        "periods": split.dates(index),
+        "first_bars": {a: str(df.index[0]) for a, df in frames.items()},
+        "train_config": cfg.to_dict(),
+        "best_epoch": best_epoch,
+        "best_val_loss": best,
+        "initial_val_loss": initial[cfg.criterion],
+        "train_seconds": train_seconds,
+        "recipe": {
+            "optimizer": "AdamW", "schedule": "one-cycle", "steps_taken": steps,
+            "steps_to_best": best_val["steps"], "param_groups": describe_groups(groups),
+            "criterion": f"validation {cfg.criterion} loss (mean over assets)",
+            "criterion_value": best,
+            "weights_loss": cfg.loss_weights.get("weights", WEIGHTS_LOSS),
+            "val_losses": {k[4:]: best_val[k] for k in best_val
+                           if k.startswith("val_") and k != "val_loss"},
+            "initial_val_losses": initial,
+        },
+    }
+    predictor = MultiPredictor(model, fspec, norms, lspec, targets, assets, meta)
+    return MultiTrainResult(predictor, history, best_epoch, train_seconds, split, meta)
+
+
+def save_multi(result: MultiTrainResult, path):
+    """Write the result's model as an "s4-multi/1" checkpoint (``load_multi`` reads it)."""
+    return save_multi_predictor(path, result.predictor, result.meta)
+
+
+def frames_from(names, fromdate=None, todate=None) -> dict[str, pd.DataFrame]:
+    """``{name: DataFrame}`` of embedded datasets (``feeds.load_embedded``)."""
+    from feeds import load_embedded
+
+    return {n: load_embedded(n, fromdate, todate) for n in names}
