@@ -144,6 +144,8 @@ class MultiPredictor:
             d = dec.decode(raw["logits"][:, a], raw["returns"][:, a], raw["log_vol"][:, a])
             cols = {k: d[k].astype(np.float64) for k in _OUT}
             cols["weight"] = raw["weights"][:, a].astype(np.float64)
+            for i in range(d["probs"].shape[-1]):
+                cols[f"p{i}"] = d["probs"][:, i]
             frame = pd.DataFrame(cols, index=index)
             frame[~warm[:, a]] = np.nan
             out[name] = frame
