@@ -26,8 +26,9 @@ def readme_block(result: dict, command: str) -> str:
             f"{p['test'][1][:16]}; taker fee {result['fee_per_side']:.3%} per side, funding "
             f"{result['funding_rate_per_8h']:.2%} per 8 h; seeds {result['seeds']}; "
             f"wall time {result['wall_seconds']:.0f} s")
-    return "\n".join([BEGIN, f"`{command}` printed (tables as written to "
-                      "`runs/compare/compare.md`):", "", head, "", result["tables"], END])
+    return "\n".join([BEGIN, f"From `{command}` (its `compare.json`, written into this README "
+                      "by `python scripts/compare_models.py --readme runs/compare/compare.json`):",
+                      "", head, "", result["tables"], END])
 
 
 def write_readme(json_path: str, readme: Path = ROOT / "README.md",
