@@ -176,8 +176,8 @@ def _add_train(sub) -> None:
     tr.add_argument("--seq-len", type=_positive(int), default=d.seq_len,
                     help="bars per training window")
     tr.add_argument("--burn-in", type=int, default=None,
-                    help=f"unscored leading bars of a window (default {d.burn_in}, at most "
-                         "a quarter of --seq-len)")
+                    help=f"unscored leading bars of a window (default: {d.burn_in}, at "
+                         "most a quarter of --seq-len)")
     tr.add_argument("--batch-size", type=_positive(int), default=d.batch_size,
                     help="windows per step")
     tr.add_argument("--lr", type=_positive(float), default=d.lr, help="peak learning rate")
