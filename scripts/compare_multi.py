@@ -1,6 +1,7 @@
 """One shared S4D encoder over BTC, ETH and SOL against one S4D per asset, by skill.
 
     python scripts/compare_multi.py [--seeds 5] [--quick] [--out runs/compare_multi]
+    python scripts/compare_multi.py --readme runs/compare_multi   # its tables into README.md
 
 Both are trained with the default recipe at the comparison's size (``COMPARE_SIZE``) on
 2021–2022 (validation = the last 15 %, purged) and scored on each asset's 2023–2024 bars
@@ -88,5 +89,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def write_readme(out: str, command: str) -> None:
+    """The tables of a finished run (``compare_multi.md``) into README.md between markers."""
+    begin, end = "<!-- compare-multi:begin -->", "<!-- compare-multi:end -->"
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    text, table = readme.read_text(), (Path(out) / "compare_multi.md").read_text().strip()
+    if begin not in text or end not in text:
+        raise SystemExit(f"README.md has no {begin} ... {end} block")
+    before, rest = text.split(begin, 1)
+    block = "\n".join([begin, f"`{command}` printed:", "", table, end])
+    readme.write_text(before + block + rest.split(end, 1)[1])
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--readme"]:
+        write_readme(sys.argv[2], "python scripts/compare_multi.py --seeds 3")
+        sys.exit(0)
     sys.exit(main())
