@@ -1,20 +1,8 @@
 """A cost-aware decision rule: trade only when the model expects more than the trading costs.
 
-The score is the model's expected log return over its holding horizon, after the close of
-bar ``t``; the rule turns it into the position held over bar ``t+1``: -1, 0 or +1.
-
-:class:`~s4_strategies.rules.BandRule` (re-exported here) has a no-trade band and
-hysteresis (``exit <= enter``)::
-
-    flat  -> long   when score >  enter        flat  -> short  when score < -enter
-    long  stays     while score >  exit        short stays     while score < -exit
-    long  -> short  when score < -enter        short -> long   when score >  enter
-    long  -> flat   otherwise (score <= exit)  short -> flat   otherwise (score >= -exit)
-    NaN score (warm-up) -> flat, whatever the position.
-
-Entering the other side takes precedence over staying (it matters only when
-``exit < -enter``). ``long_only`` replaces every short by flat. ``exit < 0`` holds a
-position through a weak opposite signal (more hysteresis, fewer trades).
+The rule itself, :class:`~s4_strategies.rules.BandRule` (re-exported here), is a no-trade
+band with hysteresis on the model's expected log return; its table of transitions is in
+:mod:`s4_strategies.rules`, the one place the strategies and this evaluation share.
 
 :func:`band_from_cost` scales the band by the round-trip cost (``2 * fee``),
 :func:`select_rule` picks the scaling on validation data by net Sharpe, and

@@ -8,10 +8,7 @@ indicator runs) and are standardised with statistics of the training period only
 
 from __future__ import annotations
 
-import copy
-import math
 import random
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -19,7 +16,7 @@ import pandas as pd
 
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
 from ..model import Predictor, Targets, save_model
-from .recipe import CRITERIA, describe_groups, param_groups, sample_starts
+from .recipe import CRITERIA, fit_loop, sample_starts
 from .splits import Split
 
 
@@ -204,110 +201,39 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
         **({"d_state": cfg.d_state} if cfg.layer in ("s4", "s4d", "mamba") else {}),
         **cfg.layer_options,
     ).to(device)
-    groups = param_groups(model, cfg.lr, cfg.ssm_lr, cfg.weight_decay)
-    opt = torch.optim.AdamW(groups)
-    total_steps = cfg.epochs * cfg.steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[g["lr"] for g in groups], total_steps=total_steps, pct_start=0.1)
     rng = np.random.default_rng(cfg.seed)
     lo, hi = split.train
     # Windows start where the features are defined (less a burn-in of warm-up context).
     lo = max(lo, min(fspec.warmup - cfg.burn_in, hi - cfg.seq_len))
     seq_len = min(cfg.seq_len, hi - lo)
-    val = lambda: validation_losses(model, x, y, valid, split.val, cfg, device, dtype)  # noqa
-    initial = val()  # untrained
-    best, best_state, best_epoch, bad, steps = math.inf, None, -1, 0, 0
-    history = []
-    t0 = time.perf_counter()
-    bar = _progress(total_steps, cfg.progress, f"train {cfg.layer}")
-    for epoch in range(cfg.epochs):
-        model.train()
-        sums: dict[str, float] = {}
-        for _ in range(cfg.steps_per_epoch):
-            starts = sample_starts(rng, lo, hi, seq_len, cfg.batch_size)
-            xb, yb, mb = _batch(x, y, starts, seq_len, cfg.burn_in, valid, device, dtype)
-            parts = _losses(model(xb), yb, mb)
-            if parts:  # something was scored in this batch
-                loss = _total(parts, cfg.loss_weights)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                steps += 1
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-            sched.step()
-            bar.update(1)
-        v = val()
-        score = v[cfg.criterion]
-        history.append({"epoch": epoch, "steps": steps, "val_loss": score,
-                        **{f"val_{k}": x_ for k, x_ in v.items()},
-                        **{f"train_{k}": s_ / cfg.steps_per_epoch for k, s_ in sums.items()}})
-        bar.set_postfix(val=f"{score:.4f}")
-        if not math.isfinite(score):
-            raise FloatingPointError(f"validation {cfg.criterion} loss is {score} after epoch "
-                                     f"{epoch} ({cfg.layer}, seed {cfg.seed}): training diverged")
-        if score < best - 1e-5:
-            best, best_epoch, bad = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-    bar.close()
-    train_seconds = time.perf_counter() - t0
-    model.load_state_dict(best_state)
+
+    def draw():
+        starts = sample_starts(rng, lo, hi, seq_len, cfg.batch_size)
+        return _batch(x, y, starts, seq_len, cfg.burn_in, valid, device, dtype)
+
+    loop = fit_loop(model, cfg, draw, _losses, lambda p: _total(p, cfg.loss_weights),
+                    lambda: validation_losses(model, x, y, valid, split.val, cfg, device, dtype),
+                    cfg.layer)
     model = model.cpu().eval()
-    best_val = history[best_epoch]
     meta = {
         "data_name": data_name,
         "bar_spacing_s": bar_spacing(df.index).total_seconds(),
         "periods": split.dates(df.index),
         "train_config": cfg.to_dict(),
-        "best_epoch": best_epoch,
-        "best_val_loss": best,
-        "initial_val_loss": initial[cfg.criterion],
-        "train_seconds": train_seconds,
-        "recipe": {
-            "optimizer": "AdamW",
-            "schedule": "one-cycle",
-            "steps_taken": steps,
-            "steps_to_best": best_val["steps"],
-            "param_groups": describe_groups(groups),
-            "criterion": f"validation {cfg.criterion} loss",
-            "criterion_value": best,
-            "val_losses": {k[4:]: best_val[k] for k in best_val if k.startswith("val_")
-                           and k != "val_loss"},
-            "initial_val_losses": initial,
-        },
+        "best_epoch": loop.best_epoch,
+        "best_val_loss": loop.best,
+        "initial_val_loss": loop.initial[cfg.criterion],
+        "train_seconds": loop.seconds,
+        "recipe": loop.recipe(f"validation {cfg.criterion} loss"),
     }
     predictor = Predictor(model, fspec, norm, lspec, targets, meta)
     if decide:
         from .trading_report import band_on_validation
 
         meta["decision"] = predictor.meta["decision"] = band_on_validation(predictor, df, split)
-    return TrainResult(predictor, history, best_epoch, train_seconds, split, meta)
+    return TrainResult(predictor, loop.history, loop.best_epoch, loop.seconds, split, meta)
 
 
 def save_result(result: TrainResult, path) -> None:
     p = result.predictor
     save_model(path, p.model, p.feature_spec, p.normalizer, p.label_spec, p.targets, result.meta)
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, **kw):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False)

@@ -25,9 +25,6 @@ term is of the order of the other losses, and no asset dominates), ``m_a`` its m
 
 from __future__ import annotations
 
-import copy
-import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +33,8 @@ import pandas as pd
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
 from ..model.multi import MultiPredictor, asset_features, load_multi, panel, save_multi_predictor
 from ..model.predictor import Targets
-from .fit import TrainConfig, _device, _losses, _progress, seed_everything
-from .recipe import describe_groups, param_groups, sample_starts
+from .fit import TrainConfig, _device, _losses, seed_everything
+from .recipe import fit_loop, sample_starts
 from .splits import Split, date_split
 
 __all__ = ["MultiTrainResult", "load_multi", "panel", "prepare_panel", "save_multi",
@@ -172,58 +169,19 @@ def train_multi(frames: dict, split_dates, cfg: TrainConfig | None = None,
     split = date_split(index, *split_dates, purge=lspec.max_horizon, val_fraction=cfg.val_fraction)
     x, y, valid, norms, targets = prepare_panel(frames, split, index, fspec, lspec)
     model = _build(cfg, x.shape[-1], x.shape[1], lspec).to(device)
-    groups = param_groups(model, cfg.lr, cfg.ssm_lr, cfg.weight_decay)
-    opt = torch.optim.AdamW(groups)
-    total_steps = cfg.epochs * cfg.steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[g["lr"] for g in groups], total_steps=total_steps, pct_start=0.1)
     rng = np.random.default_rng(cfg.seed)
     lo, hi = split.train
     lo = max(lo, min(fspec.warmup - cfg.burn_in, hi - cfg.seq_len))
     seq_len = min(cfg.seq_len, hi - lo)
-    val = lambda: _validate(model, x, y, valid, split.val, cfg, device, dtype)  # noqa: E731
-    initial = val()
-    best, best_state, best_epoch, bad, steps = math.inf, None, -1, 0, 0
-    history = []
-    t0 = time.perf_counter()
-    bar = _progress(total_steps, cfg.progress, "train multi")
-    for epoch in range(cfg.epochs):
-        model.train()
-        sums: dict[str, float] = {}
-        for _ in range(cfg.steps_per_epoch):
-            starts = sample_starts(rng, lo, hi, seq_len, cfg.batch_size)
-            xb, yb, mb = _batch(x, y, starts, seq_len, cfg.burn_in, valid, device, dtype)
-            parts = _multi_losses(model(xb), yb, mb)
-            if parts:
-                opt.zero_grad(set_to_none=True)
-                _total(parts, cfg.loss_weights).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                steps += 1
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-            sched.step()
-            bar.update(1)
-        v = val()
-        score = v[cfg.criterion]
-        history.append({"epoch": epoch, "steps": steps, "val_loss": score,
-                        **{f"val_{k}": x_ for k, x_ in v.items()},
-                        **{f"train_{k}": s_ / cfg.steps_per_epoch for k, s_ in sums.items()}})
-        if not math.isfinite(score):
-            raise FloatingPointError(f"validation {cfg.criterion} loss is {score} after epoch "
-                                     f"{epoch} (multi, seed {cfg.seed}): training diverged")
-        if score < best - 1e-5:
-            best, best_epoch, bad = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-    bar.close()
-    train_seconds = time.perf_counter() - t0
-    model.load_state_dict(best_state)
+
+    def draw():
+        starts = sample_starts(rng, lo, hi, seq_len, cfg.batch_size)
+        return _batch(x, y, starts, seq_len, cfg.burn_in, valid, device, dtype)
+
+    loop = fit_loop(model, cfg, draw, _multi_losses, lambda p: _total(p, cfg.loss_weights),
+                    lambda: _validate(model, x, y, valid, split.val, cfg, device, dtype),
+                    "multi")
     model = model.cpu().eval()
-    best_val = history[best_epoch]
     assets = [str(a) for a in frames]
     meta = {
         "assets": assets,
@@ -232,23 +190,16 @@ def train_multi(frames: dict, split_dates, cfg: TrainConfig | None = None,
         "periods": split.dates(index),
         "first_bars": {a: str(df.index[0]) for a, df in frames.items()},
         "train_config": cfg.to_dict(),
-        "best_epoch": best_epoch,
-        "best_val_loss": best,
-        "initial_val_loss": initial[cfg.criterion],
-        "train_seconds": train_seconds,
-        "recipe": {
-            "optimizer": "AdamW", "schedule": "one-cycle", "steps_taken": steps,
-            "steps_to_best": best_val["steps"], "param_groups": describe_groups(groups),
-            "criterion": f"validation {cfg.criterion} loss (mean over assets)",
-            "criterion_value": best,
-            "weights_loss": cfg.loss_weights.get("weights", WEIGHTS_LOSS),
-            "val_losses": {k[4:]: best_val[k] for k in best_val
-                           if k.startswith("val_") and k != "val_loss"},
-            "initial_val_losses": initial,
-        },
+        "best_epoch": loop.best_epoch,
+        "best_val_loss": loop.best,
+        "initial_val_loss": loop.initial[cfg.criterion],
+        "train_seconds": loop.seconds,
+        "recipe": {**loop.recipe(f"validation {cfg.criterion} loss (mean over assets)"),
+                   "weights_loss": cfg.loss_weights.get("weights", WEIGHTS_LOSS)},
     }
     predictor = MultiPredictor(model, fspec, norms, lspec, targets, assets, meta)
-    return MultiTrainResult(predictor, history, best_epoch, train_seconds, split, meta)
+    return MultiTrainResult(predictor, loop.history, loop.best_epoch, loop.seconds, split,
+                            meta)
 
 
 def save_multi(result: MultiTrainResult, path):
