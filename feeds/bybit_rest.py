@@ -184,10 +184,11 @@ class _RetryBudget:
         self.sleep(delay)
 
 
-def _answer(session, params: dict, what: str):
-    """One ``get_kline`` call: ``(retCode, retMsg, headers, response)``; transport faults raise."""
+def _answer(session, params: dict, what: str, method: str = "get_kline"):
+    """One call of pybit's ``method``: ``(retCode, retMsg, headers, response)``; transport
+    faults raise."""
     try:
-        resp = session.get_kline(**params)
+        resp = getattr(session, method)(**params)
     except InvalidRequestError as exc:  # pybit: retCode != 0 that it does not retry
         return exc.status_code, exc.message, exc.resp_headers, None
     except FailedRequestError as exc:  # pybit: HTTP status, undecodable JSON, its retries
@@ -208,12 +209,15 @@ def _answer(session, params: dict, what: str):
     return resp["retCode"], resp.get("retMsg", ""), headers, resp
 
 
-def _call(session, params: dict, budget: _RetryBudget) -> list:
-    """One ``get_kline`` request, rate-limit retries included. Returns ``result.list``."""
-    what = f"Bybit get_kline {params['category']}/{params['symbol']}/{params['interval']}"
+def _call(session, params: dict, budget: _RetryBudget, what: str | None = None,
+          method: str = "get_kline") -> list:
+    """One request of pybit's ``method`` (klines by default), rate-limit retries included.
+    Returns ``result.list``."""
+    if what is None:
+        what = f"Bybit get_kline {params['category']}/{params['symbol']}/{params['interval']}"
     attempt = 0
     while True:
-        code, msg, headers, resp = _answer(session, params, what)
+        code, msg, headers, resp = _answer(session, params, what, method)
         if code == RATE_LIMIT_CODE:
             budget.wait(attempt, headers, f"{what}: rate limited (retCode {code}: {msg})")
             attempt += 1

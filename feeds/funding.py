@@ -32,14 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pybit.exceptions import FailedRequestError, InvalidRequestError
-from requests import RequestException
 
 from .bartime import to_utc_index, utc_timestamp
 from .bybit_rest import (
-    RATE_LIMIT_CODE,
     _at,
-    _BodyError,
+    _call,
     _ms,
     _RetryBudget,
     network_of,
@@ -73,45 +70,6 @@ def check_funding_category(category) -> str:
 def empty_rates() -> pd.Series:
     index = pd.DatetimeIndex([], tz="UTC", name="datetime")
     return pd.Series([], index=index, name=COLUMN, dtype=np.float64)
-
-
-def _answer(session, params: dict, what: str):
-    """One call: ``(retCode, retMsg, headers, response)``; transport faults raise."""
-    try:
-        resp = session.get_funding_rate_history(**params)
-    except InvalidRequestError as exc:  # pybit: retCode != 0 that it does not retry
-        return exc.status_code, exc.message, exc.resp_headers, None
-    except FailedRequestError as exc:
-        raise FeedError(f"{what}: request failed after pybit's retries: {exc.message} "
-                        f"(status {exc.status_code})") from exc
-    except _BodyError as exc:
-        raise FeedError(f"{what}: unexpected response body, {exc}") from exc
-    except RequestException as exc:
-        raise FeedError(f"{what}: network error: {exc}") from exc
-    headers = None
-    if isinstance(resp, tuple):  # pybit with record_request_time / return_response_headers
-        headers = resp[2] if len(resp) > 2 else None
-        resp = resp[0]
-    if not isinstance(resp, dict) or "retCode" not in resp:
-        raise FeedError(f"{what}: unexpected response {str(resp)[:200]!r}")
-    return resp["retCode"], resp.get("retMsg", ""), headers, resp
-
-
-def _call(session, params: dict, budget: _RetryBudget, what: str) -> list:
-    """One request, rate-limit retries included. Returns ``result.list``."""
-    attempt = 0
-    while True:
-        code, msg, headers, resp = _answer(session, params, what)
-        if code == RATE_LIMIT_CODE:
-            budget.wait(attempt, headers, f"{what}: rate limited (retCode {code}: {msg})")
-            attempt += 1
-            continue
-        if code != 0:
-            raise FeedError(f"{what}: retCode {code}: {msg}")
-        try:
-            return list(resp["result"]["list"])
-        except (KeyError, TypeError) as exc:
-            raise FeedError(f"{what}: response without result.list: {str(resp)[:200]!r}") from exc
 
 
 def _parse_rows(rows: list, symbol: str, what: str) -> pd.Series:
@@ -175,7 +133,7 @@ def fetch_funding_rates(
         lo, hi, right = todo.pop()
         params = dict(category=category, symbol=symbol, startTime=lo, endTime=hi,
                       limit=int(limit))
-        rows = _call(session, params, budget, what)
+        rows = _call(session, params, budget, what, method="get_funding_rate_history")
         if not rows:
             continue  # no rate in [lo, hi]
         page = _parse_rows(rows, symbol, what)
