@@ -89,13 +89,34 @@ def _section(path, name: str, build):
         raise CheckpointError(f"{path}: its {name} is unusable: {exc}") from exc
 
 
-def _check_sections(path, payload: dict) -> None:
-    missing = [k for k in _REQUIRED if k not in payload]
-    unknown = sorted(str(k) for k in payload if k not in _REQUIRED + _OPTIONAL)
+def _check_sections(path, payload: dict, fmt: str = FORMAT, required=_REQUIRED,
+                    optional=_OPTIONAL) -> None:
+    missing = [k for k in required if k not in payload]
+    unknown = sorted(str(k) for k in payload if k not in required + optional)
     if missing or unknown:
         raise CheckpointError(
-            f"{path}: sections do not match format {FORMAT}: missing {missing}, unknown {unknown}"
+            f"{path}: sections do not match format {fmt}: missing {missing}, unknown {unknown}"
         )
+
+
+def read_payload(path, map_location="cpu", fmt: str = FORMAT, what: str = "s4-trading",
+                 required=_REQUIRED, optional=_OPTIONAL) -> dict:
+    """``torch.load(path, weights_only=True)`` of a checkpoint of format ``fmt`` with exactly
+    the sections ``required`` (+ ``optional``); ``CheckpointError`` naming what is wrong."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to users
+        raise CheckpointError(f"{path} is not a loadable {what} checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path} is not a {what} checkpoint (format {fmt}, got {got})")
+    _check_sections(path, payload, fmt, required, optional)
+    return payload
 
 
 def _load_weights(path, model, state) -> None:
@@ -129,20 +150,10 @@ def load_model(path, map_location="cpu") -> Predictor:
     exactly those of the model config, and (``Predictor``) the heads, label spec, targets and
     normalisation consistent with each other.
     """
-    import torch
-
     from ..ssm import model_from_config
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to users
-        raise CheckpointError(f"{path} is not a loadable s4-trading checkpoint: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an s4-trading checkpoint (format {FORMAT})")
-    _check_sections(path, payload)
+    payload = read_payload(path, map_location)
     spec = _section(path, "feature_spec", lambda: FeatureSpec.from_dict(payload["feature_spec"]))
     if list(payload["feature_names"]) != spec.names:
         raise CheckpointError(

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..features import FeatureSpec, FeatureStream, LabelSpec, Normalizer, make_features
-from .checkpoint import _load_weights, _section, library_versions
+from .checkpoint import _load_weights, _section, library_versions, read_payload
 from .decode import Decoder
 from .errors import CheckpointError
 from .predictor import Targets
@@ -240,26 +240,10 @@ def save_multi_predictor(path, p: MultiPredictor, meta: dict | None = None) -> P
 def load_multi(path, map_location="cpu") -> MultiPredictor:
     """Load an "s4-multi/1" checkpoint (``weights_only=True``); ``CheckpointError`` naming
     what does not fit (format, sections, features, weights, per-asset parts)."""
-    import torch
-
     from ..ssm import model_from_config
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to users
-        raise CheckpointError(f"{path} is not a loadable multi-asset checkpoint: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{path} is not a multi-asset checkpoint (format {FORMAT}, "
-                              f"got {got})")
-    missing = [k for k in _REQUIRED if k not in payload]
-    unknown = sorted(str(k) for k in payload if k not in _REQUIRED + _OPTIONAL)
-    if missing or unknown:
-        raise CheckpointError(f"{path}: sections do not match format {FORMAT}: missing "
-                              f"{missing}, unknown {unknown}")
+    payload = read_payload(path, map_location, FORMAT, "multi-asset", _REQUIRED, _OPTIONAL)
     spec = _section(path, "feature_spec", lambda: FeatureSpec.from_dict(payload["feature_spec"]))
     if list(payload["feature_names"]) != spec.names:
         raise CheckpointError(f"{path}: it was trained on features {payload['feature_names']}, "

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
 from ..model import Predictor, Targets, save_model
-from .recipe import CRITERIA, fit_loop, sample_starts
+from .recipe import CRITERIA, fit_loop, window_draw
 from .splits import Split
 
 
@@ -201,16 +201,8 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
         **({"d_state": cfg.d_state} if cfg.layer in ("s4", "s4d", "mamba") else {}),
         **cfg.layer_options,
     ).to(device)
-    rng = np.random.default_rng(cfg.seed)
-    lo, hi = split.train
-    # Windows start where the features are defined (less a burn-in of warm-up context).
-    lo = max(lo, min(fspec.warmup - cfg.burn_in, hi - cfg.seq_len))
-    seq_len = min(cfg.seq_len, hi - lo)
-
-    def draw():
-        starts = sample_starts(rng, lo, hi, seq_len, cfg.batch_size)
-        return _batch(x, y, starts, seq_len, cfg.burn_in, valid, device, dtype)
-
+    draw = window_draw(cfg, split.train, fspec.warmup, lambda starts, n: _batch(
+        x, y, starts, n, cfg.burn_in, valid, device, dtype))
     loop = fit_loop(model, cfg, draw, _losses, lambda p: _total(p, cfg.loss_weights),
                     lambda: validation_losses(model, x, y, valid, split.val, cfg, device, dtype),
                     cfg.layer)

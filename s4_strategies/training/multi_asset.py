@@ -34,7 +34,7 @@ from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_fea
 from ..model.multi import MultiPredictor, asset_features, load_multi, panel, save_multi_predictor
 from ..model.predictor import Targets
 from .fit import TrainConfig, _device, _losses, seed_everything
-from .recipe import fit_loop, sample_starts
+from .recipe import fit_loop, window_draw
 from .splits import Split, date_split
 
 __all__ = ["MultiTrainResult", "load_multi", "panel", "prepare_panel", "save_multi",
@@ -169,15 +169,8 @@ def train_multi(frames: dict, split_dates, cfg: TrainConfig | None = None,
     split = date_split(index, *split_dates, purge=lspec.max_horizon, val_fraction=cfg.val_fraction)
     x, y, valid, norms, targets = prepare_panel(frames, split, index, fspec, lspec)
     model = _build(cfg, x.shape[-1], x.shape[1], lspec).to(device)
-    rng = np.random.default_rng(cfg.seed)
-    lo, hi = split.train
-    lo = max(lo, min(fspec.warmup - cfg.burn_in, hi - cfg.seq_len))
-    seq_len = min(cfg.seq_len, hi - lo)
-
-    def draw():
-        starts = sample_starts(rng, lo, hi, seq_len, cfg.batch_size)
-        return _batch(x, y, starts, seq_len, cfg.burn_in, valid, device, dtype)
-
+    draw = window_draw(cfg, split.train, fspec.warmup, lambda starts, n: _batch(
+        x, y, starts, n, cfg.burn_in, valid, device, dtype))
     loop = fit_loop(model, cfg, draw, _multi_losses, lambda p: _total(p, cfg.loss_weights),
                     lambda: _validate(model, x, y, valid, split.val, cfg, device, dtype),
                     "multi")

@@ -64,6 +64,17 @@ def describe_groups(groups: list[dict]) -> list[dict]:
              "n_params": int(sum(p.numel() for p in g["params"]))} for g in groups]
 
 
+def window_draw(cfg, train: tuple[int, int], warmup: int, batch: Callable) -> Callable:
+    """``draw()`` for :func:`fit_loop`: ``cfg.batch_size`` random windows of the training
+    period [train), starting where the features are defined less a burn-in of warm-up
+    context; ``batch(starts, seq_len)`` -> (x, y, mask). Seeded by ``cfg.seed``."""
+    rng = np.random.default_rng(cfg.seed)
+    lo, hi = train
+    lo = max(lo, min(warmup - cfg.burn_in, hi - cfg.seq_len))
+    seq_len = min(cfg.seq_len, hi - lo)
+    return lambda: batch(sample_starts(rng, lo, hi, seq_len, cfg.batch_size), seq_len)
+
+
 def sample_starts(rng: np.random.Generator, lo: int, hi: int, seq_len: int, n: int) -> np.ndarray:
     """``n`` window starts uniform over [lo, hi - seq_len] (every offset admissible)."""
     if hi - lo < seq_len:
