@@ -1,4 +1,4 @@
-"""The ``s4trade`` command: train, compare, backtest and the demo.
+"""The ``s4trade`` command: train, compare, research, backtest and the demo.
 
 ``--data`` takes an embedded name, a CSV/parquet file, ``bybit:SYMBOL:INTERVAL[:category]`` or
 ``yahoo:TICKER:INTERVAL`` (see ``s4_strategies.apps.sources``). Errors are one line on stderr
@@ -117,6 +117,21 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_research(args) -> int:
+    from .research import run_research
+
+    res = run_research(args.spec, args.out, address=args.address, workers=args.workers,
+                       serial=args.serial, max_trials=args.max_trials,
+                       cache_dir=args.cache_dir)
+    print()
+    print(res["markdown"])
+    c = res["counts"]
+    print(f"\n{c['ran']} trials run in {c['wall_seconds']:.0f} s ({c['failed']} failed), "
+          f"{c['already_done']} resumed; report: {args.out}/report.md"
+          + ("" if c["complete"] else "; INCOMPLETE: run the same command again to resume"))
+    return 0
+
+
 def _cmd_backtest(args) -> int:
     import warnings
 
@@ -218,6 +233,27 @@ def _add_compare(sub) -> None:
     cp.set_defaults(func=_cmd_compare)
 
 
+def _add_research(sub) -> None:
+    rs = sub.add_parser("research", help="walk-forward × models × seeds × assets on Ray",
+                        formatter_class=_formatter,
+                        description="Runs a research spec (YAML/JSON, see scripts/research/) "
+                                    "as Ray tasks; rerun with the same --out to resume.")
+    rs.add_argument("--spec", required=True, metavar="FILE", help="the research spec (required)")
+    rs.add_argument("--out", required=True, metavar="DIR",
+                    help="folder for trials, report, tear sheets, checkpoints (required)")
+    rs.add_argument("--address", default=None,
+                    help="join a Ray cluster: 'auto' or host:port (default: start a local "
+                         "Ray for the run)")
+    rs.add_argument("--workers", type=_positive(int), default=None,
+                    help="CPUs of the local Ray (default: this machine's cores)")
+    rs.add_argument("--serial", action="store_true", help="no Ray: one trial after another")
+    rs.add_argument("--max-trials", type=_positive(int), default=None,
+                    help="stop after this many trials (rerun to resume)")
+    rs.add_argument("--cache-dir", default=DEFAULT_CACHE,
+                    help="parquet cache for bybit:/yahoo: data")
+    rs.set_defaults(func=_cmd_research)
+
+
 def _add_backtest(sub) -> None:
     bk = sub.add_parser("backtest", help="backtest a strategy on your bars",
                         formatter_class=_formatter,
@@ -263,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     _add_train(sub)
     _add_compare(sub)
+    _add_research(sub)
     _add_backtest(sub)
     return parser
 
@@ -272,7 +309,14 @@ def _user_errors() -> tuple:
 
     from ..model.errors import CheckpointError
 
-    return (feeds.FeedError, feeds.DataError, CheckpointError, ValueError, OSError)
+    return (feeds.FeedError, feeds.DataError, CheckpointError, ValueError, OSError,
+            _ray_errors())
+
+
+def _ray_errors() -> type:
+    """Ray's connection failure (joining a cluster that is not there), when Ray is loaded."""
+    ray_exc = sys.modules.get("ray.exceptions")
+    return getattr(ray_exc, "RaySystemError", OSError) if ray_exc else OSError
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,8 @@ SUMMARY_KEYS = ("net_sharpe", "gross_sharpe", "max_drawdown", "annual_return",
                 "turnover_per_year", "trades", "break_even_fee", "funding_paid")
 
 
-def _one(index, close, pos, fee, funding, ppy, seed) -> dict:
+def position_report(index, close, pos, fee, funding, ppy, seed=0) -> dict:
+    """The trading table's columns for holding ``pos`` over the bars ``index``."""
     costs = cost_report(close, pos, fee, ppy, funding=funding)
     ev = evaluate_positions(index, close, pos, ppy, fee=fee, funding=funding, seed=seed,
                             n_boot=300)
@@ -40,17 +41,17 @@ def trade_forecast(score: np.ndarray, signal: np.ndarray, df, val: slice, test: 
                               periods_per_year=ppy)
     index = df.index[test]
     pos = rule.positions(score[test])
-    band = _one(index, close[test], pos, fee, funding[test], ppy, seed)
+    band = position_report(index, close[test], pos, fee, funding[test], ppy, seed)
     band["rule"] = {"enter": rule.enter, "exit": rule.exit, "chosen": table.get("chosen"),
                     "note": table.get("note")}
     ref = positions_from_signal(signal[test], n_classes)
-    argmax = _one(index, close[test], ref, fee, funding[test], ppy, seed)
+    argmax = position_report(index, close[test], ref, fee, funding[test], ppy, seed)
     return {"band": band, "argmax": argmax}
 
 
 def buy_and_hold(df, test: slice, fee: float, funding: np.ndarray, ppy: float) -> dict:
     close = df["close"].to_numpy()[test]
-    return _one(df.index[test], close, np.ones(len(close)), fee, funding[test], ppy, 0)
+    return position_report(df.index[test], close, np.ones(len(close)), fee, funding[test], ppy)
 
 
 def summarise(name: str, runs: list[dict], key: str) -> dict:

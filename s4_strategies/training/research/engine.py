@@ -1,0 +1,176 @@
+"""Running the trials: in this process (serial) or as Ray tasks (a local Ray started for the
+run, or a cluster joined by address), with the results stored as each one finishes.
+
+The loop keeps every worker busy: it hands out trials while fewer than ``capacity`` are in
+flight, waits for the first to finish, stores it, tells its study, and goes on. Data travel
+once per dataset through Ray's object store (``ray.put``), so workers on other nodes need the
+package installed but no shared disk; checkpoints come back as bytes and the driver writes
+them under ``--out``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from .scheduler import studies
+from .store import ResultStore
+from .trial import Task, run_trial
+
+
+def _ray_trial(task, spec, df, threads):
+    """The Ray task body: one trial, torch limited to the CPUs Ray gave the task."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    return run_trial(task, spec, df)
+
+
+class SerialExecutor:
+    """Runs each trial in this process when it is waited for: the baseline of the benchmark
+    and the path without Ray."""
+
+    capacity = 1
+    name = "serial"
+
+    def __init__(self):
+        self._jobs: dict[int, tuple] = {}
+
+    def put(self, obj):
+        return obj
+
+    def submit(self, task: Task, spec, df) -> int:
+        handle = len(self._jobs) + 1 + max(self._jobs, default=0)
+        self._jobs[handle] = (task, spec, df)
+        return handle
+
+    def wait(self, handles: list):
+        h = handles[0]
+        return h, run_trial(*self._jobs.pop(h))
+
+    def close(self):
+        pass
+
+
+def ray_init(address: str | None = None, num_cpus: int | None = None, **kwargs):
+    """Join ``address`` ("auto" or "host:port"), or start a local Ray on 127.0.0.1 with
+    ``num_cpus`` (default: this machine's cores). Usage statistics are never sent."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 _node_ip_address="127.0.0.1", log_to_driver=False, **kwargs)
+    return True
+
+
+class RayExecutor:
+    """Trials as Ray tasks of ``cpus_per_trial`` CPUs each; ``address`` None starts (and at
+    ``close`` stops) a local Ray, otherwise joins that cluster."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None,
+                 cpus_per_trial: float = 1.0):
+        import ray
+
+        self._ray = ray
+        self._owned = ray_init(address, num_cpus)
+        self.cpus_per_trial = cpus_per_trial
+        total = ray.cluster_resources().get("CPU", 1.0)
+        self.workers = max(1, int(total // cpus_per_trial))
+        self.capacity = self.workers + 1  # one queued, so a worker never waits on the driver
+        self._remote = ray.remote(_ray_trial).options(num_cpus=cpus_per_trial, max_retries=0)
+
+    def put(self, obj):
+        return self._ray.put(obj)
+
+    def submit(self, task: Task, spec, df):
+        return self._remote.remote(task, spec, df, self.cpus_per_trial)
+
+    def wait(self, handles: list):
+        ready, _ = self._ray.wait(handles, num_returns=1)
+        return ready[0], self._ray.get(ready[0])
+
+    def close(self):
+        if self._owned:
+            self._ray.shutdown()
+
+
+@dataclass
+class Progress:
+    """Trials done / running / failed and an ETA, one line per finished trial."""
+
+    total: int
+    workers: int = 1
+    log: object = print
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+    def __post_init__(self):
+        self.start = time.perf_counter()
+
+    def line(self, running: int, row: dict | None = None) -> str:
+        run_n = self.done + self.failed
+        left = self.total - self.skipped - run_n
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / run_n * left if run_n else float("nan")
+        what = ""
+        if row is not None:
+            what = (f" | {row['model']} {row['dataset']} fold {row['fold']} seed {row['seed']}"
+                    f" {row['status']} in {row['seconds']:.0f}s")
+        eta_s = "?" if eta != eta else f"{eta / 60:.1f} min"
+        return (f"[{self.skipped + run_n}/{self.total}] done {self.done + self.skipped} "
+                f"running {running} failed {self.failed}{what} | ETA {eta_s}")
+
+    def finished(self, row: dict, running: int) -> None:
+        if row["status"] == "ok":
+            self.done += 1
+        else:
+            self.failed += 1
+        self.log(self.line(running, row))
+
+
+def run_trials(spec, frames: dict, folds: dict, store: ResultStore, executor,
+               log=print, max_trials: int | None = None) -> dict:
+    """Run every trial of ``spec`` not already in ``store``. ``frames``: bars by dataset;
+    ``folds``: walk-forward folds by dataset. ``max_trials`` stops after that many trials
+    have run (a partial run that a rerun resumes). Returns counts and the wall time."""
+    t0 = time.perf_counter()
+    recorded = store.recorded()
+    plan = studies(spec, folds, recorded)
+    total = sum(s.total for s in plan)
+    already = sum(s.done for s in plan)
+    progress = Progress(total, getattr(executor, "workers", 1), log, skipped=already)
+    refs = {ds: executor.put(df) for ds, df in frames.items()}
+    spec_ref = executor.put(spec)
+    log(f"{spec.name}: {total} trials, {already} already done, on {executor.name} "
+        f"({getattr(executor, 'workers', 1)} worker(s))")
+    pending: dict = {}  # handle -> (study, task)
+    started = 0
+    while True:
+        while len(pending) < executor.capacity and (max_trials is None or started < max_trials):
+            pick = next(((s, t) for s in plan for t in [s.next_task()] if t is not None), None)
+            if pick is None:
+                break
+            study, task = pick
+            pending[executor.submit(task, spec_ref, refs[task.dataset])] = (study, task)
+            started += 1
+        if not pending:
+            break
+        handle, result = executor.wait(list(pending))
+        study, task = pending.pop(handle)
+        store.save(result)
+        study.tell(task, result["row"])
+        progress.finished(result["row"], len(pending))
+    store.consolidate()
+    return {"total": total, "already_done": already, "ran": progress.done + progress.failed,
+            "failed": progress.failed, "wall_seconds": time.perf_counter() - t0,
+            "complete": progress.done + already == total}

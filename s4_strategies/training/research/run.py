@@ -1,0 +1,73 @@
+"""One research run end to end: folds, trials (resumed), the report's JSON and markdown, the
+stitched histories. The caller chooses the executor (serial, local Ray, a cluster) and loads
+the bars; ``s4_strategies.apps.research`` does both for ``s4trade research``."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .engine import run_trials
+from .report import dataset_report, markdown
+from .store import ResultStore
+from .walkforward import walk_forward
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a dataset or model name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def _write_stitched(root: Path, dataset: str, report: dict) -> None:
+    folder = root / "stitched" / slug(dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, runs in report["_stitched"].items():
+        cols = {}
+        for i, r in enumerate(runs):
+            cols[f"position_{i}"] = r["position"]
+            cols[f"move_{i}"] = r["move"]
+            cols[f"net_return_{i}"] = report["_returns"][(name, i)]
+        frame = pd.DataFrame(cols, index=runs[0].index)
+        frame["net_return_mean"] = frame[[c for c in cols if c.startswith("net_")]].mean(axis=1)
+        frame["equity"] = (1.0 + frame["net_return_mean"]).cumprod()
+        frame.to_parquet(folder / f"{slug(name)}.parquet")
+
+
+def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
+             max_trials: int | None = None) -> dict:
+    """Run (or resume) ``spec`` on ``frames`` with ``executor``; write the report under
+    ``out``. Returns the counts, the per-dataset reports and the markdown."""
+    from analyzers.metrics import json_safe
+
+    t0 = time.perf_counter()
+    store = ResultStore(out)
+    store.write_spec(spec.to_dict())
+    folds = {ds: walk_forward(frames[ds].index, spec.layout) for ds in spec.datasets}
+    counts = run_trials(spec, frames, folds, store, executor, log=log, max_trials=max_trials)
+    rows = store.recorded()
+    reports = {ds: dataset_report(spec, ds, frames[ds], folds[ds], store, rows)
+               for ds in spec.datasets}
+    for ds, rep in reports.items():
+        _write_stitched(store.root, ds, rep)
+    failed = [r for r in rows.values() if r["status"] == "failed"]
+    md = [f"### Research: {spec.name}", "",
+          f"{counts['total']} trials ({counts['ran']} run now, {counts['already_done']} "
+          f"resumed, {len(failed)} failed) on {executor.name}; objective "
+          f"{spec.objective}; fee {spec.fee:.3%} per side, funding "
+          f"{spec.funding_rate:.3%} per 8 h.", ""]
+    md += [markdown(rep, spec.objective) + "\n" for rep in reports.values()]
+    text = "\n".join(md)
+    counts["report_seconds"] = time.perf_counter() - t0 - counts["wall_seconds"]
+    public = {ds: {k: v for k, v in rep.items() if not k.startswith("_")}
+              for ds, rep in reports.items()}
+    payload = {"spec": spec.to_dict(), "counts": counts, "executor": executor.name,
+               "workers": getattr(executor, "workers", 1), "reports": public,
+               "failed": [{k: r[k] for k in ("trial_id", "dataset", "fold", "model", "seed",
+                                              "error")} for r in failed]}
+    (store.root / "report.json").write_text(json.dumps(json_safe(payload), indent=2))
+    (store.root / "report.md").write_text(text + "\n")
+    return {"counts": counts, "reports": reports, "markdown": text, "store": store}

@@ -1,0 +1,175 @@
+"""One research trial: a model with one set of hyperparameters and one seed, trained on one
+fold's training bars, selected on its validation bars, and run over its test bars.
+
+The trial sees only the bars up to the end of its test block (``df.iloc[:test_end]``): the
+model is trained on them and run over them causally from the first bar, as the indicator
+would run it live. The true labels of the test bars (which read prices after the block) are
+used only to score. The cost-aware band is chosen on validation and trades the test block,
+starting flat.
+
+A trial returns its result row, its test-bar predictions (a DataFrame) and, for networks,
+the checkpoint's bytes (the driver writes them, so a cluster needs no shared disk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ...features import FeatureSpec, LabelSpec, make_labels, signal_values
+from .. import skill, skill_report
+from ..decision import select_rule
+from ..evaluation import backtest_positions
+from ..funding import charge, funding_per_bar
+from .overfit import sharpe
+from .spec import ModelSpec, ResearchSpec
+from .walkforward import Fold
+
+
+@dataclass(frozen=True)
+class Task:
+    """What identifies a trial (``trial_id`` hashes it with the spec's fingerprint)."""
+
+    dataset: str
+    fold: Fold
+    model: ModelSpec
+    params: dict = field(default_factory=dict)
+    seed: int = 0
+    phase: str = "search"  # "search": Optuna's proposals; "seed": the chosen params, more seeds
+    fingerprint: str = ""
+
+    @property
+    def study(self) -> str:
+        return f"{self.dataset}|{self.fold.number}|{self.model.name}"
+
+    @property
+    def trial_id(self) -> str:
+        key = json.dumps([self.dataset, self.fold.number, self.model.name, self.params,
+                          self.seed, self.fingerprint], sort_keys=True, default=str)
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    def describe(self) -> dict:
+        return {"trial_id": self.trial_id, "dataset": self.dataset, "fold": self.fold.number,
+                "model": self.model.name, "layer": self.model.layer, "seed": self.seed,
+                "phase": self.phase, "params": json.dumps(self.params, sort_keys=True)}
+
+
+def _forecast_network(task: Task, spec: ResearchSpec, data, fspec, lspec):
+    from ..fit import save_result, train_model
+
+    cfg = spec.train_config(task.model, task.params, task.seed)
+    res = train_model(data, task.fold, cfg, fspec, lspec, data_name=task.dataset, decide=False)
+    raw = res.predictor.forecasts(data)
+    f = skill_report.model_forecast(raw, lspec.horizons)
+    f["move"] = raw["returns"][:, res.predictor.decoder.move_index]  # signal-horizon return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.pt")
+        save_result(res, path)
+        with open(path, "rb") as fh:
+            ckpt = fh.read()
+    info = {"train_seconds": res.train_seconds, "best_epoch": res.best_epoch,
+            "steps": res.meta["recipe"]["steps_taken"]}
+    return f, info, ckpt
+
+
+def _forecast_linear(task: Task, data, fspec, lspec):
+    from ..fit import prepare_arrays
+
+    t0 = time.perf_counter()
+    x = prepare_arrays(data, fspec, lspec, task.fold)[0]
+    y = skill_report.targets(make_labels(data, lspec), lspec)
+    logc = np.log(data["close"].to_numpy())
+    r1 = np.concatenate([[np.nan], np.diff(logc)])
+    train = slice(max(task.fold.train[0], fspec.warmup), task.fold.train[1])
+    fc = skill_report.baseline_forecasts(x, y, r1, train, lspec.n_classes, lspec.vol_window)
+    f = dict(fc["Linear (logistic / OLS)"])
+    f["move"] = f[f"ret_{lspec.signal_horizon}"]
+    f["har_log_vol"] = fc["HAR"]["log_vol"]
+    f["trailing_log_vol"] = fc[f"Trailing vol ({lspec.vol_window} bars)"]["log_vol"]
+    f["prior_probs"] = fc["Class prior"]["probs"]
+    f["majority"] = fc["Majority class"]["class"]
+    return f, {"train_seconds": time.perf_counter() - t0, "best_epoch": None, "steps": None}, None
+
+
+def _predictions(f: dict, index, rows: slice, n_classes: int) -> pd.DataFrame:
+    cols = {"bar": np.arange(rows.start, rows.stop)}
+    for c in range(n_classes):
+        cols[f"p{c}"] = f["probs"][rows, c]
+    for key in ("ret_1", "ret_5", "move", "log_vol", "har_log_vol", "trailing_log_vol",
+                "majority"):
+        if key in f:
+            cols[key] = np.asarray(f[key], dtype=np.float64)[rows]
+    if "prior_probs" in f:
+        for c in range(n_classes):
+            cols[f"prior_p{c}"] = f["prior_probs"][rows, c]
+    return pd.DataFrame(cols, index=index[rows])
+
+
+def _score(f: dict, truth: dict, rows: slice) -> dict:
+    p = f["probs"][rows]
+    out = {"accuracy": skill.accuracy(np.argmax(p, axis=1).astype(float), truth["signal"][rows]),
+           "log_loss": skill.log_loss(p, truth["signal"][rows]),
+           "vol_corr": skill.corr(f["log_vol"][rows], truth["log_vol"][rows])}
+    for h in skill_report.IC_HORIZONS:
+        out[f"ic_{h}"] = skill.spearman_ic(f[f"ret_{h}"][rows], truth[f"fwd_{h}"][rows])
+    return out
+
+
+def run_trial(task: Task, spec: ResearchSpec, df: pd.DataFrame) -> dict:
+    """Train, select and test one trial. Returns ``{"row", "predictions", "checkpoint"}``;
+    an exception inside becomes a row with ``status="failed"`` and its error."""
+    t0 = time.perf_counter()
+    row = {**task.describe(), "host": socket.gethostname(), "pid": os.getpid()}
+    try:
+        from analyzers.metrics import infer_periods_per_year
+
+        fold = task.fold
+        fspec, lspec = FeatureSpec(), LabelSpec()
+        data = df.iloc[: fold.test[1]]  # nothing after the test block reaches the model
+        if task.model.network:
+            f, info, ckpt = _forecast_network(task, spec, data, fspec, lspec)
+        else:
+            f, info, ckpt = _forecast_linear(task, data, fspec, lspec)
+        truth = skill_report.targets(make_labels(df, lspec), lspec)  # scoring only
+        truth = {k: v[: fold.test[1]] for k, v in truth.items()}
+        val, test = slice(*fold.val), slice(*fold.test)
+        close = data["close"].to_numpy()
+        ppy = infer_periods_per_year(df.index)
+        funding = funding_per_bar(data.index, spec.funding_rate)
+        rule, table = select_rule(f["move"][val], close[val], spec.fee, funding=funding[val],
+                                  periods_per_year=ppy, min_trades=spec.min_trades)
+        pos = rule.positions(f["move"][test])  # (n_test,)
+        net = backtest_positions(close[test], pos, spec.fee)["returns"] - charge(pos,
+                                                                               funding[test])
+        preds = _predictions(f, data.index, test, lspec.n_classes)
+        preds["position"] = pos
+        preds["net_return"] = net
+        v = _score(f, truth, val)
+        row.update({f"val_{k}": x for k, x in v.items()})
+        chosen = table.get("chosen")
+        row["val_net_sharpe"] = chosen["sharpe"] if chosen else float("nan")
+        row.update({f"test_{k}": x for k, x in _score(f, truth, test).items()})
+        row.update({"test_sharpe_bar": sharpe(net),
+                    "test_net_sharpe": sharpe(net) * np.sqrt(ppy),
+                    "band_enter": rule.enter, "band_exit": rule.exit,
+                    "test_trades": int(np.count_nonzero(np.diff(np.r_[0.0, pos]) != 0)),
+                    "values": json.dumps(signal_values(lspec.n_classes).tolist())})
+        row.update(info)
+        row["status"], row["error"] = "ok", ""
+        out = {"predictions": preds, "checkpoint": ckpt}
+    except Exception as exc:  # recorded, and the run goes on
+        row["status"] = "failed"
+        row["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+        out = {"predictions": None, "checkpoint": None}
+    row["seconds"] = time.perf_counter() - t0
+    out["row"] = row
+    return out
