@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..training.research import load_spec
 from ..training.research.engine import RayExecutor, SerialExecutor
-from ..training.research.run import research, slug
+from ..training.research.run import plan_folds, research, slug
 from .sources import DEFAULT_CACHE, load_source
 
 
@@ -66,6 +66,7 @@ def run_research(spec_path, out, address: str | None = None, workers: int | None
     frames = load_frames(spec, cache_dir)
     for ds, df in frames.items():
         log(f"{ds}: {len(df):,} bars {df.index[0]} .. {df.index[-1]}")
+    plan_folds(spec, frames)  # a layout that does not fit the data fails before Ray starts
     executor = SerialExecutor() if serial else RayExecutor(address, workers)
     try:
         result = research(spec, frames, out, executor, log=log, max_trials=max_trials)

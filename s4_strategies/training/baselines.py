@@ -266,6 +266,13 @@ class TrailingVol:
         return realised_log_vol(r, self.window)  # (n,)
 
 
+def har_windows(bar_seconds: float) -> tuple[int, int, int]:
+    """HAR's lags for a bar size: a bar, a day and a week of intraday bars (hourly: 1, 24,
+    168); for daily bars Corsi's day, week and month of trading days (1, 5, 22)."""
+    per_day = int(round(86400.0 / float(bar_seconds)))
+    return (1, per_day, 7 * per_day) if per_day >= 2 else (1, 5, 22)
+
+
 class HAR:
     """Corsi's HAR-RV on log realised volatility (see the module docstring for the lags)."""
 

@@ -46,7 +46,8 @@ def model_forecast(f: dict, horizons) -> dict[str, np.ndarray]:
 
 
 def baseline_forecasts(x: np.ndarray, y: dict, r1: np.ndarray, train: slice, n_classes: int,
-                       vol_window: int) -> dict[str, dict]:
+                       vol_window: int, har_windows: tuple[int, ...] = (1, 24, 168)
+                       ) -> dict[str, dict]:
     """Forecasts of every baseline for every bar, fitted on rows ``train`` only.
     x (n, F) normalised features, r1 (n,) one-bar log returns up to each bar."""
     n = len(x)
@@ -66,7 +67,7 @@ def baseline_forecasts(x: np.ndarray, y: dict, r1: np.ndarray, train: slice, n_c
         linear[f"ret_{h}"] = pred[:, i]
     out["Linear (logistic / OLS)"] = linear
     out[f"Trailing vol ({vol_window} bars)"] = {"log_vol": TrailingVol(vol_window).predict(r1)}
-    har = HAR().fit(r1, y["log_vol"], rows=(train.start, train.stop))
+    har = HAR(har_windows).fit(r1, y["log_vol"], rows=(train.start, train.stop))
     out["HAR"] = {"log_vol": har.predict(r1)}
     return out
 
@@ -99,10 +100,12 @@ def score(name: str, forecasts: list[dict], y: dict, test: slice, har_log_vol: n
             v = f["log_vol"][test]
             add("vol_corr", skill.corr(v, truth["log_vol"]))
             add("vol_mse", skill.mse(v, truth["log_vol"]))
-            dm = skill.diebold_mariano((v - truth["log_vol"]) ** 2,
-                                       (har_log_vol[test] - truth["log_vol"]) ** 2, h=vol_horizon)
-            add("dm_vs_har", dm["stat"])
-            add("dm_p", dm["p_value"])
+            if har_log_vol is not None:
+                dm = skill.diebold_mariano((v - truth["log_vol"]) ** 2,
+                                           (har_log_vol[test] - truth["log_vol"]) ** 2,
+                                           h=vol_horizon)
+                add("dm_vs_har", dm["stat"])
+                add("dm_p", dm["p_value"])
     row = {"model": name, "seeds": len(forecasts), "per_seed": per_seed}
     for key, values in per_seed.items():
         s = skill.seed_summary(values)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...features import LabelSpec, make_labels
+from ...features import make_labels
 from .. import skill_report, trading_report
 from ..compare import LINEAR, SKILL_COLUMNS, TRADING_COLUMNS, markdown_table
 from ..evaluation import backtest_positions
@@ -48,7 +48,7 @@ def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dic
     listed under ``incomplete``."""
     from analyzers.metrics import infer_periods_per_year
 
-    lspec = LabelSpec()
+    lspec = spec.label_spec
     mine = current_rows(rows, spec, dataset, folds)
     n, test = len(df), slice(folds[0].test[0], folds[-1].test[1])
     y = skill_report.targets(make_labels(df, lspec), lspec)
@@ -70,7 +70,7 @@ def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dic
                             for k, rs in picked.items()]
         val_score[m.name] = float(np.mean([objective_value(rs[0], spec.objective)
                                            for rs in picked.values()]))
-    har = np.full(n, np.nan)
+    har = None  # no DM column without the linear trials (they carry HAR)
     skill_rows = {}
     lin_name = next((m.name for m in spec.models if not m.network and m.name in stitched), None)
     if lin_name is not None:

@@ -37,6 +37,12 @@ def _write_stitched(root: Path, dataset: str, report: dict) -> None:
         frame.to_parquet(folder / f"{slug(name)}.parquet")
 
 
+def plan_folds(spec, frames: dict[str, pd.DataFrame]) -> dict:
+    """Every dataset's walk-forward folds (``ValueError`` before any trial runs)."""
+    warmup = spec.feature_spec.warmup
+    return {ds: walk_forward(frames[ds].index, spec.layout, warmup) for ds in spec.datasets}
+
+
 def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
              max_trials: int | None = None) -> dict:
     """Run (or resume) ``spec`` on ``frames`` with ``executor``; write the report under
@@ -46,7 +52,7 @@ def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
     t0 = time.perf_counter()
     store = ResultStore(out)
     store.write_spec(spec.to_dict())
-    folds = {ds: walk_forward(frames[ds].index, spec.layout) for ds in spec.datasets}
+    folds = plan_folds(spec, frames)
     counts = run_trials(spec, frames, folds, store, executor, log=log, max_trials=max_trials)
     rows = store.recorded()
     reports = {ds: dataset_report(spec, ds, frames[ds], folds[ds], store, rows)

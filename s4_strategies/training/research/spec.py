@@ -94,6 +94,20 @@ class ResearchSpec:
     funding_rate: float = DEFAULT_FUNDING_RATE
     date_from: str | None = None
     date_to: str | None = None
+    features: dict = field(default_factory=dict)  # FeatureSpec fields (default: hourly)
+    labels: dict = field(default_factory=dict)  # LabelSpec fields
+
+    @property
+    def feature_spec(self):
+        from ...features import FeatureSpec
+
+        return FeatureSpec.from_dict(self.features)
+
+    @property
+    def label_spec(self):
+        from ...features import LabelSpec
+
+        return LabelSpec.from_dict(self.labels)
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
@@ -108,7 +122,8 @@ class ResearchSpec:
         fresh trials rather than stale ones resumed."""
         parts = {"layout": self.layout.to_dict(), "train": self.train, "model": asdict(model),
                  "objective": self.objective, "min_trades": self.min_trades, "fee": self.fee,
-                 "funding": self.funding_rate, "from": self.date_from, "to": self.date_to}
+                 "funding": self.funding_rate, "from": self.date_from, "to": self.date_to,
+                 "features": self.features, "labels": self.labels}
         text = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -137,11 +152,9 @@ def _model(i: int, m) -> ModelSpec:
     return ModelSpec(name, layer, dict(m.get("params") or {}), space)
 
 
-def _layout(raw) -> Layout:
+def _layout(raw, horizon: int) -> Layout:
     """The walk-forward layout; dates as YAML reads them become strings, and the purge must
-    cover the labels' longest horizon."""
-    from ...features import LabelSpec
-
+    cover the labels' longest ``horizon``."""
     if not isinstance(raw, dict):
         raise SpecError("walk_forward: a mapping (test_start, test_length, purge, ...)")
     raw = {k: str(v) if k in ("test_start", "test_end") and v is not None else v
@@ -150,11 +163,25 @@ def _layout(raw) -> Layout:
         layout = Layout(**raw)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"walk_forward: {exc}") from None
-    horizon = LabelSpec().max_horizon
     if layout.purge < horizon:
         raise SpecError(f"walk_forward.purge: {layout.purge} bars is less than the labels' "
                         f"longest horizon ({horizon} bars)")
     return layout
+
+
+def _feature_label_specs(raw: dict):
+    """The spec's FeatureSpec and LabelSpec (defaults: the hourly ones of the package)."""
+    from ...features import FeatureSpec, LabelSpec
+    from ..skill_report import IC_HORIZONS
+
+    try:
+        features = FeatureSpec.from_dict(dict(raw.get("features") or {}))
+        labels = LabelSpec.from_dict(dict(raw.get("labels") or {}))
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"features/labels: {exc}") from None
+    if not set(IC_HORIZONS) <= set(labels.horizons):
+        raise SpecError(f"labels.horizons must include {IC_HORIZONS} (the skill table's IC)")
+    return features, labels
 
 
 def _sections(raw: dict) -> tuple[dict, ...]:
@@ -181,13 +208,15 @@ def parse_spec(raw: dict) -> ResearchSpec:
     if not isinstance(raw, dict):
         raise SpecError("a research spec is a mapping (YAML or JSON object)")
     _check_keys("spec", raw, ("name", "datasets", "from", "to", "walk_forward", "models",
-                              "seeds", "search", "train", "decision", "fees", "funding"))
+                              "seeds", "search", "train", "decision", "fees", "funding",
+                              "features", "labels"))
     for key in ("datasets", "walk_forward", "models"):
         if not raw.get(key):
             raise SpecError(f"spec: '{key}' is required")
     datasets = raw["datasets"]
     datasets = (datasets,) if isinstance(datasets, str) else tuple(str(d) for d in datasets)
-    layout = _layout(raw["walk_forward"])
+    features, labels = _feature_label_specs(raw)
+    layout = _layout(raw["walk_forward"], labels.max_horizon)
     models = tuple(_model(i, m) for i, m in enumerate(raw["models"]))
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -206,7 +235,8 @@ def parse_spec(raw: dict) -> ResearchSpec:
         fee=float(fees.get("per_side", BYBIT_TAKER)),
         funding_rate=float(funding.get("rate_per_8h", DEFAULT_FUNDING_RATE)),
         date_from=None if raw.get("from") is None else str(raw["from"]),
-        date_to=None if raw.get("to") is None else str(raw["to"]))
+        date_to=None if raw.get("to") is None else str(raw["to"]),
+        features=features.to_dict(), labels=labels.to_dict())
     if spec.trials_per_fold < 1 or spec.concurrency < 1:
         raise SpecError("search: trials_per_fold and concurrency must be >= 1")
     for m in models:  # a bad field surfaces now, not in a worker an hour later

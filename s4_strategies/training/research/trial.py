@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ...features import FeatureSpec, LabelSpec, make_labels, signal_values
+from ...features import bar_spacing, make_labels, signal_values
 from .. import skill, skill_report
+from ..baselines import har_windows
 from ..decision import select_rule
 from ..evaluation import backtest_positions
 from ..funding import charge, funding_per_bar
@@ -90,7 +91,9 @@ def _forecast_linear(task: Task, data, fspec, lspec):
     logc = np.log(data["close"].to_numpy())
     r1 = np.concatenate([[np.nan], np.diff(logc)])
     train = slice(max(task.fold.train[0], fspec.warmup), task.fold.train[1])
-    fc = skill_report.baseline_forecasts(x, y, r1, train, lspec.n_classes, lspec.vol_window)
+    spacing = bar_spacing(data.index).total_seconds()
+    fc = skill_report.baseline_forecasts(x, y, r1, train, lspec.n_classes, lspec.vol_window,
+                                         har_windows(spacing))
     f = dict(fc["Linear (logistic / OLS)"])
     f["move"] = f[f"ret_{lspec.signal_horizon}"]
     f["har_log_vol"] = fc["HAR"]["log_vol"]
@@ -133,7 +136,7 @@ def run_trial(task: Task, spec: ResearchSpec, df: pd.DataFrame) -> dict:
         from analyzers.metrics import infer_periods_per_year
 
         fold = task.fold
-        fspec, lspec = FeatureSpec(), LabelSpec()
+        fspec, lspec = spec.feature_spec, spec.label_spec
         data = df.iloc[: fold.test[1]]  # nothing after the test block reaches the model
         if task.model.network:
             f, info, ckpt = _forecast_network(task, spec, data, fspec, lspec)

@@ -119,9 +119,11 @@ def _test_edges(index: pd.DatetimeIndex, layout: Layout) -> list[int]:
     return edges + [hi]
 
 
-def walk_forward(index: pd.DatetimeIndex, layout: Layout) -> list[Fold]:
+def walk_forward(index: pd.DatetimeIndex, layout: Layout, warmup: int = 0) -> list[Fold]:
     """The folds of ``layout`` on the bars ``index``; their test blocks tile the test period.
-    Raises ``ValueError`` naming the fold when one has too little training data."""
+    ``warmup``: leading bars whose features are not yet defined (they do not count as
+    training bars). Raises ``ValueError`` naming the fold when one has too little training
+    data."""
     edges = _test_edges(index, layout)
     folds = []
     for k, (t0, t1) in enumerate(zip(edges[:-1], edges[1:])):
@@ -138,11 +140,12 @@ def walk_forward(index: pd.DatetimeIndex, layout: Layout) -> list[Fold]:
             train_start = _back(index, train_end, parse_span(layout.train_length))
         else:
             train_start = 0
-        n_train = train_end - train_start
+        n_train = train_end - max(train_start, warmup)
         if n_train < layout.min_train_bars or val_end <= val_start:
             raise ValueError(
-                f"fold {k} (test from {index[t0]}) has {max(n_train, 0)} training bars, fewer "
-                f"than min_train_bars={layout.min_train_bars}: start the test period later")
+                f"fold {k} (test from {index[t0]}) has {max(n_train, 0)} training bars after "
+                f"the {warmup}-bar feature warm-up, fewer than min_train_bars="
+                f"{layout.min_train_bars}: start the test period later")
         folds.append(Fold(train=(train_start, train_end), val=(val_start, val_end),
                           test=(t0, t1), number=k))
     check_folds(folds, layout.purge, layout.embargo)
