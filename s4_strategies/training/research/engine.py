@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 from .scheduler import studies
 from .store import ResultStore
@@ -54,24 +56,62 @@ class SerialExecutor:
 
 
 def ray_init(address: str | None = None, num_cpus: int | None = None, **kwargs):
-    """Join ``address`` ("auto" or "host:port"), or start a local Ray on 127.0.0.1 with
-    ``num_cpus`` (default: this machine's cores). Usage statistics are never sent."""
+    """Join ``address`` ("auto" or "host:port"), or start a new local Ray on 127.0.0.1 with
+    ``num_cpus`` (default: this machine's cores) even where a ``ray start`` head is running.
+    Usage statistics are never sent. Returns whether this call connected (and so whose
+    ``ray.shutdown()`` is due: it stops a local Ray, and only disconnects from a cluster)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address, log_to_driver=False, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+        _token_auth_if_available()
+        host = address.rsplit(":", 1)[0].strip("[]")
+        with _loopback_only() if host in ("127.0.0.1", "localhost", "::1") else nullcontext():
+            ray.init(address=address, log_to_driver=False, **kwargs)
+        return True
+    with _loopback_only():
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  _node_ip_address="127.0.0.1", log_to_driver=False, **kwargs)
     return True
 
 
+def _token_auth_if_available() -> None:
+    """``ray start --head`` turns on token authentication when it finds a token (``~/.ray/
+    auth_token``, ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``) and no ``RAY_AUTH_MODE``; a
+    driver joining it must do the same, or the head refuses it."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (
+            Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+@contextmanager
+def _loopback_only():
+    """A Ray for this run alone listens on 127.0.0.1 only (and a head started on 127.0.0.1 is
+    joined there). Ray swaps a loopback address for the machine's reachable one unless its
+    multi-node switch is off: turn it off while Ray starts or connects (the processes it
+    starts inherit the setting), then put it back."""
+    import ray._private.ray_constants as rc
+
+    key, saved = rc.ENABLE_RAY_CLUSTERS_ENV_VAR, os.environ.get(rc.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    flag = rc.ENABLE_RAY_CLUSTER
+    os.environ[key], rc.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        rc.ENABLE_RAY_CLUSTER = flag
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
+
+
 class RayExecutor:
     """Trials as Ray tasks of ``cpus_per_trial`` CPUs each; ``address`` None starts (and at
-    ``close`` stops) a local Ray, otherwise joins that cluster."""
+    ``close`` stops) a local Ray, otherwise joins that cluster (and leaves it running)."""
 
     name = "ray"
 

@@ -91,7 +91,9 @@ def _back(index, end: int, span) -> int:
     """Position of the first bar of a span of length ``span`` ending before ``end``."""
     if isinstance(span, int):
         return max(0, end - span)
-    return _pos(index, index[end - 1] - span + pd.Timedelta(1, "ns")) if end > 0 else 0
+    if end <= 0:
+        return 0
+    return int(index.searchsorted(index[end - 1] - span, side="right"))  # after last − span
 
 
 def _test_edges(index: pd.DatetimeIndex, layout: Layout) -> list[int]:

@@ -1,0 +1,152 @@
+"""A research run in this process: a tiny grid trains, stores, resumes, survives a failing
+trial, stitches its folds, and never lets a trial see a bar after its test block."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import feeds
+from s4_strategies.training.research import parse_spec
+from s4_strategies.training.research.engine import SerialExecutor, run_trials
+from s4_strategies.training.research.run import plan_folds, research
+from s4_strategies.training.research.store import ResultStore
+from s4_strategies.training.research.trial import Task, run_trial
+
+DAILY = {"features": {"return_windows": [1, 5, 20], "vol_windows": [20, 60],
+                      "volume_window": 60, "ma_windows": [20, 60]},
+         "labels": {"horizons": [1, 5, 20], "vol_window": 20, "vol_horizon": 20}}
+TINY = {
+    "name": "tiny", "datasets": ["yahoo:AAPL:1d"], **DAILY,
+    "walk_forward": {"test_start": "2022-07-01", "test_end": "2023-06-30", "test_length": "6M",
+                     "purge": 20, "embargo": 5, "min_train_bars": 200},
+    "models": [{"name": "S4D", "layer": "s4d", "space": {"lr": {"log_uniform": [1e-3, 1e-2]}}},
+               {"name": "Linear", "layer": "linear"}],
+    "seeds": 2, "search": {"trials_per_fold": 2},
+    "train": {"d_model": 8, "d_state": 8, "n_layers": 1, "epochs": 1, "steps_per_epoch": 2,
+              "seq_len": 64, "burn_in": 16, "batch_size": 4},
+    "decision": {"min_trades": 3}, "fees": {"per_side": 0.0005}, "funding": {"rate_per_8h": 0},
+}
+N_TRIALS = 2 * (2 + 1 + 1)  # folds × (two S4D settings, the chosen one's second seed, linear)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return {"yahoo:AAPL:1d": feeds.load_embedded("yahoo:AAPL:1d")}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(frames, tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("research")
+    lines = []
+    res = research(parse_spec(TINY), frames, out, SerialExecutor(), log=lines.append)
+    return out, res, lines
+
+
+def test_every_trial_runs_and_is_stored(tiny_run):
+    out, res, lines = tiny_run
+    c = res["counts"]
+    assert (c["total"], c["ran"], c["failed"], c["complete"]) == (N_TRIALS, N_TRIALS, 0, True)
+    rows = pd.read_parquet(out / "trials.parquet")
+    assert len(rows) == N_TRIALS and set(rows["status"]) == {"ok"}
+    assert {"val_log_loss", "test_ic_5", "test_net_sharpe", "seconds", "train_seconds",
+            "host"} <= set(rows.columns)
+    nets = rows[rows["model"] == "S4D"]
+    assert all((out / p).is_file() for p in nets["checkpoint"])
+    # the search phase proposed two settings per fold; the best was trained again, seed 1
+    for _, fold in nets.groupby("fold"):
+        search = fold[fold["phase"] == "search"]
+        assert len(search) == 2 and search["params"].nunique() == 2
+        best = search.sort_values("val_log_loss").iloc[0]
+        assert fold[fold["phase"] == "seed"]["params"].tolist() == [best["params"]]
+    assert any(line.startswith(f"[{N_TRIALS}/{N_TRIALS}]") and "ETA" in line for line in lines)
+
+
+def test_the_report_stitches_the_folds(tiny_run, frames):
+    out, res, _ = tiny_run
+    rep = res["reports"]["yahoo:AAPL:1d"]
+    df = frames["yahoo:AAPL:1d"]
+    assert not rep["incomplete"]
+    first = df.index.searchsorted(pd.Timestamp("2022-07-01", tz="UTC"))
+    last = df.index.searchsorted(pd.Timestamp("2023-07-01", tz="UTC"))
+    for runs in rep["_stitched"].values():
+        for r in runs:
+            assert r["bar"].tolist() == list(range(first, last))  # no bar twice, no gap
+    stitched = pd.read_parquet(out / "stitched" / "yahoo_AAPL_1d" / "S4D.parquet")
+    assert len(stitched) == last - first and {"position_0", "position_1", "equity"} <= set(
+        stitched.columns)
+    skill = {r["model"]: r for r in rep["skill"]}
+    assert {"Majority class", "Class prior", "HAR", "Trailing vol", "S4D", "Linear"} <= set(skill)
+    assert skill["S4D"]["seeds"] == 2 and np.isfinite(skill["S4D"]["dm_vs_har"])
+    trading = {r["model"]: r for r in rep["trading"]}
+    assert 0.0 <= trading["S4D"]["dsr"] <= 1.0 and rep["selected"] in ("S4D", "Linear")
+    assert rep["pbo"]["n_configurations"] == 3 and 0.0 <= rep["pbo"]["pbo"] <= 1.0
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"]["total"] == N_TRIALS
+    md = (out / "report.md").read_text()
+    assert "Probability of backtest overfitting" in md and "DSR" in md
+
+
+def test_a_rerun_resumes_without_running_anything(tiny_run, frames):
+    out, res, _ = tiny_run
+    before = (out / "report.md").read_text()
+    again = research(parse_spec(TINY), frames, out, SerialExecutor(), log=lambda s: None)
+    assert again["counts"]["ran"] == 0 and again["counts"]["already_done"] == N_TRIALS
+    strip = lambda t: t.split("\n", 3)[3]  # noqa: E731  (the header counts what ran now)
+    assert strip((out / "report.md").read_text()) == strip(before)
+
+
+def test_a_partial_run_resumes_where_it_stopped(frames, tmp_path):
+    spec = parse_spec(TINY)
+    folds = plan_folds(spec, frames)
+    store = ResultStore(tmp_path)
+    first = run_trials(spec, frames, folds, store, SerialExecutor(), log=lambda s: None,
+                       max_trials=3)
+    assert (first["ran"], first["complete"]) == (3, False)
+    rest = run_trials(spec, frames, folds, store, SerialExecutor(), log=lambda s: None)
+    assert (rest["already_done"], rest["ran"], rest["complete"]) == (3, N_TRIALS - 3, True)
+
+
+def test_a_failing_trial_is_recorded_and_the_run_goes_on(frames, tmp_path):
+    broken = {**TINY, "models": [{"name": "Broken", "layer": "s4d",
+                                  "params": {"no_such_option": 1}},
+                                 {"name": "Linear", "layer": "linear"}]}
+    lines = []
+    res = research(parse_spec(broken), frames, tmp_path, SerialExecutor(), log=lines.append)
+    rows = pd.read_parquet(tmp_path / "trials.parquet")
+    failed = rows[rows["status"] == "failed"]
+    assert set(failed["model"]) == {"Broken"} and len(failed) == 2  # one per fold, no seeds
+    assert failed["error"].str.contains("no_such_option").all()
+    assert (rows[rows["model"] == "Linear"]["status"] == "ok").all()
+    assert "Broken" in res["reports"]["yahoo:AAPL:1d"]["incomplete"]
+    assert any("failed" in line for line in lines)
+    # a rerun tries the failed trials again (and they fail again, recorded again)
+    again = research(parse_spec(broken), frames, tmp_path, SerialExecutor(), log=lambda s: None)
+    assert again["counts"]["ran"] == 2 and again["counts"]["failed"] == 2
+
+
+def test_a_trial_never_sees_a_bar_after_its_test_block(frames):
+    """Replace every bar after the fold's test block with nonsense: the trial's test
+    predictions, positions and scores do not move."""
+    import torch
+
+    torch.set_num_threads(1)
+    spec = parse_spec(TINY)
+    df = frames["yahoo:AAPL:1d"]
+    fold = plan_folds(spec, frames)["yahoo:AAPL:1d"][0]
+    poisoned = df.copy()
+    after = poisoned.index[fold.test[1]:]
+    poisoned.loc[after, ["open", "high", "low", "close"]] *= 3.0
+    poisoned.loc[after, "volume"] = 1.0
+    for model, params in ((spec.models[0], {"lr": 3e-3}), (spec.models[1], {})):
+        task = Task("yahoo:AAPL:1d", fold, model, params, 0, "search", spec.fingerprint(model))
+        a, b = run_trial(task, spec, df), run_trial(task, spec, poisoned)
+        assert a["row"]["status"] == "ok" == b["row"]["status"], a["row"]["error"]
+        pd.testing.assert_frame_equal(a["predictions"], b["predictions"])
+        assert a["row"]["val_log_loss"] == b["row"]["val_log_loss"]

@@ -1,0 +1,115 @@
+"""Research specs: the committed ones parse and fit their data; a wrong one fails at once
+with the key named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import feeds
+from s4_strategies.training.research import SpecError, load_spec, parse_spec
+from s4_strategies.training.research.run import plan_folds
+
+SPECS = sorted((Path(__file__).resolve().parents[1] / "scripts" / "research").glob("*.yaml"))
+
+BASE = {
+    "datasets": ["yahoo:AAPL:1d"],
+    "walk_forward": {"test_start": "2022-01-01", "test_length": "6M", "purge": 24},
+    "models": [{"name": "S4D", "layer": "s4d"}],
+}
+
+
+def _frames(spec):
+    out = {}
+    for ds in spec.datasets:
+        df = feeds.load_embedded(ds)
+        lo = df.index[0] if spec.date_from is None else pd.Timestamp(spec.date_from, tz="UTC")
+        hi = df.index[-1] if spec.date_to is None else pd.Timestamp(spec.date_to, tz="UTC")
+        out[ds] = df[(df.index >= lo) & (df.index <= hi + pd.Timedelta(days=1))]
+    return out
+
+
+def test_the_committed_specs_are_four():
+    assert [p.name for p in SPECS] == ["crypto_hourly.yaml", "crypto_hourly_quick.yaml",
+                                       "equities_daily.yaml", "equities_daily_quick.yaml"]
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_committed_specs_parse_and_their_folds_fit_the_data(path):
+    spec = load_spec(path)
+    folds = plan_folds(spec, _frames(spec))
+    assert set(folds) == set(spec.datasets)
+    assert spec.layout.purge >= spec.label_spec.max_horizon
+
+
+def test_the_default_studies_cover_the_crises_they_name():
+    def covered(path, dataset, *months):
+        spec = load_spec(path)
+        frames = _frames(spec)
+        idx = frames[dataset].index
+        tested = {idx[i].strftime("%Y-%m") for f in plan_folds(spec, frames)[dataset]
+                  for i in range(*f.test)}
+        return all(m in tested for m in months)
+
+    crypto = [p for p in SPECS if p.stem.startswith("crypto")]
+    equities = [p for p in SPECS if p.stem.startswith("equities")]
+    for p in crypto:
+        assert covered(p, "bybit:SOLUSDT:60", "2022-05", "2022-11"), p.name
+    for p in equities:
+        assert covered(p, "yahoo:SPY:1d", "2020-03"), p.name
+    full = load_spec(crypto[0])
+    assert {m.layer for m in full.models} == {"s4", "s4d", "mamba", "lstm", "gru",
+                                              "transformer", "linear"}
+    assert len(full.seeds) >= 5
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"colour": "red"}, "unknown key"),
+    ({"models": [{"name": "X", "layer": "rnn"}]}, "layer"),
+    ({"models": [{"layer": "s4d"}, {"layer": "s4d"}]}, "unique"),
+    ({"models": [{"layer": "s4d", "space": {"lr": {"normal": [0, 1]}}}]}, "space.lr"),
+    ({"models": [{"layer": "s4d", "space": {"lr": {"log_uniform": [0.0, 1]}}}]}, "low > 0"),
+    ({"models": [{"layer": "s4d", "space": {"lr": {"uniform": [2, 1]}}}]}, "low < high"),
+    ({"models": [{"layer": "linear", "space": {"lr": {"uniform": [1, 2]}}}]}, "linear"),
+    ({"walk_forward": {"test_start": "2022-01-01", "purge": 5}}, "longest horizon"),
+    ({"walk_forward": {"test_start": "2022-01-01", "bogus": 1}}, "walk_forward"),
+    ({"train": {"epochz": 3}}, "TrainConfig"),
+    ({"train": {"burn_in": 600}}, "burn_in"),
+    ({"search": {"objective": "test_sharpe"}}, "objective"),
+    ({"search": {"trials_per_fold": 0}}, ">= 1"),
+    ({"labels": {"horizons": [2, 10]}}, "horizons"),
+    ({"features": {"vol_windows": []}}, "features"),
+    ({"datasets": []}, "required"),
+])
+def test_a_wrong_spec_names_the_key(change, match):
+    with pytest.raises(SpecError, match=match):
+        parse_spec({**BASE, **change})
+
+
+def test_spec_files(tmp_path):
+    good = tmp_path / "s.json"
+    good.write_text('{"datasets": "yahoo:AAPL:1d", "walk_forward": {"test_start": '
+                    '"2022-01-01", "purge": 24}, "models": [{"layer": "linear"}]}')
+    spec = load_spec(good)
+    assert spec.datasets == ("yahoo:AAPL:1d",) and spec.seeds == (0,)
+    bad = tmp_path / "s.yaml"
+    bad.write_text("datasets: [a\n")
+    with pytest.raises(SpecError, match="YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="no such"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_train_config_layers_spec_then_model_then_search():
+    spec = parse_spec({**BASE, "train": {"d_model": 8, "lr": 1e-3},
+                       "models": [{"name": "T", "layer": "transformer",
+                                   "params": {"d_model": 12, "window": 32}}]})
+    cfg = spec.train_config(spec.models[0], {"lr": 5e-3, "dropout": 0.2}, seed=3)
+    assert (cfg.d_model, cfg.lr, cfg.dropout, cfg.seed) == (12, 5e-3, 0.2, 3)
+    assert cfg.layer_options == {"window": 32} and cfg.progress is False
+    # a changed spec part changes the fingerprint, so stale trials are not resumed
+    other = parse_spec({**BASE, "train": {"d_model": 8, "lr": 2e-3},
+                        "models": spec.to_dict()["models"]})
+    assert other.fingerprint(other.models[0]) != spec.fingerprint(spec.models[0])
