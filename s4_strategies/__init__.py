@@ -25,6 +25,7 @@ _LAZY = {
     "MakerTakerCommInfo": "s4_strategies.fees",
     "Predictor": "s4_strategies.model",
     "default_checkpoint": "s4_strategies.model",
+    "sweep": "s4_strategies.apps.sweep",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -40,7 +40,7 @@ def best_row(rows: list[dict], objective: str) -> dict | None:
     return min(rows, key=lambda r: (sign * objective_value(r, objective), r["params"]))
 
 
-def _distributions(space: dict):
+def distributions(space: dict):
     import optuna.distributions as d
 
     out = {}
@@ -80,7 +80,7 @@ class Study:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             key = f"{dataset}|{fold.number}|{model.name}|{self.fingerprint}"
             seed = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)
-            self._dists = _distributions(model.space)
+            self._dists = distributions(model.space)
             self._study = optuna.create_study(
                 direction=OBJECTIVES[spec.objective],
                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(

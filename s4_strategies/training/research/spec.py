@@ -49,7 +49,7 @@ def _check_keys(where: str, got: dict, allowed) -> None:
         raise SpecError(f"{where}: unknown key(s) {extra}; allowed: {sorted(allowed)}")
 
 
-def _check_space(model: str, space: dict) -> dict:
+def check_space(model: str, space: dict) -> dict:
     out = {}
     for name, dist in space.items():
         if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
@@ -146,7 +146,7 @@ def _model(i: int, m) -> ModelSpec:
     if layer not in NETWORKS + BASELINES:
         raise SpecError(f"models[{i}].layer: {layer!r} is not one of {NETWORKS + BASELINES}")
     name = str(m.get("name", layer))
-    space = _check_space(name, dict(m.get("space") or {}))
+    space = check_space(name, dict(m.get("space") or {}))
     if layer in BASELINES and (space or m.get("params")):
         raise SpecError(f"models.{name}: the linear baseline takes no params or space")
     return ModelSpec(name, layer, dict(m.get("params") or {}), space)
