@@ -10,7 +10,7 @@ PUBLIC = {
                       "save_model",
                       "default_checkpoint", "make_features", "make_labels", "FeatureSpec",
                       "run_market_making", "MarketMakingBroker", "MakerTakerCommInfo",
-                      "Predictor"],
+                      "Predictor", "sweep"],
     "s4_strategies.features": ["FeatureSpec", "LabelSpec", "make_features", "make_labels",
                                "FeatureStream", "Normalizer"],
     "s4_strategies.training": ["TrainConfig", "date_split", "walk_forward_splits",
@@ -26,6 +26,8 @@ PUBLIC = {
                             "save_model", "default_checkpoint"],
     "s4_strategies.strategies": ["S4DirectionalStrategy", "S4PortfolioStrategy",
                                  "S4MultiAssetStrategy", "AvellanedaStoikovStrategy"],
+    "s4_strategies.training.research": ["load_spec", "parse_spec", "walk_forward", "Layout",
+                                        "deflated_sharpe", "pbo_cscv", "SpecError"],
     "s4_strategies.fees": ["BYBIT_TAKER", "BYBIT_MAKER", "PercentCommission",
                            "MakerTakerCommInfo", "set_bybit_fees"],
 }
@@ -60,6 +62,8 @@ def test_s4trade_commands_and_flags(capsys):
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert {"train", "compare", "backtest", "demo"} <= set(sub.choices)
+    assert {"train", "compare", "research", "backtest", "demo"} <= set(sub.choices)
+    research = {a.dest for a in sub.choices["research"]._actions}
+    assert {"spec", "out", "address", "workers", "serial", "max_trials"} <= research
     flags = {a.dest for a in sub.choices["backtest"]._actions}
     assert {"strategy", "data", "model"} <= flags

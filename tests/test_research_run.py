@@ -98,8 +98,9 @@ def test_a_rerun_resumes_without_running_anything(tiny_run, frames):
     before = (out / "report.md").read_text()
     again = research(parse_spec(TINY), frames, out, SerialExecutor(), log=lambda s: None)
     assert again["counts"]["ran"] == 0 and again["counts"]["already_done"] == N_TRIALS
-    strip = lambda t: t.split("\n", 3)[3]  # noqa: E731  (the header counts what ran now)
-    assert strip((out / "report.md").read_text()) == strip(before)
+    assert (out / "report.md").read_text() == before  # the header sums the invocations
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [r["ran"] for r in runs] == [N_TRIALS, 0]
 
 
 def test_a_partial_run_resumes_where_it_stopped(frames, tmp_path):

@@ -113,3 +113,20 @@ def test_train_config_layers_spec_then_model_then_search():
     other = parse_spec({**BASE, "train": {"d_model": 8, "lr": 2e-3},
                         "models": spec.to_dict()["models"]})
     assert other.fingerprint(other.models[0]) != spec.fingerprint(spec.models[0])
+
+
+def test_the_command_reports_a_bad_spec_in_one_line(tmp_path, capsys):
+    from s4_strategies.apps.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [yahoo:AAPL:1d]\nwalk_forward: {test_start: 2022-01-01, "
+                   "purge: 3}\nmodels: [{layer: s4d}]\n")
+    assert main(["research", "--spec", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("s4trade research: error: walk_forward.purge") and "\n" not in err
+    assert main(["research", "--spec", str(tmp_path / "none.yaml"), "--out", "o"]) == 2
+    late = tmp_path / "late.yaml"  # folds that do not fit the data fail before Ray starts
+    late.write_text("datasets: [yahoo:AAPL:1d]\nwalk_forward: {test_start: 2019-02-01, "
+                    "purge: 24}\nmodels: [{layer: linear}]\n")
+    assert main(["research", "--spec", str(late), "--out", str(tmp_path / "o")]) == 2
+    assert "training bars" in capsys.readouterr().err

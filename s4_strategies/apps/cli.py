@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from .sources import DEFAULT_CACHE, FORMS, check_date
@@ -122,7 +123,7 @@ def _cmd_research(args) -> int:
 
     res = run_research(args.spec, args.out, address=args.address, workers=args.workers,
                        serial=args.serial, max_trials=args.max_trials,
-                       cache_dir=args.cache_dir)
+                       cache_dir=args.cache_dir, command=args.command_line)
     print()
     print(res["markdown"])
     c = res["counts"]
@@ -320,7 +321,9 @@ def _ray_errors() -> type:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "s4trade " + " ".join(shlex.quote(a) for a in argv)
     try:
         return args.func(args)
     except _user_errors() as exc:

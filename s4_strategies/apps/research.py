@@ -59,7 +59,7 @@ def _copy_selected(out: Path, reports: dict) -> list[str]:
 
 def run_research(spec_path, out, address: str | None = None, workers: int | None = None,
                  serial: bool = False, max_trials: int | None = None,
-                 cache_dir=DEFAULT_CACHE, log=print) -> dict:
+                 cache_dir=DEFAULT_CACHE, log=print, command: str | None = None) -> dict:
     """The whole command; returns ``training.research.run.research``'s result plus the tear
     sheets and the copied checkpoints."""
     spec = load_spec(spec_path)
@@ -69,7 +69,8 @@ def run_research(spec_path, out, address: str | None = None, workers: int | None
     plan_folds(spec, frames)  # a layout that does not fit the data fails before Ray starts
     executor = SerialExecutor() if serial else RayExecutor(address, workers)
     try:
-        result = research(spec, frames, out, executor, log=log, max_trials=max_trials)
+        result = research(spec, frames, out, executor, log=log, max_trials=max_trials,
+                          command=command)
     finally:
         executor.close()
     out = Path(out)

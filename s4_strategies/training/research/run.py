@@ -44,7 +44,7 @@ def plan_folds(spec, frames: dict[str, pd.DataFrame]) -> dict:
 
 
 def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
-             max_trials: int | None = None) -> dict:
+             max_trials: int | None = None, command: str | None = None) -> dict:
     """Run (or resume) ``spec`` on ``frames`` with ``executor``; write the report under
     ``out``. Returns the counts, the per-dataset reports and the markdown."""
     from analyzers.metrics import json_safe
@@ -60,9 +60,17 @@ def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
     for ds, rep in reports.items():
         _write_stitched(store.root, ds, rep)
     failed = [r for r in rows.values() if r["status"] == "failed"]
+    workers = getattr(executor, "workers", 1)
+    runs = store.log_invocation({"command": command, "executor": executor.name,
+                                 "workers": workers, "ran": counts["ran"],
+                                 "failed": counts["failed"],
+                                 "wall_seconds": round(counts["wall_seconds"], 1)})
+    ran = [r for r in runs if r["ran"]]
+    how = "; ".join(f"{r['ran']} in {r['wall_seconds']:.0f} s on {r['executor']} with "
+                    f"{r['workers']} worker(s)" + (f" (`{r['command']}`)" if r["command"] else "")
+                    for r in ran) or "none run"
     md = [f"### Research: {spec.name}", "",
-          f"{counts['total']} trials ({counts['ran']} run now, {counts['already_done']} "
-          f"resumed, {len(failed)} failed) on {executor.name}; objective "
+          f"{counts['total']} trials, {len(failed)} failed; run: {how}. Objective "
           f"{spec.objective}; fee {spec.fee:.3%} per side, funding "
           f"{spec.funding_rate:.3%} per 8 h.", ""]
     md += [markdown(rep, spec.objective) + "\n" for rep in reports.values()]
@@ -71,7 +79,8 @@ def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
     public = {ds: {k: v for k, v in rep.items() if not k.startswith("_")}
               for ds, rep in reports.items()}
     payload = {"spec": spec.to_dict(), "counts": counts, "executor": executor.name,
-               "workers": getattr(executor, "workers", 1), "reports": public,
+               "workers": workers, "command": command, "invocations": runs,
+               "reports": public,
                "failed": [{k: r[k] for k in ("trial_id", "dataset", "fold", "model", "seed",
                                               "error")} for r in failed]}
     (store.root / "report.json").write_text(json.dumps(json_safe(payload), indent=2))

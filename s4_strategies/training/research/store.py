@@ -6,6 +6,7 @@
     OUT/predictions/<trial_id>.parquet   its test-bar predictions, positions, net returns
     OUT/checkpoints/<trial_id>.pt   a network trial's checkpoint
     OUT/trials.parquet              every row together (rewritten as the run goes)
+    OUT/runs.jsonl                  each invocation: command, executor, trials run, wall time
 
 A trial whose row says ``ok`` is never run again with the same ``OUT``; a failed one is tried
 again (its failure may have been the machine's, not the trial's).
@@ -67,6 +68,14 @@ class ResultStore:
 
     def predictions(self, trial_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.root / "predictions" / f"{trial_id}.parquet")
+
+    def log_invocation(self, entry: dict) -> list[dict]:
+        """Append one run's command, counts and wall time to ``runs.jsonl``; every entry so
+        far (a resumed study's wall time is the sum of its invocations')."""
+        path = self.root / "runs.jsonl"
+        with path.open("a") as fh:
+            fh.write(json.dumps(entry, default=str) + "\n")
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def consolidate(self) -> Path:
         """Write ``trials.parquet``: every row in one file."""

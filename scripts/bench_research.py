@@ -1,0 +1,136 @@
+"""Research throughput: trials per minute run serially, on a local Ray with 1 and 2 workers,
+and on a head started separately on 127.0.0.1 (``ray start --head``) joined with
+``--address``; ratios against the serial loop measured in the same run.
+
+    python scripts/bench_research.py [--trials-per-fold 4] [--seeds 2]
+
+The grid: the linear baseline and S4D (Optuna over the learning rate) on AAPL, MSFT and SPY
+daily bars, two half-year folds, the quick spec's small model and a few more optimiser steps;
+each configuration writes to a fresh folder (nothing resumed). Throughput counts the trials'
+wall time from the first submission to the last result; Ray's start-up (and the head's) is
+shown apart. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def bench_spec(trials_per_fold: int, seeds: int):
+    import yaml
+
+    from s4_strategies.training.research import parse_spec
+
+    raw = yaml.safe_load((ROOT / "scripts/research/equities_daily_quick.yaml").read_text())
+    raw["models"] = [{"name": "S4D", "layer": "s4d",
+                      "space": {"lr": {"log_uniform": [1e-3, 1e-2]}}},
+                     {"name": "Linear", "layer": "linear"}]
+    raw["search"] = {"trials_per_fold": trials_per_fold, "concurrency": 2}
+    raw["seeds"] = seeds
+    raw["train"] = {**raw["train"], "epochs": 2, "steps_per_epoch": 10, "d_model": 16}
+    return parse_spec(raw)
+
+
+def run(spec, frames, make_executor, label: str) -> dict:
+    from s4_strategies.training.research.run import research
+
+    out = Path(tempfile.mkdtemp(prefix="bench-research-"))
+    t0 = time.perf_counter()
+    executor = make_executor()
+    started = time.perf_counter() - t0
+    try:
+        res = research(spec, frames, out, executor, log=lambda s: None)
+    finally:
+        executor.close()
+    shutil.rmtree(out, ignore_errors=True)
+    c = res["counts"]
+    assert c["complete"] and c["failed"] == 0, c
+    return {"label": label, "trials": c["ran"], "seconds": c["wall_seconds"], "start": started,
+            "per_minute": 60.0 * c["ran"] / c["wall_seconds"]}
+
+
+def start_head(cpus: int) -> tuple[subprocess.Popen, str, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # single node, loopback
+    head = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+         "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={cpus}",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(120):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.5)
+    time.sleep(3)
+    return head, f"127.0.0.1:{port}", tmp
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials-per-fold", type=int, default=4)
+    ap.add_argument("--seeds", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    import feeds
+    from s4_strategies.training.research.engine import RayExecutor, SerialExecutor
+
+    spec = bench_spec(args.trials_per_fold, args.seeds)
+    frames = {ds: feeds.load_embedded(ds, todate=spec.date_to) for ds in spec.datasets}
+    t_all = time.perf_counter()
+
+    def serial():
+        import torch
+
+        torch.set_num_threads(1)  # as each Ray worker
+        return SerialExecutor()
+
+    rows = [run(spec, frames, serial, "serial loop (this process)"),
+            run(spec, frames, lambda: RayExecutor(num_cpus=1), "local Ray, 1 worker"),
+            run(spec, frames, lambda: RayExecutor(num_cpus=2), "local Ray, 2 workers")]
+    t0 = time.perf_counter()
+    head, address, tmp = start_head(2)
+    head_start = time.perf_counter() - t0
+    try:
+        row = run(spec, frames, lambda: RayExecutor(address=address),
+                  f"head on 127.0.0.1 (ray start --head, 2 CPUs), --address {address}")
+        row["start"] += head_start
+        rows.append(row)
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    base = rows[0]["per_minute"]
+    print(f"{rows[0]['trials']} trials each (2 folds × 3 assets × (S4D: "
+          f"{args.trials_per_fold} settings + {args.seeds - 1} more seed(s); linear)); "
+          f"{os.cpu_count()} CPU cores\n")
+    print("| executor | trials/min | ratio to serial | trials' wall s | start-up s |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['label']} | {r['per_minute']:.1f} | {r['per_minute'] / base:.2f}× | "
+              f"{r['seconds']:.1f} | {r['start']:.1f} |")
+    print(f"\ntotal benchmark time: {time.perf_counter() - t_all:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
