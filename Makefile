@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_ssm.py
 	$(PY) scripts/bench_backtest.py
+	$(PY) scripts/bench_research.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

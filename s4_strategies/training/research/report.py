@@ -66,6 +66,9 @@ def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dic
         per_fold[m.name] = [{"fold": k, "params": rs[0]["params"],
                              spec.objective: rs[0][spec.objective],
                              "band": [rs[0]["band_enter"], rs[0]["band_exit"]],
+                             "test_ic_5": float(np.nanmean([r["test_ic_5"] for r in rs])),
+                             "test_net_sharpe": float(np.nanmean([r["test_net_sharpe"]
+                                                                  for r in rs])),
                              "checkpoints": [r.get("checkpoint") for r in rs]}
                             for k, rs in picked.items()]
         val_score[m.name] = float(np.mean([objective_value(rs[0], spec.objective)
@@ -142,6 +145,16 @@ def markdown(report: dict, objective: str) -> str:
               "Trading (stitched out-of-sample, fees and funding; DSR for "
               f"{report['n_trials']} trials):", "",
               markdown_table(report["trading"], RESEARCH_TRADING_COLUMNS), ""]
+    if report["chosen"]:
+        lines += ["When: each fold's test block alone (IC 5 bars / net Sharpe, mean over seeds; "
+                  "the setting chosen on that fold's validation):", "",
+                  "| model | " + " | ".join(f"fold {f['fold']} ({f['test'][0][:7]})"
+                                           for f in report["folds"]) + " |",
+                  "|---|" + "---|" * len(report["folds"])]
+        for name, folds in report["chosen"].items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{f['test_ic_5']:+.3f} / {f['test_net_sharpe']:+.2f}" for f in folds) + " |")
+        lines.append("")
     pbo = report["pbo"]
     if pbo is not None:
         lines.append(f"Probability of backtest overfitting (CSCV, {pbo['n_blocks']} blocks, "
