@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,26 +60,6 @@ def run(spec, frames, make_executor, label: str) -> dict:
             "per_minute": 60.0 * c["ran"] / c["wall_seconds"]}
 
 
-def start_head(cpus: int) -> tuple[subprocess.Popen, str, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # single node, loopback
-    head = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-         "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={cpus}",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(120):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.5)
-    time.sleep(3)
-    return head, f"127.0.0.1:{port}", tmp
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials-per-fold", type=int, default=4)
@@ -90,6 +68,7 @@ def main(argv=None) -> int:
 
     import feeds
     from s4_strategies.training.research.engine import RayExecutor, SerialExecutor
+    from s4_strategies.training.research.head import loopback_head
 
     spec = bench_spec(args.trials_per_fold, args.seeds)
     frames = {ds: feeds.load_embedded(ds, todate=spec.date_to) for ds in spec.datasets}
@@ -105,20 +84,12 @@ def main(argv=None) -> int:
             run(spec, frames, lambda: RayExecutor(num_cpus=1), "local Ray, 1 worker"),
             run(spec, frames, lambda: RayExecutor(num_cpus=2), "local Ray, 2 workers")]
     t0 = time.perf_counter()
-    head, address, tmp = start_head(2)
-    head_start = time.perf_counter() - t0
-    try:
+    with loopback_head(num_cpus=2) as (address, _):
+        head_start = time.perf_counter() - t0
         row = run(spec, frames, lambda: RayExecutor(address=address),
-                  f"head on 127.0.0.1 (ray start --head, 2 CPUs), --address {address}")
+                  "head on 127.0.0.1 (`ray start --head`, 2 CPUs), `--address`")
         row["start"] += head_start
         rows.append(row)
-    finally:
-        head.terminate()
-        try:
-            head.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            head.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
     base = rows[0]["per_minute"]
     print(f"{rows[0]['trials']} trials each (2 folds × 3 assets × (S4D: "
           f"{args.trials_per_fold} settings + {args.seeds - 1} more seed(s); linear)); "

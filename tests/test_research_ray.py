@@ -4,13 +4,6 @@ Only loopback sockets are allowed here; the rest of the suite keeps them disable
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -70,51 +63,21 @@ def test_local_ray_matches_the_serial_run_and_resumes(frames, tmp_path):
     pd.testing.assert_frame_equal(_rows(tmp_path / "ray"), _rows(tmp_path / "serial"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_research_joins_a_head_started_separately(tmp_path):
     """``ray start --head`` on 127.0.0.1 in another process; ``s4trade research --address``
     joins it, runs there, and leaves it running."""
     import json
 
-    port = _free_port()
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's unix socket paths
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    # a single-node head on loopback (Ray's multi-node switch off, as for a local run)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    head = subprocess.Popen(
-        [ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats",
-         f"--temp-dir={ray_tmp}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        spec_path = tmp_path / "spec.json"
-        spec_path.write_text(json.dumps({**ONE_FOLD, "models": ONE_FOLD["models"][1:]}))
-        from s4_strategies.apps.cli import main
+    from s4_strategies.apps.cli import main
+    from s4_strategies.training.research.head import loopback_head
 
-        deadline = time.time() + 90
-        while time.time() < deadline:  # the head takes a few seconds to come up
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert head.poll() is None, "ray start --head exited"
-            time.sleep(1)
-        time.sleep(3)  # the GCS port opens before the head's raylet registers
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps({**ONE_FOLD, "models": ONE_FOLD["models"][1:]}))
+    with loopback_head(num_cpus=1) as (address, head):
         rc = main(["research", "--spec", str(spec_path), "--out", str(tmp_path / "out"),
-                   "--address", f"127.0.0.1:{port}"])
+                   "--address", address])
         assert rc == 0
         report = json.loads((tmp_path / "out" / "report.json").read_text())
         assert report["executor"] == "ray" and report["workers"] == 1
         assert report["counts"]["ran"] == 1 and report["counts"]["complete"]
         assert head.poll() is None  # the cluster is still up: the run only disconnected
-    finally:
-        head.terminate()
-        try:
-            head.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            head.kill()
-        shutil.rmtree(ray_tmp, ignore_errors=True)
