@@ -78,14 +78,22 @@ def ray_init(address: str | None = None, num_cpus: int | None = None, **kwargs):
 
 
 def _token_auth_if_available() -> None:
-    """``ray start --head`` turns on token authentication when it finds a token (``~/.ray/
-    auth_token``, ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``) and no ``RAY_AUTH_MODE``; a
-    driver joining it must do the same, or the head refuses it."""
+    """``ray start --head`` turns on token authentication (and writes ``~/.ray/auth_token``)
+    unless ``RAY_AUTH_MODE`` says otherwise; a driver joining it must turn it on as well when
+    it has the token, or the head refuses it. Ray's own switch also refreshes the settings a
+    process read when it imported Ray."""
     if "RAY_AUTH_MODE" in os.environ:
         return
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (
-            Path.home() / ".ray" / "auth_token").is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").is_file()):
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 @contextmanager
