@@ -38,7 +38,8 @@ def bench_spec(trials_per_fold: int, seeds: int):
                      {"name": "Linear", "layer": "linear"}]
     raw["search"] = {"trials_per_fold": trials_per_fold, "concurrency": 2}
     raw["seeds"] = seeds
-    raw["train"] = {**raw["train"], "epochs": 2, "steps_per_epoch": 10, "d_model": 16}
+    raw["train"] = {**raw["train"], "epochs": 3, "steps_per_epoch": 40, "d_model": 16,
+                    "batch_size": 16}
     return parse_spec(raw)
 
 
