@@ -28,7 +28,7 @@ import time
 
 import pandas as pd
 
-from ..training.research.engine import ray_init
+from ..training.research.engine import RayExecutor, SerialExecutor
 from ..training.research.scheduler import distributions
 from ..training.research.spec import check_space
 
@@ -63,9 +63,6 @@ def _build(strategy, datas, analyzers, cash, params):
 
 def run_backtest_task(params: dict, factory, strategy, datas, analyzers, cash) -> dict:
     """One backtest of ``params``: its final value and analyzers, flattened."""
-    import torch
-
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
     row = dict(params)
     try:
@@ -89,44 +86,6 @@ def _objective(row: dict, objective) -> float:
     except (TypeError, ValueError):
         return math.nan
     return v
-
-
-class _Runner:
-    """Submit and wait, serially or on Ray."""
-
-    def __init__(self, serial, address, workers, args):
-        self.serial, self.args, self.jobs = serial, args, {}
-        self.owned = False
-        if not serial:
-            import ray
-
-            self.ray = ray
-            self.owned = ray_init(address, workers)
-            self.capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            self.remote = ray.remote(run_backtest_task).options(num_cpus=1, max_retries=0)
-            self.args = [ray.put(a) for a in args]
-        else:
-            self.capacity = 1
-
-    def submit(self, key, params):
-        if self.serial:
-            self.jobs[key] = params
-            return key
-        handle = self.remote.remote(params, *self.args)
-        self.jobs[handle] = key
-        return handle
-
-    def wait(self):
-        """(key, row) of a finished backtest."""
-        if self.serial:
-            key = next(iter(self.jobs))
-            return key, run_backtest_task(self.jobs.pop(key), *self.args)
-        ready, _ = self.ray.wait(list(self.jobs), num_returns=1)
-        return self.jobs.pop(ready[0]), self.ray.get(ready[0])
-
-    def close(self):
-        if self.owned:
-            self.ray.shutdown()
 
 
 def _grid_sets(grid: dict) -> list[dict]:
@@ -170,18 +129,22 @@ def sweep(strategy=None, *, datas=(), analyzers=None, cerebro_factory=None, grid
         study = optuna.create_study(direction=direction,
                                     sampler=optuna.samplers.TPESampler(seed=seed))
         sets = []
-    runner = _Runner(serial, address, workers, args)
+    runner = SerialExecutor(run_backtest_task) if serial else RayExecutor(
+        address, workers, fn=run_backtest_task)
+    refs = [runner.put(a) for a in args]
     rows, trials, total = {}, {}, len(sets) if study is None else int(n_trials)
+    pending = {}  # handle -> index of the parameter set
     try:
         issued = 0
         while len(rows) < total:
-            while issued < total and len(runner.jobs) < runner.capacity + (not serial):
+            while issued < total and len(pending) < runner.capacity:
                 if study is not None:
                     trials[issued] = study.ask(dists)
                     sets.append(dict(trials[issued].params))
-                runner.submit(issued, sets[issued])
+                pending[runner.submit(sets[issued], *refs)] = issued
                 issued += 1
-            key, row = runner.wait()
+            handle, row = runner.wait(list(pending))
+            key = pending.pop(handle)
             rows[key] = row
             if study is not None:
                 value = _objective(row, objective)

@@ -63,8 +63,9 @@ def _inputs(close, pos_or_scores, funding, what: str):
     return close, other, funding
 
 
-def _net(close, pos, fee, funding) -> tuple[np.ndarray, np.ndarray]:
-    """(net returns, funding costs) of holding ``pos``."""
+def net_returns(close, pos, fee, funding=None) -> tuple[np.ndarray, np.ndarray]:
+    """(net returns, funding costs) of holding ``pos``: the taker ``fee`` at each change and
+    ``funding`` (per-bar rates, or None) on the position held."""
     ret = backtest_positions(close, pos, fee)["returns"]
     cost = charge(pos, funding) if funding is not None else np.zeros(len(pos))
     return ret - cost, cost
@@ -89,7 +90,7 @@ def select_rule(scores_val, close_val, fee: float = BYBIT_TAKER, grid=DEFAULT_GR
             raise ValueError(f"grid cell ({k_enter}, {k_exit}): k_exit must be <= k_enter")
         rule = band_from_cost(fee, k_enter, k_exit, long_only)
         pos = rule.positions(scores)
-        sharpe = _sharpe(_net(close, pos, fee, funding)[0], periods_per_year)
+        sharpe = _sharpe(net_returns(close, pos, fee, funding)[0], periods_per_year)
         trades = count_trades(pos)
         cells.append({"k_enter": float(k_enter), "k_exit": float(k_exit), "enter": rule.enter,
                       "exit": rule.exit, "sharpe": sharpe, "trades": trades,
@@ -128,7 +129,7 @@ def cost_report(close, pos, fee: float = BYBIT_TAKER, periods_per_year: float = 
     if n == 0:
         raise ValueError("no bars")
     gross = backtest_positions(close, pos, 0.0)["returns"]
-    net, fund = _net(close, pos, fee, funding)
+    net, fund = net_returns(close, pos, fee, funding)
     prev = np.concatenate([[0.0], pos[:-1]])
     turnover = float(np.abs(pos - prev)[:-1].sum() + abs(pos[-1]))  # what the fee is paid on
     trades, held = count_trades(pos), int(np.count_nonzero(pos[:-1]))

@@ -18,38 +18,39 @@ from pathlib import Path
 
 from .scheduler import studies
 from .store import ResultStore
-from .trial import Task, run_trial
+from .trial import run_trial
 
 
-def _ray_trial(task, spec, df, threads):
-    """The Ray task body: one trial, torch limited to the CPUs Ray gave the task."""
+def _in_worker(fn, threads, *args):
+    """The Ray task body: ``fn(*args)`` with torch limited to the CPUs Ray gave the task."""
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
-    return run_trial(task, spec, df)
+    return fn(*args)
 
 
 class SerialExecutor:
-    """Runs each trial in this process when it is waited for: the baseline of the benchmark
-    and the path without Ray."""
+    """Runs each job (``fn``, a trial by default) in this process when it is waited for:
+    the baseline of the benchmark and the path without Ray."""
 
     capacity = 1
     name = "serial"
 
-    def __init__(self):
+    def __init__(self, fn=run_trial):
+        self.fn = fn
         self._jobs: dict[int, tuple] = {}
 
     def put(self, obj):
         return obj
 
-    def submit(self, task: Task, spec, df) -> int:
+    def submit(self, *args) -> int:
         handle = len(self._jobs) + 1 + max(self._jobs, default=0)
-        self._jobs[handle] = (task, spec, df)
+        self._jobs[handle] = args
         return handle
 
     def wait(self, handles: list):
         h = handles[0]
-        return h, run_trial(*self._jobs.pop(h))
+        return h, self.fn(*self._jobs.pop(h))
 
     def close(self):
         pass
@@ -118,13 +119,14 @@ def _loopback_only():
 
 
 class RayExecutor:
-    """Trials as Ray tasks of ``cpus_per_trial`` CPUs each; ``address`` None starts (and at
-    ``close`` stops) a local Ray, otherwise joins that cluster (and leaves it running)."""
+    """Jobs (``fn``, a trial by default) as Ray tasks of ``cpus_per_trial`` CPUs each;
+    ``address`` None starts (and at ``close`` stops) a local Ray, otherwise joins that
+    cluster (and leaves it running)."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 cpus_per_trial: float = 1.0):
+                 cpus_per_trial: float = 1.0, fn=run_trial):
         import ray
 
         self._ray = ray
@@ -133,13 +135,14 @@ class RayExecutor:
         total = ray.cluster_resources().get("CPU", 1.0)
         self.workers = max(1, int(total // cpus_per_trial))
         self.capacity = self.workers + 1  # one queued, so a worker never waits on the driver
-        self._remote = ray.remote(_ray_trial).options(num_cpus=cpus_per_trial, max_retries=0)
+        self.fn = fn
+        self._remote = ray.remote(_in_worker).options(num_cpus=cpus_per_trial, max_retries=0)
 
     def put(self, obj):
         return self._ray.put(obj)
 
-    def submit(self, task: Task, spec, df):
-        return self._remote.remote(task, spec, df, self.cpus_per_trial)
+    def submit(self, *args):
+        return self._remote.remote(self.fn, self.cpus_per_trial, *args)
 
     def wait(self, handles: list):
         ready, _ = self._ray.wait(handles, num_returns=1)

@@ -19,10 +19,11 @@ import pandas as pd
 from ...features import make_labels
 from .. import skill_report, trading_report
 from ..compare import LINEAR, SKILL_COLUMNS, TRADING_COLUMNS, markdown_table
-from ..evaluation import backtest_positions
-from ..funding import charge, funding_per_bar
+from ..decision import net_returns
+from ..funding import funding_per_bar
 from .overfit import deflated_sharpe, pbo_cscv
 from .scheduler import objective_value
+from .spec import OBJECTIVES
 from .stitch import IncompleteError, chosen, current_rows, full_length, stitched_runs
 from .walkforward import describe
 
@@ -90,9 +91,7 @@ def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dic
         results = []
         for i, r in enumerate(runs):
             pos = r["position"].to_numpy()
-            net = backtest_positions(close[test], pos, spec.fee)["returns"] - charge(
-                pos, funding[test])
-            returns[(name, i)] = net
+            returns[(name, i)] = net_returns(close[test], pos, spec.fee, funding[test])[0]
             rep = trading_report.position_report(df.index[test], close[test], pos, spec.fee,
                                                  funding[test], ppy)
             results.append({"band": {**rep, "rule": None}})
@@ -115,7 +114,7 @@ def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dic
         res = pbo_cscv(np.stack([returns[c] for c in cols], axis=1), n_blocks=blocks)
         pbo = {k: v for k, v in res.items() if k not in ("logits", "is_oos_sharpe")}
         pbo["configurations"] = [f"{m} seed {spec.seeds[i]}" for m, i in cols]
-    sign = 1 if spec.objective == "val_log_loss" else -1
+    sign = 1 if OBJECTIVES[spec.objective] == "minimize" else -1
     selected = min(val_score, key=lambda k: sign * val_score[k]) if val_score else None
     sel_returns = None
     if selected is not None:

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ...features import bar_spacing, make_labels, signal_values
+from ...features import bar_spacing, make_labels
 from .. import skill, skill_report
 from ..baselines import har_windows
-from ..decision import select_rule
-from ..evaluation import backtest_positions
-from ..funding import charge, funding_per_bar
+from ..decision import count_trades, net_returns, select_rule
+from ..funding import funding_per_bar
 from .overfit import sharpe
 from .spec import ModelSpec, ResearchSpec
 from .walkforward import Fold
@@ -47,10 +46,6 @@ class Task:
     seed: int = 0
     phase: str = "search"  # "search": Optuna's proposals; "seed": the chosen params, more seeds
     fingerprint: str = ""
-
-    @property
-    def study(self) -> str:
-        return f"{self.dataset}|{self.fold.number}|{self.model.name}"
 
     @property
     def trial_id(self) -> str:
@@ -151,8 +146,7 @@ def run_trial(task: Task, spec: ResearchSpec, df: pd.DataFrame) -> dict:
         rule, table = select_rule(f["move"][val], close[val], spec.fee, funding=funding[val],
                                   periods_per_year=ppy, min_trades=spec.min_trades)
         pos = rule.positions(f["move"][test])  # (n_test,)
-        net = backtest_positions(close[test], pos, spec.fee)["returns"] - charge(pos,
-                                                                               funding[test])
+        net = net_returns(close[test], pos, spec.fee, funding[test])[0]
         preds = _predictions(f, data.index, test, lspec.n_classes)
         preds["position"] = pos
         preds["net_return"] = net
@@ -164,8 +158,7 @@ def run_trial(task: Task, spec: ResearchSpec, df: pd.DataFrame) -> dict:
         row.update({"test_sharpe_bar": sharpe(net),
                     "test_net_sharpe": sharpe(net) * np.sqrt(ppy),
                     "band_enter": rule.enter, "band_exit": rule.exit,
-                    "test_trades": int(np.count_nonzero(np.diff(np.r_[0.0, pos]) != 0)),
-                    "values": json.dumps(signal_values(lspec.n_classes).tolist())})
+                    "test_trades": count_trades(pos)})
         row.update(info)
         row["status"], row["error"] = "ok", ""
         out = {"predictions": preds, "checkpoint": ckpt}
