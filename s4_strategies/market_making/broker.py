@@ -1,57 +1,69 @@
-"""Fill models and maker/taker fees for market making in backtrader.
+"""Fill models, latency and queue position for market making in backtrader.
 
-backtrader's ``BackBroker`` fills a limit order whenever a bar's range touches it, with no
-queue. For a market maker that overstates spread capture: every quote the range reaches is
-filled, first in the queue, including those the market only touched. ``MarketMakingBroker``
+backtrader's ``BackBroker`` fills a limit order whenever a bar's range touches it, at once and
+first in the queue. For a market maker that overstates spread capture. ``MarketMakingBroker``
 keeps orders as ordinary backtrader orders (``notify_order``, positions, broker value and
-other analyzers work as usual) and replaces the limit-order matching with one of:
+other analyzers work as usual) and replaces the matching with an event-driven exchange in the
+manner of hftbacktest:
 
-``"trade_through"`` (default for ticks and for bars)
-    Tick feeds (a ``trade_price`` line, see ``feeds.ticks``): a resting bid fills only when
-    a sell trade prints *below* it, or when the best ask drops to it or below (the book
-    moved through it); a trade *at* its price fills it under the ``queue`` rule:
+**Latency** (``latency``, :mod:`.latency`; default ``"cloud"``: feed 5 ms, entry 10 ms,
+cancel 10 ms). An order the strategy places on the event stamped ``t`` reaches the book at
+``t + feed + entry``; until then it cannot trade. A cancel sent on ``t`` takes effect at
+``t + feed + cancel``; until then the order can still be filled (a fill in flight: with
+latency the inventory limit can be overshot, and ``MarketMakingAnalyzer`` counts it). While a
+cancel is in flight ``cancel_pending(order)`` is ``True``: the strategy may place the
+replacement at once, as a real market maker does. Fill reports are not delayed (the strategy
+learns of a fill on the event that made it, a response latency earlier than a live one).
 
-    - ``"queue"`` (default): the order joins behind the displayed size at its price (the
-      best bid's size when it is placed at the best bid, nothing when it improves the best,
-      the displayed size when its level later becomes the best); only trades at the price
-      advance it (the queue ahead never exceeds the size now displayed), and what a trade
-      leaves past the queue fills it, partially if need be;
+**Arrival.** A limit order that is marketable against the book prevailing when it arrives (a
+bid at or above the best ask; on bars: at or above the next bar's open) takes liquidity at
+the opposite best (the open on bars) and pays the taker fee, or is rejected when it carries
+``post_only=True`` in its info, as exchanges do. Never filled at its own limit as a maker.
+Market orders fill at the opposite best prevailing on arrival (ticks) or the next bar's open.
+
+**Fill models** (``fill_model``) for resting limit orders:
+
+``"trade_through"`` (default)
+    Tick feeds (a ``trade_price`` line, see ``feeds.ticks``): a resting bid fills when a sell
+    trade prints *below* it (kind ``"through"``), or when the best ask drops to it or below
+    (``"book"``: the book moved through it); a trade *at* its price fills it under ``queue``:
+
+    - ``"prob"`` (default) / ``"risk_averse"``: the order joins the queue behind the size
+      displayed at its price when it arrives (nothing when it improves the best; unknown when
+      deeper than the best, until its level becomes the best) and advances with trades at its
+      price and, under ``"prob"``, with a share of the cancellations (``queue_power``): see
+      :mod:`.queue`. What a trade leaves past the queue fills it (``"queue"``), partially
+      unless ``partial=False`` (then a trade that reaches it fills it whole, hftbacktest's
+      no-partial-fill exchange);
     - ``"through"``: trades at the price never fill it (the most conservative);
     - ``"touch"``: trades at the price fill it up to their size (front of the queue).
 
     Bars: a bid fills only when the bar's low is strictly below it (``queue="touch"``: at or
     below), at the limit price. A bar that trades through a level cleared its queue.
 ``"intensity"``
-    Poisson fills: per broker step of ``dt`` seconds the order fills with probability
-    ``1 − exp(−A·exp(−kappa·delta)·dt)``, ``delta`` its distance from the mid when it was
-    quoted, from a seeded generator. On bars a fill also needs the bar's range to have
-    reached the price (``require_touch``, default on bars): fills stay on the side the
-    price went (adverse selection is kept) and are a thinned subset of touches. On tick
-    feeds the draws are the AS model's world as it stands (default off there: a per-event
-    draw that also needed a trade at the price in that same event would almost never
-    fill; ``require_touch=True`` asks for it anyway). ``A, kappa`` come from the
-    ``intensity`` param (a pair or ``{data name: pair}``) or else from the order's
-    ``A``/``kappa`` info, which ``AvellanedaStoikovStrategy`` attaches from its rolling
-    calibration.
+    Poisson fills at rate ``A·exp(−kappa·delta)``, ``delta`` the order's distance from the mid
+    when it was quoted, from a seeded generator. With ``require_touch`` (the default, ticks
+    and bars) a fill also needs a trade at or through the price (ticks) or the bar's range to
+    reach it: the hazard accumulated since the last touch, ``Λ = Σ A·e^(−κδ)·dt``, fills it on
+    a touch with probability ``1 − e^(−Λ)``, so fills are a thinned subset of touches on the
+    side the price went (adverse selection is kept). ``require_touch=False``: a fill with
+    probability ``1 − e^(−A·e^(−κδ)·dt)`` per event, the AS model's world. ``A, kappa`` come
+    from the ``intensity`` param (a pair or ``{data name: pair}``) or else from the order's
+    ``A``/``kappa`` info (``AvellanedaStoikovStrategy`` attaches its rolling calibration);
+    while they are unknown (the calibration warming up) the order rests and cannot fill.
 ``"touch"``
-    backtrader's own rule (for comparison).
+    backtrader's own rule (for comparison), after the order's arrival.
 
-Why trade-through is the default: it needs no parameters that could be tuned to flatter
-a result, it fills a quote only when the market demonstrably traded at it, and on bars it
-drops the touch-only fills that backtrader's rule counts. The intensity model is the AS
-model's own world: useful to check the maths, but its fills are as good as its ``A, kappa``.
-
-In every model an order is matched only against events after the one it was placed on
-(with several feeds, a feed that did not move is not re-matched), a limit order that is
-marketable when it reaches the book fills at the opposite best as a taker (or is rejected
-when it carries ``post_only=True`` in its info, as exchanges do), and market
-orders fill at the opposite best (ticks) or the next bar's open (bars). Fees:
-``MakerTakerCommInfo`` charges ``maker`` on passive fills and ``taker`` on the rest.
+In every model an order is matched only against events after it arrived (with several feeds, a
+feed that did not move is not re-matched). Every execution is logged in ``fill_log`` (dicts:
+``ref, data, t, sign, price, size, kind, taker, placed, arrived, cancel_sent``; ``kind`` one of
+``through, queue, book, taker, market, intensity, touch``). Fees: ``MakerTakerCommInfo``
+charges ``maker`` on passive fills and ``taker`` on the rest.
 
 backtrader has no public hook for order matching: what must override its ``BackBroker``
 internals lives in :mod:`.bt_adapter` (``BackBrokerHooks``, pinned to the backtrader version
-it was written for). This module is only the fill models, written against its hooks
-(``match``, ``fill``, ``executing``, ``on_submit``, ``on_cancel``).
+it was written for). This module is only the exchange, written against its hooks (``match``,
+``fill``, ``executing``, ``on_submit``, ``on_cancel``, ``cancel_now``).
 """
 
 from __future__ import annotations
@@ -66,69 +78,132 @@ from feeds.bartime import num_to_epoch
 
 from ..fees import MAKER, TAKER
 from .bt_adapter import BackBrokerHooks
-from .quotes import fill_probability
+from .latency import parse_latency
+from .queue import QueuePosition, normalise_queue_model
+from .quotes import intensity as intensity_rate
 
 __all__ = ["FILL_MODELS", "QUEUE_RULES", "MarketMakingBroker"]
 
 FILL_MODELS = ("trade_through", "intensity", "touch")
-QUEUE_RULES = ("queue", "through", "touch")
+QUEUE_RULES = ("prob", "risk_averse", "through", "touch")
+_NAN = math.nan
 
 
 def _line(data, name):
     lines = data.lines
     if not hasattr(lines, name):
-        return math.nan
+        return _NAN
     return getattr(lines, name)[0]
 
 
-class _OrderState:
-    __slots__ = ("seen", "t", "queue", "new")
+def _bbo(data) -> tuple:
+    """``(bid, ask, bid_size, ask_size)`` of the feed's current event (NaN where absent)."""
+    return tuple(_line(data, k) for k in ("bid", "ask", "bid_size", "ask_size"))
 
-    def __init__(self, seen: int, t: float):
-        self.seen = seen      # len(data) when last matched (or placed)
-        self.t = t            # epoch seconds of that event
-        self.queue = None     # size ahead in the queue at the order's price (ticks)
-        self.new = True       # not yet matched against any event
+
+class _OrderState:
+    __slots__ = ("seen", "t", "placed", "arrive", "cancel_at", "cancel_sent", "book", "queue",
+                 "new", "hazard")
+
+    def __init__(self, seen: int, t: float, arrive: float, book: tuple, queue: QueuePosition):
+        self.seen = seen          # len(data) when last matched (or placed)
+        self.t = t                # epoch seconds of that event
+        self.placed = t           # the event the strategy placed the order on
+        self.arrive = arrive      # when it reaches the book
+        self.cancel_at = None     # when a cancel sent for it takes effect
+        self.cancel_sent = None
+        self.book = book          # the BBO prevailing before the event being matched
+        self.queue = queue        # size ahead at its price (ticks)
+        self.new = True           # not yet in the book
+        self.hazard = 0.0         # intensity accumulated since the last touch
 
 
 class MarketMakingBroker(BackBrokerHooks):
-    """``BackBroker`` with market-making fill models (see the module doc).
+    """``BackBroker`` with latency, queue position and market-making fill models (module doc).
 
-    Extra params: ``fill_model`` (``"trade_through"``), ``queue`` (``"queue"``), ``seed``
-    (0), ``intensity`` (``None``), ``require_touch`` (``None``: on bars, not on ticks).
+    Extra params: ``fill_model`` (``"trade_through"``), ``queue`` (``"prob"``; ``"queue"`` is
+    the earlier name of ``"risk_averse"``), ``queue_power`` (3), ``partial`` (``True``),
+    ``latency`` (``None``: ``"cloud"``; see :func:`.latency.parse_latency`), ``seed`` (0),
+    ``intensity`` (``None``), ``require_touch`` (``True``).
     """
 
     params = (
         ("fill_model", "trade_through"),
-        ("queue", "queue"),
+        ("queue", "prob"),
+        ("queue_power", 3.0),
+        ("partial", True),
+        ("latency", None),
         ("seed", 0),
         ("intensity", None),
-        ("require_touch", None),
+        ("require_touch", True),
     )
 
     def init(self):
         super().init()
         if self.p.fill_model not in FILL_MODELS:
-            raise ValueError(f"fill_model must be one of {FILL_MODELS}")
-        if self.p.queue not in QUEUE_RULES:
-            raise ValueError(f"queue must be one of {QUEUE_RULES}")
+            raise ValueError(f"fill_model must be one of {FILL_MODELS}, got {self.p.fill_model!r}")
+        self.queue_rule = normalise_queue_model(self.p.queue)
+        if self.queue_rule not in QUEUE_RULES:
+            raise ValueError(f"queue must be one of {QUEUE_RULES}, got {self.p.queue!r}")
+        QueuePosition("prob", self.p.queue_power)  # checks queue_power
+        self.latency = parse_latency(self.p.latency)
         self._rng = np.random.default_rng(self.p.seed)
         self._ostate: dict[int, _OrderState] = {}
         self._taker_refs: set[int] = set()
+        self.fill_log: list[dict] = []
 
-    # --------------------------------------------------------------- bookkeeping
-    def on_submit(self, order):
+    # --------------------------------------------------------------- order lifecycle
+    def _state(self, order, placed_now: bool) -> _OrderState:
         data = order.data
-        self._ostate[order.ref] = _OrderState(len(data), _now(data))
+        t = _now(data)
+        queue_model = self.queue_rule if self.queue_rule in ("prob", "risk_averse") else "prob"
+        return _OrderState(len(data) if placed_now else len(data) - 1, t,
+                           t + self.latency.order, _bbo(data),
+                           QueuePosition(queue_model, self.p.queue_power))
+
+    def on_submit(self, order):
+        self._ostate[order.ref] = self._state(order, placed_now=True)
 
     def on_cancel(self, order):
-        self._ostate.pop(order.ref, None)
+        self._forget(order)
 
-    def _fill(self, order, price, qty=None, taker=False):
+    def _forget(self, order):
+        self._ostate.pop(order.ref, None)
+        self._taker_refs.discard(order.ref)
+
+    def cancel(self, order, bracket=False):
+        """Cancel ``order``: at once without cancel latency, else when the cancel reaches the
+        book (``cancel_pending(order)`` until then; it can still fill meanwhile)."""
+        st = self._ostate.get(order.ref)
+        if st is None or self.latency.cancel_total <= 0.0 or not order.alive():
+            return super().cancel(order, bracket)
+        if st.cancel_at is None:
+            now = _now(order.data)
+            st.cancel_sent = now
+            st.cancel_at = now + self.latency.cancel_total
+        return True
+
+    def cancel_pending(self, order) -> bool:
+        """Whether a cancel was sent for ``order`` and has not taken effect yet."""
+        st = self._ostate.get(order.ref)
+        return st is not None and st.cancel_at is not None and order.alive()
+
+    def _fill(self, order, st, price, kind, qty=None, taker=False):
         if taker:
             self._taker_refs.add(order.ref)
             order.addinfo(taker=True)
+        before = abs(order.executed.remsize)
         self.fill(order, price, qty)
+        size = before - abs(order.executed.remsize)
+        if size > 0:
+            self._log(order, st, price, size, kind)
+
+    def _log(self, order, st, price, size, kind):
+        self.fill_log.append(dict(
+            ref=order.ref, data=self.data_name(order.data), t=_now(order.data),
+            sign=1.0 if order.isbuy() else -1.0, price=float(price), size=float(size),
+            kind=kind, taker=order.ref in self._taker_refs or order.exectype != bt.Order.Limit,
+            placed=st.placed, arrived=st.arrive, cancel_sent=st.cancel_sent))
 
     @contextlib.contextmanager
     def executing(self, order):
@@ -146,78 +221,121 @@ class MarketMakingBroker(BackBrokerHooks):
     def match(self, order):
         data = order.data
         st = self._ostate.get(order.ref)
-        if st is None:
-            st = self._ostate[order.ref] = _OrderState(len(data) - 1, _now(data))
+        if st is None:  # submitted before this broker saw it: placed on the previous event
+            st = self._ostate[order.ref] = self._state(order, placed_now=False)
         n = len(data)
         if n <= st.seen:
             return  # this feed has not moved since the order was placed or last matched
         st.seen = n
         now = _now(data)
-        dt = max(now - st.t, 0.0)
-        st.t = now
         try:
-            if order.exectype == bt.Order.Market:
-                self._exec_market(order)
-            elif order.exectype == bt.Order.Limit and self.p.fill_model != "touch":
-                self._exec_limit(order, st, dt)
+            if st.cancel_at is not None and now >= st.cancel_at:
+                self.cancel_now(order)  # the cancel reached the book before this event
+            elif now < st.arrive:
+                pass  # still on its way to the book
             else:
-                self.match_default(order)
+                dt = max(now - max(st.t, st.arrive), 0.0)
+                st.t = now
+                self._match_arrived(order, st, dt)
         finally:
-            st.new = False
+            st.book = _bbo(data)
             if not order.alive():
-                self._ostate.pop(order.ref, None)
-                self._taker_refs.discard(order.ref)
+                self._forget(order)
 
-    def _exec_market(self, order):
-        data = order.data
-        price = _line(data, "ask") if order.isbuy() else _line(data, "bid")
-        if math.isfinite(price):
-            self._fill(order, price, taker=True)
+    def _match_arrived(self, order, st, dt):
+        if order.exectype == bt.Order.Market:
+            self._exec_market(order, st)
+        elif order.exectype != bt.Order.Limit:
+            self._default(order, st, "market")
+        elif st.new:
+            st.new = False
+            if not self._arrive_limit(order, st):
+                self._rest(order, st, dt)
         else:
-            self.match_default(order)
+            self._rest(order, st, dt)
 
-    def _exec_limit(self, order, st, dt):
+    def _exec_market(self, order, st):
+        bid, ask = st.book[0], st.book[1]
+        price = ask if order.isbuy() else bid
+        if math.isfinite(price):
+            self._fill(order, st, price, "market", taker=True)
+        else:
+            self._default(order, st, "market")  # bars: backtrader fills at the open
+
+    def _default(self, order, st, kind):
+        """backtrader's own matching, logged."""
+        before = abs(order.executed.remsize)
+        self.match_default(order)
+        size = before - abs(order.executed.remsize)
+        if size > 0:
+            self._log(order, st, order.executed.price, size, kind)
+
+    def _arrive_limit(self, order, st) -> bool:
+        """The order reaches the book: take liquidity (or be rejected post-only) when it is
+        marketable; else join the queue. ``True`` when it is done with this event."""
         data = order.data
-        limit = order.created.price
-        buy = order.isbuy()
+        limit, buy = order.created.price, order.isbuy()
         eps = 1e-8 * abs(limit)
+        sign = 1.0 if buy else -1.0
+        tick_feed = hasattr(data.lines, "trade_price")
+        if tick_feed or math.isfinite(st.book[1 if buy else 0]):
+            opposite = st.book[1 if buy else 0]          # the book prevailing on arrival
+        else:
+            opposite = data.open[0]                      # bars: the next bar opens the book
+        if math.isfinite(opposite) and sign * (limit - opposite) >= -eps:
+            if order.info.get("post_only", False):
+                self.reject(order)
+            else:
+                self._fill(order, st, opposite, "taker", taker=True)
+            return True
+        if tick_feed:
+            best, size = st.book[0 if buy else 1], st.book[2 if buy else 3]
+            st.queue.join(_displayed_ahead(limit, buy, best, size, eps))
+        return False
+
+    def _rest(self, order, st, dt):
+        data = order.data
+        limit, buy = order.created.price, order.isbuy()
+        eps = 1e-8 * abs(limit)
+        if self.p.fill_model == "touch":
+            self._default(order, st, "touch")
+            return
         bid, ask = _line(data, "bid"), _line(data, "ask")
         opposite = ask if buy else bid
-        sign = 1.0 if buy else -1.0
-        if math.isfinite(opposite) and sign * (limit - opposite) >= -eps:
-            # the opposite best is at or through the limit. On arrival: a post-only order is
-            # rejected, any other fills as a taker at the best. Resting: the book moved
-            # through it, so it fills at its price.
-            if st.new and order.info.get("post_only", False):
-                self.reject(order)
-            elif st.new:
-                self._fill(order, opposite, taker=True)
-            else:
-                self._fill(order, limit)
+        if math.isfinite(opposite) and (opposite <= limit + eps if buy else
+                                        opposite >= limit - eps):
+            self._fill(order, st, limit, "book")  # the book moved through the resting order
             return
         tick_feed = hasattr(data.lines, "trade_price")
-        if self.p.fill_model == "trade_through":
-            if tick_feed:
-                self._trade_through_tick(order, st, limit, buy, eps)
-            else:
-                self._trade_through_bar(order, limit, buy, eps)
+        if self.p.fill_model == "intensity":
+            self._intensity(order, st, limit, buy, eps, dt, tick_feed)
+        elif tick_feed:
+            self._trade_through_tick(order, st, limit, buy, eps)
         else:
-            self._intensity(order, limit, buy, eps, dt, tick_feed)
+            self._trade_through_bar(order, st, limit, buy, eps)
 
     def _update_queue(self, order, st, limit, buy, eps):
-        best = _line(order.data, "bid" if buy else "ask")
-        size = _line(order.data, "bid_size" if buy else "ask_size")
+        """The displayed size at the order's price, before and now, moves its queue place."""
+        data = order.data
+        best, size = _line(data, "bid" if buy else "ask"), _line(data, "bid_size" if buy
+                                                                 else "ask_size")
         if not math.isfinite(best):
             return
         better = (limit - best) if buy else (best - limit)
         if better > eps:
-            st.queue = 0.0  # we improve the displayed best: nobody ahead
-        elif abs(better) <= eps and math.isfinite(size):
-            st.queue = size if st.queue is None else min(st.queue, size)
+            st.queue.join(0.0)  # nobody displayed at or above its price: it is the best
+            return
+        if abs(better) > eps or not math.isfinite(size):
+            return  # deeper than the best: its level is not displayed
+        prev_best, prev_size = st.book[0 if buy else 1], st.book[2 if buy else 3]
+        if abs(prev_best - limit) <= eps and math.isfinite(prev_size):
+            st.queue.on_depth(prev_size, size)
+        else:
+            st.queue.see(size)  # its level became the best
 
     def _trade_through_tick(self, order, st, limit, buy, eps):
         data = order.data
-        if self.p.queue == "queue":
+        if self.queue_rule in ("prob", "risk_averse"):
             self._update_queue(order, st, limit, buy, eps)
         price, side = data.lines.trade_price[0], data.lines.trade_side[0]
         if not math.isfinite(price):
@@ -226,26 +344,23 @@ class MarketMakingBroker(BackBrokerHooks):
             return  # a buy print hits asks, not our bid (and vice versa)
         through = (limit - price) if buy else (price - limit)
         if through > eps:
-            self._fill(order, limit)
+            self._fill(order, st, limit, "through")
             return
-        if abs(through) > eps or self.p.queue == "through":
+        if abs(through) > eps or self.queue_rule == "through":
             return
         size = data.lines.trade_size[0]
         if not math.isfinite(size) or size <= 0:
             return
-        if self.p.queue == "touch":
-            self._fill(order, limit, qty=size)
+        if self.queue_rule == "touch":
+            self._fill(order, st, limit, "touch", qty=size)
             return
-        if st.queue is None:
-            return  # deeper than the displayed best: our place in the queue is unknown
-        left = size - st.queue
-        st.queue = max(st.queue - size, 0.0)
+        left = st.queue.on_trade(size)
         if left > 0:
-            self._fill(order, limit, qty=left)
+            self._fill(order, st, limit, "queue", qty=left if self.p.partial else None)
 
-    def _trade_through_bar(self, order, limit, buy, eps):
+    def _trade_through_bar(self, order, st, limit, buy, eps):
         data = order.data
-        touch = self.p.queue == "touch"
+        touch = self.queue_rule == "touch"
         if buy:
             low = data.low[0]
             hit = low < limit - eps or (touch and low <= limit + eps)
@@ -253,9 +368,10 @@ class MarketMakingBroker(BackBrokerHooks):
             high = data.high[0]
             hit = high > limit + eps or (touch and high >= limit - eps)
         if hit:
-            self._fill(order, limit)
+            self._fill(order, st, limit, "touch" if touch else "through")
 
-    def _touched(self, order, limit, buy, eps, tick_feed):
+    @staticmethod
+    def _touched(order, limit, buy, eps, tick_feed):
         data = order.data
         if tick_feed:
             price, side = data.lines.trade_price[0], data.lines.trade_side[0]
@@ -267,6 +383,7 @@ class MarketMakingBroker(BackBrokerHooks):
         return data.low[0] <= limit + eps if buy else data.high[0] >= limit - eps
 
     def _intensity_params(self, order):
+        """``(A, kappa)`` for the order, or ``None`` while they are not known yet."""
         spec = self.p.intensity
         if isinstance(spec, dict):
             spec = spec.get(self.data_name(order.data))
@@ -274,22 +391,37 @@ class MarketMakingBroker(BackBrokerHooks):
             return float(spec[0]), float(spec[1])
         A, kappa = order.info.get("A"), order.info.get("kappa")
         if A is None or kappa is None:
-            raise ValueError("intensity fills need A and kappa: pass intensity=(A, kappa) to "
-                             "the broker or quote with AvellanedaStoikovStrategy")
+            return None  # the strategy's calibration is still warming up: no fill yet
         return float(A), float(kappa)
 
-    def _intensity(self, order, limit, buy, eps, dt, tick_feed):
+    def _intensity(self, order, st, limit, buy, eps, dt, tick_feed):
         u = self._rng.random()  # drawn on every step: the stream does not depend on touches
-        need = (not tick_feed) if self.p.require_touch is None else self.p.require_touch
-        if need and not self._touched(order, limit, buy, eps, tick_feed):
+        params = self._intensity_params(order)
+        if params is None:
             return
-        A, kappa = self._intensity_params(order)
         mid = order.info.get("mid")
         if mid is None:
             mid = order.data.close[-1] if len(order.data) > 1 else order.data.close[0]
-        delta = abs(limit - mid)
-        if u < fill_probability(delta, A, kappa, dt):
-            self._fill(order, limit)
+        st.hazard += intensity_rate(abs(limit - mid), *params) * dt
+        if self.p.require_touch and not self._touched(order, limit, buy, eps, tick_feed):
+            return
+        hazard, st.hazard = st.hazard, 0.0
+        if u < -math.expm1(-hazard):
+            self._fill(order, st, limit, "intensity")
+
+
+def _displayed_ahead(limit, buy, best, size, eps):
+    """The size ahead of an order joining at ``limit`` given the best on its side: all that is
+    displayed at the best when it joins there, nothing when it improves the best, unknown
+    (``None``) when it is deeper."""
+    if not math.isfinite(best):
+        return None
+    better = (limit - best) if buy else (best - limit)
+    if better > eps:
+        return 0.0
+    if abs(better) <= eps and math.isfinite(size):
+        return size
+    return None
 
 
 def _now(data) -> float:

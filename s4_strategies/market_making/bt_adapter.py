@@ -42,6 +42,9 @@ Given to the fill model:
 - ``fill(order, price, qty=None)``: execute ``order`` now (on the current event) at
   ``price``, at most ``qty`` (``None``: all that remains), through backtrader's ``_execute``.
 - ``reject(order)``: reject it and notify the owner.
+- ``cancel_now(order)``: cancel it while it is being matched (a cancel that was in flight
+  reaches the book): what ``cancel`` does for an order in ``pending``, for the order that
+  ``_try_exec`` holds (out of ``pending``, so it is not put back once dead).
 - ``data_name(data)``: the name the feed was added with.
 """
 
@@ -134,6 +137,14 @@ class BackBrokerHooks(bt.brokers.BackBroker):
         """Reject ``order`` and notify its owner."""
         order.reject(self)
         self.notify(order)
+
+    def cancel_now(self, order):
+        """Cancel ``order`` from inside ``match`` and notify its owner."""
+        order.cancel()
+        self.notify(order)
+        self._ococheck(order)
+        self._bracketize(order, cancel=True)
+        self.on_cancel(order)
 
     @staticmethod
     def data_name(data):

@@ -341,9 +341,8 @@ class AvellanedaStoikovStrategy(bt.Strategy):
             too_small = rem < 0.5 * size
             if not (moved or too_big or too_small):
                 return
-            self.cancel(order)
-            if order.alive():
-                return  # not cancellable yet (not in the book): try again next event
+            if not self._cancel(order):
+                return  # not cancellable yet (not accepted): try again next event
             book.orders[side] = None
         if size <= 0 or price is None:
             return
@@ -352,12 +351,21 @@ class AvellanedaStoikovStrategy(bt.Strategy):
                                  **info)
         book.n_quotes += 1
 
+    def _cancel(self, order) -> bool:
+        """Cancel ``order``; ``True`` once it is gone or its cancel is on the way to the book.
+
+        With cancel latency (``MarketMakingBroker``) the order stays alive until the cancel
+        arrives and can still fill meanwhile; the replacement is placed at once, as a real
+        market maker does, so fills in flight can overshoot the inventory limit
+        (``MarketMakingAnalyzer`` counts the breaches)."""
+        self.cancel(order)
+        pending = getattr(self.broker, "cancel_pending", None)
+        return not order.alive() or (pending is not None and pending(order))
+
     def _flatten(self, data, book, position):
         for side, order in book.orders.items():
-            if order is not None and order.alive():
-                self.cancel(order)
-                if not order.alive():
-                    book.orders[side] = None
+            if order is not None and order.alive() and self._cancel(order):
+                book.orders[side] = None
         step = book.p.size_step or 1e-12
         if abs(position) < 0.5 * step or (book.flatten is not None and book.flatten.alive()):
             return
@@ -366,6 +374,12 @@ class AvellanedaStoikovStrategy(bt.Strategy):
                             flatten=True)
 
     # ------------------------------------------------------------------ inspection
+    def inventory_limit(self, data=None) -> float:
+        """The hard inventory limit of a feed in contracts (``max_inventory·lot``; inf for
+        none). Quotes respect it; fills in flight on cancelled orders can overshoot it."""
+        p = self._books[data if data is not None else self.datas[0]].p
+        return p.max_inventory * p.lot
+
     def quotes(self, data=None) -> dict | None:
         """The last quote computed for a feed: ``bid, ask, bid_size, ask_size, mid, tau,
         lean`` (lots of drift shift) and ``q``; ``None`` before the first quote. ``bid`` or
