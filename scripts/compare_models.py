@@ -15,8 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
+from readme_block import README, replace_block
 
 
 def readme_block(result: dict, command: str) -> str:
@@ -26,23 +25,18 @@ def readme_block(result: dict, command: str) -> str:
             f"{p['test'][1][:16]}; taker fee {result['fee_per_side']:.3%} per side, funding "
             f"{result['funding_rate_per_8h']:.2%} per 8 h; seeds {result['seeds']}; "
             f"wall time {result['wall_seconds']:.0f} s")
-    return "\n".join([BEGIN, f"From `{command}` (its `compare.json`, written into this README "
+    return "\n".join([f"From `{command}` (its `compare.json`, written into this README "
                       "by `python scripts/compare_models.py --readme runs/compare/compare.json`):",
-                      "", head, "", result["tables"], END])
+                      "", head, "", result["tables"]])
 
 
-def write_readme(json_path: str, readme: Path = ROOT / "README.md",
+def write_readme(json_path: str, readme: Path = README,
                  command: str = "s4trade compare --out runs/compare") -> None:
     from s4_strategies.training.compare import tables
 
     result = json.loads(Path(json_path).read_text())
     result["tables"] = tables(result)  # the same formatting as the run printed
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block")
-    before, rest = text.split(BEGIN, 1)
-    after = rest.split(END, 1)[1]
-    readme.write_text(before + readme_block(result, command) + after)
+    replace_block("compare", readme_block(result, command), readme)
 
 
 if __name__ == "__main__":

@@ -91,14 +91,10 @@ def main(argv=None) -> int:
 
 def write_readme(out: str, command: str) -> None:
     """The tables of a finished run (``compare_multi.md``) into README.md between markers."""
-    begin, end = "<!-- compare-multi:begin -->", "<!-- compare-multi:end -->"
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    text, table = readme.read_text(), (Path(out) / "compare_multi.md").read_text().strip()
-    if begin not in text or end not in text:
-        raise SystemExit(f"README.md has no {begin} ... {end} block")
-    before, rest = text.split(begin, 1)
-    block = "\n".join([begin, f"`{command}` printed:", "", table, end])
-    readme.write_text(before + block + rest.split(end, 1)[1])
+    from readme_block import replace_block
+
+    table = (Path(out) / "compare_multi.md").read_text().strip()
+    replace_block("compare-multi", "\n".join([f"`{command}` printed:", "", table]))
 
 
 if __name__ == "__main__":

@@ -13,20 +13,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from readme_block import README, replace_block
 
 
-def write_readme(key: str, run_dir: str, readme: Path = ROOT / "README.md") -> None:
-    begin, end = f"<!-- research:{key}:begin -->", f"<!-- research:{key}:end -->"
+def write_readme(key: str, run_dir: str, readme: Path = README) -> None:
     report = (Path(run_dir) / "report.md").read_text().strip()
-    text = readme.read_text()
-    if begin not in text or end not in text:
-        raise SystemExit(f"{readme} has no {begin} ... {end} block")
-    before, rest = text.split(begin, 1)
-    after = rest.split(end, 1)[1]
-    block = "\n".join([begin, f"From `{run_dir}/report.md`, written here by `python "
-                       f"scripts/research_readme.py {key} {run_dir}`:", "", report, end])
-    readme.write_text(before + block + after)
+    block = "\n".join([f"From `{run_dir}/report.md`, written here by `python "
+                        f"scripts/research_readme.py {key} {run_dir}`:", "", report])
+    replace_block(f"research:{key}", block, readme)
 
 
 if __name__ == "__main__":
