@@ -77,6 +77,31 @@ def test_embedded_tick_sample_loads_on_one_clock():
         load_ticks("binance:BTCUSDT", clock="wall")
 
 
+def _at_or_through_touch(ev):
+    """Share of trade events that print at or through the pre-trade best on their side."""
+    tr = ev[ev["trade_price"].notna()]
+    buy = tr["trade_side"] > 0
+    return ((buy & (tr["trade_price"] >= tr["ask"] - 1e-9))
+            | (~buy & (tr["trade_price"] <= tr["bid"] + 1e-9))).mean()
+
+
+def test_usdm_sample_runs_on_the_exchange_clock_and_each_match_keeps_its_own_time():
+    auto = load_ticks("binance-usdm:BTCUSDT")
+    local = load_ticks("binance-usdm:BTCUSDT", clock="local")
+    exch = load_ticks("binance-usdm:BTCUSDT", clock="exchange")
+    pd.testing.assert_frame_equal(auto, exch)
+    # both streams on the matching engine's clock: trades meet the book they traded against
+    assert _at_or_through_touch(exch) > 0.99 > _at_or_through_touch(local)
+    # the first two prints came 22 ms apart at the exchange but in one receive batch
+    first = exch[exch["trade_price"].notna()].index[:2]
+    assert (first[1] - first[0]) == pd.Timedelta("22ms")
+    batch = local[local["trade_price"].notna()].index[:2]
+    assert (batch[1] - batch[0]) < pd.Timedelta("1ms")
+    # spot bookTicker has no exchange time: "auto" keeps spot on the receive clock
+    pd.testing.assert_frame_equal(load_ticks("binance:BTCUSDT", max_events=2000),
+                                  load_ticks("binance:BTCUSDT", clock="local", max_events=2000))
+
+
 def test_tick_data_feed_exposes_the_mid_and_trades_to_a_strategy():
     seen = []
 
