@@ -25,6 +25,22 @@ resting ask − best resting bid while both sides rest) and ``quoted_spread_bps`
 ``realised_spread`` (2·side·(mid ``realised_after`` seconds later − price)) with
 ``adverse_selection`` = effective − realised, in price and in bps; ``close_inventory``
 (position at each session close) and ``final_inventory``.
+
+Fill quality (:mod:`analyzers.mm_fills`), per feed and in total. Markouts of every execution
+the analyzer saw (any broker) ``h`` = 1, 10, 60 s later (``markout_horizons``):
+``markout_{h}s`` = size-weighted mean of sign·(mid at or before t + h − price), in price
+(positive: the fill made money), with ``_bps`` (1e4·markout/price), ``_bid`` (buys) and
+``_ask`` (sells) variants, ``_n`` (fills used) and ``_left_out`` (fills with t + h past the
+data); ``None`` when no fill counts; the total pools the feeds' fills. From the broker's
+``fill_log`` (``MarketMakingBroker``): ``fills_by_kind`` (kind → executions: through, queue,
+book, taker, market, intensity, touch) and ``volume_by_kind`` (contracts);
+``fill_latency_median``, ``fill_latency_p90`` (seconds, placement → fill) and
+``arrival_to_fill_median`` (seconds, arrival at the book → fill); ``fills_in_flight``,
+``volume_in_flight`` (fills after a cancel was sent). A broker without a fill log gives
+``None`` for these and 0 counts. Against the strategy's
+``inventory_limit(data)`` (contracts; none: no limit): ``inventory_breaches`` (events with
+|position| over it), ``breach_episodes`` (runs of such events), ``max_breach`` (contracts
+over) and ``time_over_limit`` (seconds; summed over feeds in the total).
 """
 
 from __future__ import annotations
@@ -37,7 +53,11 @@ import pandas as pd
 
 from feeds.bartime import SECONDS_PER_DAY, num_to_epoch, seconds_after_midnight
 
+from . import mm_fills
+
 __all__ = ["MarketMakingAnalyzer", "format_table", "plot_inventory"]
+
+_TIME_TOL = 1e-4  # s: backtrader's float dates hold epoch seconds to about 15 µs
 
 
 class _Acc:
@@ -83,10 +103,11 @@ class MarketMakingAnalyzer(bt.Analyzer):
     """Spread/inventory PnL split, fills, inventory and spreads (see the module doc).
 
     Params: ``realised_after`` (60 s), ``session_close`` (``"HH:MM"`` UTC; ``None`` takes
-    the strategy's ``session_close`` param when it has one).
+    the strategy's ``session_close`` param when it has one), ``markout_horizons`` (seconds).
     """
 
-    params = (("realised_after", 60.0), ("session_close", None))
+    params = (("realised_after", 60.0), ("session_close", None),
+              ("markout_horizons", mm_fills.HORIZONS))
 
     def start(self):
         self._acc = {}
@@ -230,9 +251,18 @@ class MarketMakingAnalyzer(bt.Analyzer):
         }
 
     def stop(self):
-        out = {}
+        log = getattr(self.strategy.broker, "fill_log", None)
+        limit_of = getattr(self.strategy, "inventory_limit", None)
+        out, marks, breaches = {}, [], []
         for i, (data, acc) in enumerate(self._acc.items()):
-            out[data._name or f"data{i}"] = self._summary(acc)
+            s = out[data._name or f"data{i}"] = self._summary(acc)
+            fills = np.asarray(acc.trades, dtype=float).reshape(-1, 5)
+            marks.append(mm_fills.markouts(*fills[:, :4].T, acc.t, acc.mid,
+                                           self.p.markout_horizons, tol=_TIME_TOL))
+            limit = math.inf if limit_of is None else limit_of(data)
+            breaches.append(mm_fills.inventory_breaches(acc.t, acc.position, limit))
+            s.update(**mm_fills.markout_keys(marks[-1]), **breaches[-1],
+                     **mm_fills.fill_log_keys(log, data._name))
         keys_sum = ("total_pnl", "spread_pnl", "inventory_pnl", "fees", "fills_bid",
                     "fills_ask", "fills_taker", "volume_bid", "volume_ask", "volume_taker",
                     "quotes_bid", "quotes_ask", "quotes_rejected")
@@ -243,6 +273,9 @@ class MarketMakingAnalyzer(bt.Analyzer):
         total["broker_pnl"] = self.strategy.broker.getvalue() - self._start_value
         total["reconciles"] = bool(math.isclose(total["total_pnl"], total["broker_pnl"],
                                                 rel_tol=1e-9, abs_tol=1e-6))
+        pooled = mm_fills.pool_markouts(marks, self.p.markout_horizons)
+        total.update(**mm_fills.markout_keys(pooled), **mm_fills.pool_breaches(breaches),
+                     **mm_fills.fill_log_keys(log))
         self.rets["total"] = total
         for name, summary in out.items():
             self.rets[name] = summary
@@ -301,6 +334,7 @@ def format_table(analysis: dict, name: str | None = None) -> str:
             v = s.get(key, float("nan"))
             val = "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
         lines.append(f"{label:<28}{val:>22}")
+    lines += [f"{label:<28}{val:>22}" for label, val in mm_fills.table_rows(s)]
     closes = s.get("close_inventory") or []
     if closes:
         lines.append(f"{'inventory at session close':<28}{closes[-1][1]:>22.4g}")

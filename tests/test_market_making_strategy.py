@@ -199,13 +199,14 @@ def last_quote(trend, data_cls=ArrayData, extra=None, **params):
 
 def test_trend_from_a_model_indicator_leans_the_quotes():
     flat = last_quote(None)
-    up = last_quote(functools.partial(StandInS4, value=0.001))
-    down = last_quote(functools.partial(StandInS4, value=-0.001))
+    # a lean small enough to keep post-only quotes off the close (bars), which would clamp it
+    up = last_quote(functools.partial(StandInS4, value=0.0001))
+    down = last_quote(functools.partial(StandInS4, value=-0.0001))
     assert flat["q"] == up["q"] == down["q"] == 0.0  # no fills: only the lean differs
     centre = {k: (v["bid"] + v["ask"]) / 2 for k, v in dict(flat=flat, up=up, down=down).items()}
     assert centre["down"] < centre["flat"] < centre["up"]
     # GLFT drift term: mu = r·mid/bar, lean = mu/(gamma·sigma²) lots; AS shift = mu·tau
-    mu = math.expm1(0.001) * up["mid"] / 3600.0
+    mu = math.expm1(0.0001) * up["mid"] / 3600.0
     assert up["lean"] == pytest.approx(mu / (1e-4 * 25.0))
     assert centre["up"] - centre["flat"] == pytest.approx(mu * 4 * 3600.0, abs=0.11)
 

@@ -78,9 +78,9 @@ from feeds.bartime import num_to_epoch
 
 from ..fees import MAKER, TAKER
 from .bt_adapter import BackBrokerHooks
+from .intensity_fill import IntensityFills
 from .latency import parse_latency
 from .queue import QueuePosition, normalise_queue_model
-from .quotes import intensity as intensity_rate
 
 __all__ = ["FILL_MODELS", "QUEUE_RULES", "MarketMakingBroker"]
 
@@ -118,7 +118,7 @@ class _OrderState:
         self.hazard = 0.0         # intensity accumulated since the last touch
 
 
-class MarketMakingBroker(BackBrokerHooks):
+class MarketMakingBroker(IntensityFills, BackBrokerHooks):
     """``BackBroker`` with latency, queue position and market-making fill models (module doc).
 
     Extra params: ``fill_model`` (``"trade_through"``), ``queue`` (``"prob"``; ``"queue"`` is
@@ -369,45 +369,6 @@ class MarketMakingBroker(BackBrokerHooks):
             hit = high > limit + eps or (touch and high >= limit - eps)
         if hit:
             self._fill(order, st, limit, "touch" if touch else "through")
-
-    @staticmethod
-    def _touched(order, limit, buy, eps, tick_feed):
-        data = order.data
-        if tick_feed:
-            price, side = data.lines.trade_price[0], data.lines.trade_side[0]
-            if not math.isfinite(price):
-                return False
-            if math.isfinite(side) and side == (1.0 if buy else -1.0):
-                return False
-            return (price <= limit + eps) if buy else (price >= limit - eps)
-        return data.low[0] <= limit + eps if buy else data.high[0] >= limit - eps
-
-    def _intensity_params(self, order):
-        """``(A, kappa)`` for the order, or ``None`` while they are not known yet."""
-        spec = self.p.intensity
-        if isinstance(spec, dict):
-            spec = spec.get(self.data_name(order.data))
-        if spec is not None:
-            return float(spec[0]), float(spec[1])
-        A, kappa = order.info.get("A"), order.info.get("kappa")
-        if A is None or kappa is None:
-            return None  # the strategy's calibration is still warming up: no fill yet
-        return float(A), float(kappa)
-
-    def _intensity(self, order, st, limit, buy, eps, dt, tick_feed):
-        u = self._rng.random()  # drawn on every step: the stream does not depend on touches
-        params = self._intensity_params(order)
-        if params is None:
-            return
-        mid = order.info.get("mid")
-        if mid is None:
-            mid = order.data.close[-1] if len(order.data) > 1 else order.data.close[0]
-        st.hazard += intensity_rate(abs(limit - mid), *params) * dt
-        if self.p.require_touch and not self._touched(order, limit, buy, eps, tick_feed):
-            return
-        hazard, st.hazard = st.hazard, 0.0
-        if u < -math.expm1(-hazard):
-            self._fill(order, st, limit, "intensity")
 
 
 def _displayed_ahead(limit, buy, best, size, eps):

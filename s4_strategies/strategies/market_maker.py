@@ -123,7 +123,7 @@ class AvellanedaStoikovStrategy(bt.Strategy):
     - ``requote``: replace a resting quote when it should move by at least this fraction
       of the half-spread (and at least one tick); a quote that does not move keeps its place
       in the queue
-    - ``post_only``: keep quotes one tick off the opposite best when a BBO is available,
+    - ``post_only``: keep quotes one tick off the opposite best (on bars: off the close),
       and flag orders post-only (``MarketMakingBroker`` rejects them rather than let them
       take liquidity if the book has moved through them by the time they arrive)
     - ``bar_seconds``: bar length (``None``: the shortest spacing of the first bars);
@@ -321,10 +321,14 @@ class AvellanedaStoikovStrategy(bt.Strategy):
 
     @staticmethod
     def _post_only(data, book, bid, ask):
-        """Keep the quotes one tick off the opposite best, when post-only and a BBO is known."""
-        if not (book.p.post_only and book.has_bbo):
+        """Keep post-only quotes one tick off the opposite best: the BBO when the feed has one,
+        else the last price (bars: the close stands for both sides of the book)."""
+        if not book.p.post_only:
             return bid, ask
-        best_bid, best_ask = data.lines.bid[0], data.lines.ask[0]
+        if book.has_bbo:
+            best_bid, best_ask = data.lines.bid[0], data.lines.ask[0]
+        else:
+            best_bid = best_ask = data.close[0]
         if math.isfinite(best_ask):
             bid = min(bid, best_ask - book.p.tick)
         if math.isfinite(best_bid):
