@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .s4 import S4Indicator
+from .tick_lean import TickLeanIndicator
 
-__all__ = ["S4Indicator"]
+__all__ = ["S4Indicator", "TickLeanIndicator"]
