@@ -4,6 +4,12 @@
     python scripts/run_market_making.py --source ticks --out runs/mm_ticks
     python scripts/run_market_making.py --source bars --fill-model intensity --out runs/mm_bars
     python scripts/run_market_making.py --source bars --set model=glft --set gamma=1e-3
+    python scripts/run_market_making.py --dataset binance:BTCUSDT --dataset binance-usdm:BTCUSDT \
+        --params '{"binance-usdm:BTCUSDT": {"gamma": 1e-3}}' --latency-ms 1,1,0.5 --queue-model prob
+
+Several ``--dataset`` (repeated or a comma list; all ticks or all bars) run together, each
+with its instrument's tick and lot; ``--params`` takes strategy params as JSON, flat or per
+symbol (``{"BTCUSDT": {...}, "*": {...}}``), ``--set`` one at a time (for every feed).
 
 Prints the metrics table; with ``--out`` writes the report every strategy gets
 (``tearsheet.html``, ``metrics.json``, ``equity_drawdown.png``) plus ``mm_metrics.json`` and
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 
 from s4_strategies.fees import BYBIT_MAKER, BYBIT_TAKER
@@ -27,13 +34,31 @@ def _value(text: str):
         return text
 
 
+def _json_object(text: str) -> dict:
+    obj = json.loads(text)
+    if not isinstance(obj, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return obj
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from s4_strategies.market_making.broker import QUEUE_RULES
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--source", choices=["ticks", "bars"], default="ticks")
+    p.add_argument("--source", choices=["ticks", "bars"], default=None,
+                   help="default: that of --dataset, else ticks")
     p.add_argument("--fill-model", choices=["trade_through", "intensity", "touch"], default=None,
                    help="default: trade_through")
-    p.add_argument("--queue", choices=["queue", "through", "touch"], default="queue")
-    p.add_argument("--dataset", default=None, help="e.g. binance-usdm:BTCUSDT or bybit:ETHUSDT:60")
+    p.add_argument("--queue-model", "--queue", dest="queue", choices=QUEUE_RULES, default="prob")
+    p.add_argument("--queue-power", type=float, default=3.0, help="the prob queue model's power")
+    p.add_argument("--latency-ms", default=None, metavar="MS",
+                   help="'ENTRY[,CANCEL[,FEED]]' milliseconds or a preset (none, colocated, "
+                        "cloud, retail); default: cloud")
+    p.add_argument("--dataset", action="append", default=None,
+                   help="e.g. binance-usdm:BTCUSDT or bybit:ETHUSDT:60; repeat (or a comma "
+                        "list) for several")
+    p.add_argument("--params", type=_json_object, default=None, metavar="JSON",
+                   help='strategy params, flat or per symbol: \'{"BTCUSDT": {"gamma": 1e-3}}\'')
     p.add_argument("--fromdate", default=None)
     p.add_argument("--todate", default=None)
     p.add_argument("--max-events", type=int, default=None)
@@ -52,18 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from s4_strategies.apps.market_making import run_market_making
+    from s4_strategies.apps.market_making import dataset_source, run_market_making
 
     params = {}
     for item in args.set:
         key, _, val = item.partition("=")
         params[key.strip()] = _value(val.strip())
-    res = run_market_making(args.source, args.fill_model, out=args.out, dataset=args.dataset,
+    datasets = [d.strip() for spec in args.dataset or [] for d in spec.split(",") if d.strip()]
+    source = args.source or (dataset_source(datasets[0]) if datasets else None) or "ticks"
+    res = run_market_making(source, args.fill_model, out=args.out, dataset=datasets or None,
                             fromdate=args.fromdate, todate=args.todate,
                             max_events=args.max_events, seed=args.seed, queue=args.queue,
-                            maker=args.maker, taker=args.taker, cash=args.cash,
-                            per_contract=args.per_contract, **params)
-    print(f"{res['dataset']} ({res['source']}), fill model: {res['fill_model']}")
+                            queue_power=args.queue_power, latency=args.latency_ms,
+                            params=args.params, maker=args.maker, taker=args.taker,
+                            cash=args.cash, per_contract=args.per_contract, **params)
+    print(f"{res['dataset']} ({res['source']}), fill model: {res['fill_model']}, "
+          f"latency: {res['broker']['latency']}, queue: {res['broker']['queue']}")
     print(res["table"])
     for path in res["files"]:
         print(f"wrote {path}")

@@ -11,7 +11,7 @@ from feeds.bartime import utc_timestamp
 from feeds.errors import DataError
 
 from ..model import default_checkpoint
-from .sources import DEFAULT_CACHE, SourceError, end_of, load_source, make_feed, parse_source
+from .sources import DEFAULT_CACHE, end_of, load_source, make_feed, parse_source
 
 STRATEGIES = ("directional", "portfolio", "market-making")
 DEFAULT_CASH = 100_000.0
@@ -123,37 +123,6 @@ def build_cerebro(strategy: str, data: list, model=None, fromdate=None, todate=N
     return cerebro
 
 
-def _market_making(data, out: Path, fromdate, todate, cash, fill_model, params) -> dict:
-    import analyzers
-    import feeds
-
-    from .market_making import run_market_making
-
-    name = data[0]
-    if name not in feeds.list_embedded():
-        raise SourceError(f"market making runs on embedded data, not {name!r}: "
-                          f"{', '.join(feeds.list_embedded())}")
-    if name in feeds.list_embedded("bars"):
-        source, dataset = "bars", name
-    else:
-        source, dataset = "ticks", name.removesuffix(":trades").removesuffix(":bbo")
-    extra = {} if cash is None else {"cash": cash}
-    res = run_market_making(source=source, fill_model=fill_model or "auto", out=str(out),
-                            dataset=dataset, fromdate=fromdate, todate=todate,
-                            **extra, **(params or {}))
-    report = res.get("report") or {}
-    summary = {"strategy": "market-making", "data": data, "final_value": res.get("final_value"),
-               "metrics": report.get("metrics", {}), "trades": report.get("trades", {}),
-               "files": {k: str(v) for k, v in (report.get("files") or {}).items()},
-               "market_making": {k: v for k, v in res.items() if k not in ("report", "files")},
-               "out": str(out)}
-    path = out / "metrics.json"  # run_market_making wrote the common layout: add to it
-    full = json.loads(path.read_text()) if path.exists() else {}
-    full.update(analyzers.json_safe(summary))
-    path.write_text(json.dumps(full, indent=2, default=str))
-    return summary
-
-
 def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
                  out="runs/backtest", cash: float | None = None, runonce: bool = True,
                  fill_model=None, params: dict | None = None,
@@ -170,8 +139,11 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
     data = [data] if isinstance(data, str) else list(data)
     out = Path(out)
     if strategy == "market-making":
+        from .market_making import backtest_market_making
+
         out.mkdir(parents=True, exist_ok=True)
-        return _market_making(data, out, fromdate, todate, cash, fill_model, params)
+        return backtest_market_making(data, out, fromdate=fromdate, todate=todate,
+                                      fill_model=fill_model, params=params, cash=cash)
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     sources = [parse_source(spec) for spec in data]  # bad names fail before the model loads

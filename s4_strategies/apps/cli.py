@@ -16,6 +16,7 @@ from .sources import DEFAULT_CACHE, FORMS, check_date
 
 EXIT_USAGE = 2
 DATA_HELP = f"the bars: {FORMS}"
+DEFAULT_DATA = "bybit:BTCUSDT:60"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +56,16 @@ def _json_object(value: str) -> dict:
     if not isinstance(obj, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"conf_threshold\": 0.5}'")
     return obj
+
+
+def _latency_ms(value: str) -> str:
+    from ..market_making.latency import parse_latency
+
+    try:
+        parse_latency(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def _rounded(obj, digits: int = 4):
@@ -138,7 +149,24 @@ def _cmd_backtest(args) -> int:
 
     from .backtest import InSampleWarning, print_metrics, run_backtest
 
-    data = [d.strip() for d in args.data.split(",") if d.strip()]
+    given = args.data or [DEFAULT_DATA]
+    data = [d.strip() for spec in given for d in spec.split(",") if d.strip()]
+    if args.strategy == "market-making":
+        from .market_making import backtest_market_making
+
+        res = backtest_market_making(data, args.out, fromdate=args.from_, todate=args.to,
+                                     fill_model=args.fill_model, params=args.params,
+                                     cash=args.cash, latency=args.latency_ms,
+                                     queue=args.queue_model, queue_power=args.queue_power)
+        print_metrics(res)
+        return 0
+    if len(given) > 1:
+        raise ValueError(f"--data is given once for --strategy {args.strategy} (several "
+                         "datas: one comma list); it is repeated only for market-making")
+    mm_only = ("latency_ms", "queue_model", "queue_power")
+    if any(getattr(args, k) is not None for k in mm_only):
+        raise ValueError("--latency-ms, --queue-model and --queue-power are for "
+                         "--strategy market-making")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InSampleWarning)  # print_metrics repeats them loudly
         res = run_backtest(strategy=args.strategy, data=data, model=args.model,
@@ -263,8 +291,10 @@ def _add_backtest(sub) -> None:
                                     "runs with a loud IN-SAMPLE warning.")
     bk.add_argument("--strategy", required=True, help="what to run (required)",
                     choices=["directional", "portfolio", "market-making"])
-    bk.add_argument("--data", default="bybit:BTCUSDT:60",
-                    help=f"comma list; each is {FORMS} (market making: embedded only)")
+    bk.add_argument("--data", action="append", default=None,
+                    help=f"comma list; each is {FORMS} (default: {DEFAULT_DATA}). Market "
+                         "making: embedded only, all ticks or all bars, run together; may be "
+                         "repeated")
     bk.add_argument("--model", default=None, metavar="PATH",
                     help="checkpoint (default: the shipped one)")
     bk.add_argument("--from", dest="from_", default=None, type=_date_arg,
@@ -281,7 +311,18 @@ def _add_backtest(sub) -> None:
                     help="market making: trade_through, intensity or touch (default: auto)")
     bk.add_argument("--params", default=None, type=_json_object,
                     metavar="JSON",
-                    help="strategy params as a JSON object (default: none)")
+                    help="strategy params as a JSON object (default: none); market making: "
+                         "also per symbol, '{\"BTCUSDT\": {\"gamma\": 1e-3}, \"*\": {...}}', "
+                         "and run options such as max_events")
+    from ..market_making.broker import QUEUE_RULES
+
+    bk.add_argument("--latency-ms", default=None, type=_latency_ms, metavar="MS",
+                    help="market making: 'ENTRY[,CANCEL[,FEED]]' milliseconds or a preset: "
+                         "none, colocated, cloud, retail (default: cloud)")
+    bk.add_argument("--queue-model", default=None, choices=QUEUE_RULES,
+                    help="market making: queue position of resting quotes (default: prob)")
+    bk.add_argument("--queue-power", default=None, type=_positive(float),
+                    help="market making: the prob queue model's power (default: 3)")
     bk.add_argument("--cache-dir", default=DEFAULT_CACHE,
                     help="parquet cache for bybit:/yahoo: data")
     bk.add_argument("--out", default="runs/backtest", help="folder for metrics and tear sheet")
