@@ -3,9 +3,14 @@
 
 import math
 
+import backtrader as bt
+import numpy as np
 import pytest
 from mm_helpers import bar_frame, run, tick_frame
 
+from feeds.ticks import TickData
+from s4_strategies.fees import MakerTakerCommInfo
+from s4_strategies.market_making.broker import MarketMakingBroker
 from s4_strategies.market_making.latency import LATENCY_PRESETS, Latency, parse_latency
 from s4_strategies.market_making.queue import QueuePosition, cancel_share_ahead
 
@@ -180,3 +185,91 @@ def test_intensity_on_ticks_needs_a_trade_at_or_through_the_quote():
     strat, broker = run(tick_frame(touched), plan, fill_model="intensity", intensity=(1e6, 0.1))
     assert [f["event"] for f in strat.fills] == [2]
     assert broker.fill_log[0]["kind"] == "intensity"
+
+
+# ----------------------------------------------------------------- latency's effects
+class JoinTheBest(bt.Strategy):
+    """Quotes ``size`` at the best bid and ask on every event (post-only), cancel-and-replace
+    when the best moves, placing the replacement while a cancel is in flight."""
+
+    params = dict(size=0.01)
+
+    def __init__(self):
+        self.quotes = {"bid": None, "ask": None}
+
+    def next(self):
+        for side, price in (("bid", self.data.bid[0]), ("ask", self.data.ask[0])):
+            order = self.quotes[side]
+            if order is not None and order.alive():
+                if abs(order.created.price - price) < 1e-9:
+                    continue
+                self.cancel(order)
+                if order.alive() and not self.broker.cancel_pending(order):
+                    continue
+            make = self.buy if side == "bid" else self.sell
+            self.quotes[side] = make(price=price, size=self.p.size, exectype=bt.Order.Limit,
+                                     post_only=True)
+
+
+def _replay(frame, latency):
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = MarketMakingBroker(latency=latency)
+    cerebro.broker.setcash(1e6)
+    cerebro.broker.addcommissioninfo(MakerTakerCommInfo())
+    cerebro.adddata(TickData(dataname=frame), name="X")
+    cerebro.addstrategy(JoinTheBest)
+    cerebro.run()
+    return cerebro.broker.fill_log
+
+
+def _markout(log, frame, horizon=1.0):
+    """Mean sign·(mid ``horizon`` s after the fill − price) over the fills."""
+    t, mid = frame.index.asi8 / 1e9, frame["mid"].to_numpy()
+    j = np.searchsorted(t, np.array([f["t"] for f in log]) + horizon + 1e-4, side="right") - 1
+    return float(np.mean([f["sign"] * (mid[k] - f["price"]) for f, k in zip(log, j)]))
+
+
+def _random_walk(seed=0, n=1500, tick=0.1):
+    """A seeded tick stream: every ~20 ms the touch moves a tick (30 % down, 30 % up, after a
+    trade sweeping it in that direction) or its sizes change."""
+    rng = np.random.default_rng(seed)
+    rows, t, bid = [], 0.0, 1000.0
+    for _ in range(n):
+        t += rng.exponential(0.02)
+        move = rng.choice([-1, 0, 1], p=[0.3, 0.4, 0.3])
+        if move:
+            rows.append({"t": t, "bid": bid, "ask": bid + tick, "tp": bid + tick * (move > 0),
+                         "ts": 3.0, "side": move})
+            t += 0.001
+            bid += move * tick
+        rows.append({"t": t, "bid": bid, "ask": bid + tick, "bs": rng.uniform(0.5, 2),
+                     "as": rng.uniform(0.5, 2)})
+    return tick_frame(rows)
+
+
+def test_more_latency_fewer_fills():
+    frame = _random_walk()
+    fills = [len(_replay(frame, Latency(0.0, ms / 1e3, ms / 1e3))) for ms in (0, 5, 20, 50)]
+    assert fills[0] > fills[1] > fills[2] > fills[3] > 0, fills
+    assert fills[3] < 0.3 * fills[0]  # quotes that arrive late miss the prints at their price
+
+
+def test_with_latency_the_fills_that_remain_are_the_adverse_ones():
+    # a falling market: every 100 ms the touch drops a tick (the new ask at the old bid), and
+    # 20 ms later a sell sweeps the new best bid. The quoter joins the best bid each time.
+    rows = []
+    for k in range(20):
+        bid = 100.0 - 0.1 * k
+        rows += [{"t": 0.1 * k, "bid": bid, "ask": bid + 0.1, "bs": 1.0},
+                 {"t": 0.1 * k + 0.02, "bid": bid, "ask": bid + 0.1, "bs": 1.0, "tp": bid,
+                  "ts": 5.0, "side": -1}]
+    frame = tick_frame(rows)
+    fast = [f for f in _replay(frame, ZERO) if f["sign"] > 0]
+    slow = [f for f in _replay(frame, Latency(0.0, 0.050, 0.050)) if f["sign"] > 0]
+    # instantly in the book, the bid catches every sweep (behind the 1 displayed) and, requoted
+    # at the same price, is crossed when the market drops
+    kinds = [f["kind"] for f in fast]
+    assert (kinds.count("queue"), kinds.count("book")) == (20, 19)
+    # 50 ms late it misses every sweep and is only ever filled by the market dropping onto it
+    assert [f["kind"] for f in slow] == ["book"] * 19
+    assert _markout(slow, frame) < _markout(fast, frame) - 0.03
