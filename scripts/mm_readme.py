@@ -119,7 +119,7 @@ def block_changes() -> str:
 
 
 def block_hftbacktest() -> str:
-    from s4_strategies.market_making.hftbacktest_ref import crosscheck_table
+    from s4_strategies.apps.crosscheck import crosscheck_table
 
     return crosscheck_table()
 

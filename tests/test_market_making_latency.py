@@ -12,7 +12,7 @@ from feeds.ticks import TickData
 from s4_strategies.fees import MakerTakerCommInfo
 from s4_strategies.market_making.broker import MarketMakingBroker
 from s4_strategies.market_making.latency import LATENCY_PRESETS, Latency, parse_latency
-from s4_strategies.market_making.queue import QueuePosition, cancel_share_ahead
+from s4_strategies.market_making.queue import QueuePosition, cancel_share_ahead, displayed_ahead
 
 ZERO = Latency(0.0, 0.0, 0.0)
 TEN_MS = Latency(0.0, 0.010, 0.010)
@@ -273,3 +273,29 @@ def test_with_latency_the_fills_that_remain_are_the_adverse_ones():
     # 50 ms late it misses every sweep and is only ever filled by the market dropping onto it
     assert [f["kind"] for f in slow] == ["book"] * 19
     assert _markout(slow, frame) < _markout(fast, frame) - 0.03
+
+
+def test_a_trade_row_repeating_the_book_is_not_a_depth_update():
+    q = QueuePosition("prob", power=1.0)
+    q.join(2.0)
+    assert q.on_trade(1.0) == 0.0
+    q.on_depth(2.0, 2.0)  # the trade's row shows the pre-trade book: nothing happened
+    q.on_depth(2.0, 1.0)  # now the level shows the trade: still no cancellation
+    assert q.front == pytest.approx(1.0)
+
+
+def test_displayed_ahead_on_arrival():
+    assert displayed_ahead(99.99, True, 99.99, 2.0) == 2.0      # joins the best
+    assert displayed_ahead(100.00, True, 99.99, 2.0) == 0.0     # improves it
+    assert displayed_ahead(99.98, True, 99.99, 2.0) is None     # deeper: unknown
+    assert displayed_ahead(100.01, False, 100.00, 3.0) is None  # an ask above the best
+    assert displayed_ahead(99.995, False, 100.00, 3.0) == 0.0   # an ask improving the best
+
+
+def test_partial_fills_come_in_whole_lot_steps():
+    events = [{}, {}, {"tp": 99.99, "ts": 2.0037, "side": -1}, {"tp": 99.99, "ts": 1.0, "side": -1}]
+    plan = {0: [("bid", 99.99, 1.0)]}  # behind 2.0: the first print leaves 0.0037 past it
+    strat, _ = run(tick_frame(events), plan, queue="risk_averse", size_step=0.001)
+    assert [(f["event"], round(f["size"], 9)) for f in strat.fills] == [(2, 0.003), (3, 0.997)]
+    strat, _ = run(tick_frame(events), plan, queue="risk_averse", size_step={"X": 0.01})
+    assert [(f["event"], round(f["size"], 9)) for f in strat.fills] == [(3, 1.0)]

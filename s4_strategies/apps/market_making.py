@@ -178,6 +178,9 @@ def build_market_making(source: str = "ticks", fill_model: str | None = None, *,
         data, prices = _load(source, ds, fromdate, todate, max_events)
         cerebro.adddata(data, name=name)
         presets[name] = instrument_preset(ds, prices)
+    # the exchange fills whole lot steps: partial queue fills are rounded down to them
+    cerebro.broker.p.size_step = {n: p["size_step"] for n, p in presets.items()
+                                  if p.get("size_step")}
     common, instruments = instrument_overrides(names, {**strategy_params, **(params or {})},
                                                keys, presets)
     sparams = {**PRESETS[source]["strategy"], **common, "instruments": instruments}

@@ -80,11 +80,14 @@ from ..fees import MAKER, TAKER
 from .bt_adapter import BackBrokerHooks
 from .intensity_fill import IntensityFills
 from .latency import parse_latency
-from .queue import QueuePosition, normalise_queue_model
+from .queue import QueuePosition, displayed_ahead, normalise_queue_model
 
 __all__ = ["FILL_MODELS", "QUEUE_RULES", "MarketMakingBroker"]
 
 FILL_MODELS = ("trade_through", "intensity", "touch")
+#: seconds: backtrader keeps dates as float days, epoch seconds to about 15 µs. An order or
+#: cancel reaching the book within this of an event's stamp reaches it before the event.
+TIME_TOL = 5e-5
 QUEUE_RULES = ("prob", "risk_averse", "through", "touch")
 _NAN = math.nan
 
@@ -124,7 +127,8 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
     Extra params: ``fill_model`` (``"trade_through"``), ``queue`` (``"prob"``; ``"queue"`` is
     the earlier name of ``"risk_averse"``), ``queue_power`` (3), ``partial`` (``True``),
     ``latency`` (``None``: ``"cloud"``; see :func:`.latency.parse_latency`), ``seed`` (0),
-    ``intensity`` (``None``), ``require_touch`` (``True``).
+    ``intensity`` (``None``), ``require_touch`` (``True``), ``size_step`` (``None``, a number
+    or ``{data name: step}``: partial fills in whole steps of it).
     """
 
     params = (
@@ -136,6 +140,7 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
         ("seed", 0),
         ("intensity", None),
         ("require_touch", True),
+        ("size_step", None),
     )
 
     def init(self):
@@ -229,9 +234,9 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
         st.seen = n
         now = _now(data)
         try:
-            if st.cancel_at is not None and now >= st.cancel_at:
+            if st.cancel_at is not None and now >= st.cancel_at - TIME_TOL:
                 self.cancel_now(order)  # the cancel reached the book before this event
-            elif now < st.arrive:
+            elif now < st.arrive - TIME_TOL:
                 pass  # still on its way to the book
             else:
                 dt = max(now - max(st.t, st.arrive), 0.0)
@@ -290,7 +295,7 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
             return True
         if tick_feed:
             best, size = st.book[0 if buy else 1], st.book[2 if buy else 3]
-            st.queue.join(_displayed_ahead(limit, buy, best, size, eps))
+            st.queue.join(displayed_ahead(limit, buy, best, size, eps))
         return False
 
     def _rest(self, order, st, dt):
@@ -329,7 +334,8 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
             return  # deeper than the best: its level is not displayed
         prev_best, prev_size = st.book[0 if buy else 1], st.book[2 if buy else 3]
         if abs(prev_best - limit) <= eps and math.isfinite(prev_size):
-            st.queue.on_depth(prev_size, size)
+            if prev_size != size:  # a trade row repeats the book: no depth update
+                st.queue.on_depth(prev_size, size)
         else:
             st.queue.see(size)  # its level became the best
 
@@ -354,9 +360,18 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
         if self.queue_rule == "touch":
             self._fill(order, st, limit, "touch", qty=size)
             return
-        left = st.queue.on_trade(size)
+        left = self._lots(order, st.queue.on_trade(size))
         if left > 0:
             self._fill(order, st, limit, "queue", qty=left if self.p.partial else None)
+
+    def _lots(self, order, qty: float) -> float:
+        """``qty`` rounded down to the feed's ``size_step`` (whole lots, as exchanges fill)."""
+        step = self.p.size_step
+        if isinstance(step, dict):
+            step = step.get(self.data_name(order.data))
+        if not step or qty <= 0:
+            return qty
+        return math.floor(qty / step + 1e-9) * step
 
     def _trade_through_bar(self, order, st, limit, buy, eps):
         data = order.data
@@ -369,20 +384,6 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
             hit = high > limit + eps or (touch and high >= limit - eps)
         if hit:
             self._fill(order, st, limit, "touch" if touch else "through")
-
-
-def _displayed_ahead(limit, buy, best, size, eps):
-    """The size ahead of an order joining at ``limit`` given the best on its side: all that is
-    displayed at the best when it joins there, nothing when it improves the best, unknown
-    (``None``) when it is deeper."""
-    if not math.isfinite(best):
-        return None
-    better = (limit - best) if buy else (best - limit)
-    if better > eps:
-        return 0.0
-    if abs(better) <= eps and math.isfinite(size):
-        return size
-    return None
 
 
 def _now(data) -> float:

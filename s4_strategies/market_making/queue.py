@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["QUEUE_MODELS", "QueuePosition", "cancel_share_ahead", "normalise_queue_model"]
+__all__ = ["QUEUE_MODELS", "QueuePosition", "cancel_share_ahead", "displayed_ahead",
+           "normalise_queue_model"]
 
 QUEUE_MODELS = ("prob", "risk_averse")
 _ALIASES = {"queue": "risk_averse", "risk_adverse": "risk_averse", "power": "prob"}
@@ -98,6 +99,8 @@ class QueuePosition:
         if self.front is None:
             self.see(new)
             return
+        if new == prev:
+            return  # not an update of the level (e.g. a trade row repeating the book)
         chg = prev - new - self.cum_trade  # cancellations, net of what trades already took
         self.cum_trade = 0.0
         if chg <= 0.0 or self.model == "risk_averse":
@@ -118,3 +121,17 @@ class QueuePosition:
         left = size - self.front
         self.front = max(self.front - size, 0.0)
         return max(left, 0.0)
+
+
+def displayed_ahead(limit: float, buy: bool, best: float, size: float, eps: float = 0.0):
+    """The size ahead of an order joining at ``limit`` given the best on its side: all that is
+    displayed at the best when it joins there, nothing when it improves the best, unknown
+    (``None``) when it is deeper."""
+    if not math.isfinite(best):
+        return None
+    better = (limit - best) if buy else (best - limit)
+    if better > eps:
+        return 0.0
+    if abs(better) <= eps and math.isfinite(size):
+        return size
+    return None

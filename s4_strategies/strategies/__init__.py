@@ -10,6 +10,7 @@ _LAZY = {
     "S4PortfolioStrategy": "s4_strategies.strategies.portfolio",
     "S4MultiAssetStrategy": "s4_strategies.strategies.multi_asset",
     "AvellanedaStoikovStrategy": "s4_strategies.strategies.market_maker",
+    "ConstantSpreadStrategy": "s4_strategies.strategies.constant_spread",
 }
 
 __all__ = list(_LAZY)
