@@ -14,7 +14,6 @@ never edited by hand. About 10 minutes on two cores.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 import warnings
@@ -23,21 +22,6 @@ from readme_block import replace_block
 
 USDM = "binance-usdm:BTCUSDT"
 BLOCKS = ("ticks", "bars", "bars-intensity", "latency", "changes", "hftbacktest", "tick-lean")
-
-
-def _fmt(v, spec: str) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    return format(v, spec)
-
-
-def markdown(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """A markdown table: ``columns`` are ``(header, key, format spec)``."""
-    lines = ["| " + " | ".join(h for h, _, _ in columns) + " |",
-             "|" + "---|" * len(columns)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(k), f) for _, k, f in columns) + " |")
-    return "\n".join(lines)
 
 
 def _mm(**kw) -> dict:
@@ -65,21 +49,24 @@ def _row(label: str, res: dict) -> dict:
                 total=m["total_pnl"])
 
 
-RUN_COLUMNS = [("run", "label", "s"), ("fills bid", "fills_bid", ".0f"),
-               ("ask", "fills_ask", ".0f"), ("taker", "fills_taker", ".0f"),
-               ("rejected", "rejected", ".0f"), ("fill ratio %", "fill_ratio", ".2f"),
-               ("through / queue / book", "kinds", "s"), ("markout 1 s bps", "m1", "+.2f"),
-               ("10 s bps", "m10", "+.2f"), ("in flight", "in_flight", ".0f"),
-               ("limit breaches", "breaches", ".0f"), ("placed→fill ms", "latency_ms", ".0f"),
-               ("spread PnL", "spread", ",.2f"), ("inventory PnL", "inventory", ",.2f"),
-               ("fees", "fees", ",.2f"), ("total PnL", "total", ",.2f")]
+RUN_COLUMNS = [("run", "label", "{}"), ("fills bid", "fills_bid", "{:.0f}"),
+               ("ask", "fills_ask", "{:.0f}"), ("taker", "fills_taker", "{:.0f}"),
+               ("rejected", "rejected", "{:.0f}"), ("fill ratio %", "fill_ratio", "{:.2f}"),
+               ("through / queue / book", "kinds", "{}"),
+               ("markout 1 s bps", "m1", "{:+.2f}"), ("10 s bps", "m10", "{:+.2f}"),
+               ("in flight", "in_flight", "{:.0f}"), ("limit breaches", "breaches", "{:.0f}"),
+               ("placed→fill ms", "latency_ms", "{:.0f}"), ("spread PnL", "spread", "{:,.2f}"),
+               ("inventory PnL", "inventory", "{:,.2f}"), ("fees", "fees", "{:,.2f}"),
+               ("total PnL", "total", "{:,.2f}")]
 
 
 def _runs_table(rows: list[dict]) -> str:
+    from s4_strategies.training.compare import markdown_table
+
     for r in rows:
         r["kinds"] = " / ".join(str(r.get(k) if r.get(k) is not None else "–")
                                 for k in ("through", "queue", "book"))
-    return markdown(rows, RUN_COLUMNS)
+    return markdown_table(rows, RUN_COLUMNS)
 
 
 def block_run(source: str, fill_model: str | None, command: str) -> str:

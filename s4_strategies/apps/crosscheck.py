@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from s4_strategies.fees import BYBIT_MAKER, BYBIT_TAKER
 
 DATASET = "binance-usdm:BTCUSDT"
@@ -56,18 +58,11 @@ def run_ours(frame, *, latency, queue: str = "prob", queue_power: float = 3.0,
     strat = cerebro.run()[0]
     out = dict(strat.analyzers.mm.get_analysis()["total"])
     log = list(strat.broker.fill_log)
-    delays = sorted(f["t"] - f["placed"] for f in log)
+    delays = [f["t"] - f["placed"] for f in log]
     out["final_position"] = strat.getposition(strat.data0).size
-    out["median_fill_delay"] = _median(delays)
+    out["median_fill_delay"] = float(np.median(delays)) if delays else math.nan
     out["fill_log"] = log
     return out
-
-
-def _median(xs) -> float:
-    n = len(xs)
-    if not n:
-        return math.nan
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 def compare(frame, *, latency, queue: str = "prob", queue_power: float = 3.0,
