@@ -193,6 +193,12 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
         st = self._ostate.get(order.ref)
         return st is not None and st.cancel_at is not None and order.alive()
 
+    def in_book(self, order) -> bool:
+        """Whether ``order`` has reached the book by its feed's current event (an order this
+        broker does not track counts as there)."""
+        st = self._ostate.get(order.ref)
+        return st is None or _now(order.data) >= st.arrive - TIME_TOL
+
     def _fill(self, order, st, price, kind, qty=None, taker=False):
         if taker:
             self._taker_refs.add(order.ref)

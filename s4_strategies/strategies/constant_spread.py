@@ -18,7 +18,7 @@ forgotten and the replacement sent at once, as a real market maker does (the old
 still fill meanwhile); an order that is not yet in the book (backtrader has not accepted
 it) cannot be cancelled, so the rule tries again on the next event. With
 ``cancel_in_flight=False`` an order is not cancelled before it has reached the book
-(placement + the broker's ``latency.order``), as in hftbacktest, which cannot cancel an
+(``broker.in_book``: placement + feed + entry latency), as in hftbacktest, which cannot cancel an
 order until it is acknowledged.
 """
 
@@ -28,9 +28,8 @@ import math
 
 import backtrader as bt
 
-from feeds.bartime import num_to_epoch
-
 from ..market_making.hftbacktest_ref import constant_spread_quotes
+from .orders import cancel_or_in_flight, in_book
 
 __all__ = ["ConstantSpreadStrategy"]
 
@@ -56,7 +55,6 @@ class ConstantSpreadStrategy(bt.Strategy):
         if not self.p.max_inventory >= 0:
             raise ValueError("ConstantSpreadStrategy: max_inventory must be >= 0")
         self._quote_orders = {"bid": None, "ask": None}  # the order each side manages
-        self._arrive = {}  # order ref -> epoch seconds it reaches the book
 
     def inventory_limit(self, data=None) -> float:
         """``max_inventory`` in contracts (``MarketMakingAnalyzer`` counts breaches of it)."""
@@ -65,7 +63,6 @@ class ConstantSpreadStrategy(bt.Strategy):
     def notify_order(self, order):
         if order.alive():
             return
-        self._arrive.pop(order.ref, None)
         for side, o in self._quote_orders.items():
             if o is not None and o.ref == order.ref:
                 self._quote_orders[side] = None
@@ -89,13 +86,10 @@ class ConstantSpreadStrategy(bt.Strategy):
         if order is not None:
             if k is not None and round(order.created.price / self.p.tick) == k:
                 return
-            if not self.p.cancel_in_flight and self._now() < self._arrive.get(order.ref, 0.0):
+            if not self.p.cancel_in_flight and not in_book(self, order):
                 return  # still on its way to the book: cancel once it is there
-            self.cancel(order)
-            if order.alive():
-                pending = getattr(self.broker, "cancel_pending", None)
-                if pending is None or not pending(order):
-                    return  # not in the book yet: cancel on the next event
+            if not cancel_or_in_flight(self, order):
+                return  # not accepted yet: cancel on the next event
             self._quote_orders[side] = None
         if k is None:
             return
@@ -104,9 +98,3 @@ class ConstantSpreadStrategy(bt.Strategy):
         order = make(data=self.data0, size=self.p.lot, price=k * self.p.tick,
                      exectype=bt.Order.Limit, **info)
         self._quote_orders[side] = order
-        latency = getattr(self.broker, "latency", None)  # MarketMakingBroker's Latency
-        self._arrive[order.ref] = self._now() + (latency.order if latency is not None else 0.0)
-
-    def _now(self) -> float:
-        """The feed's current time in epoch seconds (UTC), as the broker reckons it."""
-        return num_to_epoch(self.data0.datetime[0])

@@ -63,6 +63,7 @@ from ..market_making.estimation import RollingEstimator, drift_from_return
 from ..market_making.instrument import instrument_params
 from ..market_making.quotes import positive_quotes
 from ..market_making.session import close_ramp
+from .orders import cancel_or_in_flight
 
 __all__ = ["AvellanedaStoikovStrategy"]
 
@@ -345,7 +346,7 @@ class AvellanedaStoikovStrategy(bt.Strategy):
             too_small = rem < 0.5 * size
             if not (moved or too_big or too_small):
                 return
-            if not self._cancel(order):
+            if not cancel_or_in_flight(self, order):
                 return  # not cancellable yet (not accepted): try again next event
             book.orders[side] = None
         if size <= 0 or price is None:
@@ -355,20 +356,9 @@ class AvellanedaStoikovStrategy(bt.Strategy):
                                  **info)
         book.n_quotes += 1
 
-    def _cancel(self, order) -> bool:
-        """Cancel ``order``; ``True`` once it is gone or its cancel is on the way to the book.
-
-        With cancel latency (``MarketMakingBroker``) the order stays alive until the cancel
-        arrives and can still fill meanwhile; the replacement is placed at once, as a real
-        market maker does, so fills in flight can overshoot the inventory limit
-        (``MarketMakingAnalyzer`` counts the breaches)."""
-        self.cancel(order)
-        pending = getattr(self.broker, "cancel_pending", None)
-        return not order.alive() or (pending is not None and pending(order))
-
     def _flatten(self, data, book, position):
         for side, order in book.orders.items():
-            if order is not None and order.alive() and self._cancel(order):
+            if order is not None and order.alive() and cancel_or_in_flight(self, order):
                 book.orders[side] = None
         step = book.p.size_step or 1e-12
         if abs(position) < 0.5 * step or (book.flatten is not None and book.flatten.alive()):
