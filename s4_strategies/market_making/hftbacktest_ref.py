@@ -37,20 +37,21 @@ What hftbacktest 2.4.4 needs done here, and why:
 
 Agreement (USD-M sample, half-spread 0.5, skew 0.1/lot, lot 0.01, 10 lots, Bybit fees,
 ``cancel_in_flight=False``; ``python scripts/crosscheck_hftbacktest.py``, the table in the
-README). Fills agree within 1 % at 0, 1 and 10 ms under both queue models and within 3 %
-at 50 ms; fees and total PnL within 2.5 %; spread PnL within 0.15 USD and inventory PnL
-within 2.2 USD (of 1.5-6 and 18-65 USD). At 1 ms ours sends 6.6 % fewer quotes for the same
-fills (a higher fill ratio); that difference is not explained yet. The band the tests hold
-(``tests/test_hftbacktest_crosscheck.py``, the first 120 s at 10 ms, where the two engines
-make the same 131 fills and differ by under 1 % in quotes) is 2 % on fills, quotes, fill
-ratio, fees and total PnL and 0.25 USD on spread and inventory PnL. Why not zero:
+README). Under the risk-averse queue the two engines agree exactly at 0, 1, 10 and 50 ms:
+every fill, quote and PnL figure. Under the probabilistic queue fills agree within 1.6 %,
+quotes within 0.3 %, fees and total PnL within 1.1 %, spread PnL within 0.05 USD and
+inventory PnL within 1.5 USD (of 1.5-6 and 18-65 USD). The band the tests hold
+(``tests/test_hftbacktest_crosscheck.py``, the first 120 s at 10 ms under the probabilistic
+queue, where the two engines make the same 131 fills and 628 quotes) is 2 % on fills,
+quotes, fill ratio, fees and total PnL and 0.25 USD on spread and inventory PnL. Why not
+zero under the probabilistic queue:
 
+- the queue estimate (the likely cause, not traced fill by fill): ours clips the expected
+  size ahead at zero and updates it only from changes of the best level it rests at, so a
+  few orders may reach the front a print earlier or later than in hftbacktest;
 - path dependence: one fill that differs moves the inventory by a lot and every later quote
   by the skew, so the runs part for a while and totals differ by more than the fills at
-  fault; over minutes that is a few fills in a thousand;
-- the engines' clocks: ours holds epoch seconds from backtrader's float dates (about 15 µs
-  of noise), with a request reaching the book within 50 µs of an event's stamp put before
-  it; hftbacktest's are integer nanoseconds.
+  fault.
 
 The first version of our broker filled about 2.5x as many orders as hftbacktest at 10 ms:
 it had no latency and joined the queue as it stood when an order was sent.
