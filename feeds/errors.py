@@ -7,3 +7,13 @@ class DataError(ValueError):
 
 class FeedError(RuntimeError):
     """A data source failed (API error, rate limit after retries, bad response)."""
+
+
+class ExchangeError(RuntimeError):
+    """The exchange refused a request or answered something unreadable.
+
+    ``code`` is Bybit's ``retCode`` when there is one (e.g. 110007: not enough balance)."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,318 @@
+"""``BybitBroker``: backtrader orders placed, amended and cancelled on Bybit through pybit.
+
+Orders go out over REST (``place_order``/``amend_order``/``cancel_order``) with a client
+order id (``orderLinkId``) of ours; what the exchange does to them comes back on the private
+WebSocket streams (``order``, ``execution``, ``position``, ``wallet``), whose messages are
+queued by the socket thread and applied in :meth:`next` on backtrader's thread. So
+``notify_order`` sees Submitted → Accepted → Partial … → Completed (or Canceled/Rejected),
+``notify_trade`` and ``getposition`` follow the fills Bybit reported (its prices, its fees),
+and cash and value are the wallet's.
+
+Never a duplicate order: a ``place_order`` whose reply was lost (timeout, dropped
+connection) is looked up by its ``orderLinkId`` before it is sent again, and sent again under
+the same id (Bybit refuses a second order with an id it has seen: retCode 110072). After the
+private stream reconnects, and every ``resync_every`` seconds, open orders, missed
+executions (deduplicated by ``execId``), positions and the wallet are re-read over REST.
+
+At start, before the strategy runs, the broker reconciles with the account: the wallet
+(cash, value), the position of every symbol of the store (a restart with an open position
+starts from it), and open orders: ours from an earlier run (``orderLinkId`` with this
+broker's ``prefix``) are cancelled or kept (``stale_orders``), others are left alone.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import queue
+import time
+import uuid
+from datetime import datetime, timezone
+
+import backtrader as bt
+
+from .bybit_orders import DUPLICATE_LINK_ID, OrderRefused, fmt, order_request
+from .bybit_sync import AccountSync, data_symbol
+from .errors import ExchangeError
+
+logger = logging.getLogger(__name__)
+
+
+class BybitBroker(AccountSync, bt.BrokerBase):
+    """A backtrader broker on a Bybit account (made by :meth:`BybitStore.getbroker`).
+
+    Params:
+      - ``prefix``: start of this broker's ``orderLinkId`` values (``"s4"``)
+      - ``stale_orders``: ``"cancel"`` (default) or ``"keep"`` open orders of ours found at
+        start (left over by an earlier run)
+      - ``resync_every``: seconds between REST re-syncs of open orders, positions and wallet
+      - ``place_retries``: times a ``place_order`` whose reply was lost is looked up and
+        re-sent under the same ``orderLinkId`` before the order is rejected
+      - ``clock``: monotonic seconds (tests)
+
+    ``buy``/``sell`` take backtrader's arguments plus ``postonly=True``, ``reduceonly=True``
+    and ``tif="IOC"|"FOK"``. ``oco=`` is kept here: when one order of a group fills, the
+    others are cancelled. ``amend(order, size=, price=)`` changes a live order in place.
+    ``watchers``: objects whose ``poll(now)`` runs in every :meth:`next`, bar or not (the kill
+    switch's stale-data check).
+    """
+
+    params = (
+        ("prefix", "s4"),
+        ("stale_orders", "cancel"),
+        ("resync_every", 60.0),
+        ("place_retries", 2),
+        ("clock", time.monotonic),
+    )
+
+    def __init__(self, store=None):
+        super().__init__()
+        if store is None:
+            raise ValueError("BybitBroker needs store= (use BybitStore(...).getbroker())")
+        if self.p.stale_orders not in ("cancel", "keep"):
+            raise ValueError("stale_orders must be 'cancel' or 'keep'")
+        self.store = store
+        self.category = store.category
+        self.positions = collections.defaultdict(bt.Position)  # symbol -> Position
+        self.orders: dict[str, bt.Order] = {}  # orderLinkId -> order
+        self.by_id: dict[str, str] = {}  # Bybit orderId -> orderLinkId
+        self.notifs = collections.deque()
+        self.messages: queue.Queue = queue.Queue()
+        self.watchers = []
+        self.cash = self.value = 0.0
+        self.startingcash = None
+        self._seen: set[str] = set()  # execIds applied
+        self._oco: dict[int, list] = {}  # OCO group -> its orders
+        self._group_of: dict[int, int] = {}  # order ref -> OCO group
+        self._need_sync = False
+        self._run = uuid.uuid4().hex[:8]
+        self._count = itertools.count(1)
+        self._ws = None
+        self._was_connected = None
+        self._last_sync = None
+        self._datas: dict[str, object] = {}
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self):
+        super().start()
+        for data in self.store.datas:
+            self._datas.setdefault(data_symbol(data), data)
+        self._ws = self.store.open_private(self.messages.put)
+        self.reconcile()
+
+    def stop(self):
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.exit()
+            except Exception as exc:  # closing a broken socket must not mask anything
+                logger.warning("bybit broker: error closing the private stream: %s", exc)
+        super().stop()
+
+    # -- what backtrader asks -------------------------------------------------------------
+    def getcash(self):
+        return self.cash
+
+    def getvalue(self, datas=None):
+        """The wallet's equity, marked to the feeds' last closes between wallet updates."""
+        value = self.cash
+        for symbol, pos in self.positions.items():
+            data = self._datas.get(symbol)
+            if pos.size and data is not None and len(data):
+                value += pos.size * (data.close[0] - pos.price)
+            elif pos.size:
+                return self.value
+        return value
+
+    def getposition(self, data, clone=True):
+        pos = self.positions[data_symbol(data)]
+        return pos.clone() if clone else pos
+
+    def get_notification(self):
+        try:
+            return self.notifs.popleft()
+        except IndexError:
+            return None
+
+    def notify(self, order) -> None:
+        self.notifs.append(order.clone())
+
+    # -- placing --------------------------------------------------------------------------
+    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,
+            tradeid=0, oco=None, trailamount=None, trailpercent=None, parent=None,
+            transmit=True, **kwargs):
+        order = bt.BuyOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,
+                            exectype=exectype, valid=valid, tradeid=tradeid, oco=oco,
+                            trailamount=trailamount, trailpercent=trailpercent,
+                            parent=parent, transmit=transmit)
+        return self._submit(order, kwargs)
+
+    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,
+             tradeid=0, oco=None, trailamount=None, trailpercent=None, parent=None,
+             transmit=True, **kwargs):
+        order = bt.SellOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,
+                             exectype=exectype, valid=valid, tradeid=tradeid, oco=oco,
+                             trailamount=trailamount, trailpercent=trailpercent,
+                             parent=parent, transmit=transmit)
+        return self._submit(order, kwargs)
+
+    def submit(self, order):
+        return self._submit(order, {})
+
+    def _submit(self, order, info: dict):
+        order.addinfo(**info)
+        order.addcomminfo(self.getcommissioninfo(order.data))
+        symbol = data_symbol(order.data)
+        self._datas.setdefault(symbol, order.data)
+        link = f"{self.p.prefix}-{self._run}-{next(self._count)}"
+        order.addinfo(orderLinkId=link)
+        order.submit(self)
+        self.notify(order)
+        try:
+            if order.parent is not None:
+                raise OrderRefused("bracket (parent/child) orders are not supported by the "
+                                   "Bybit broker; use oco= for a stop/target pair")
+            req = order_request(order, self.store.instrument(symbol), self.category, link)
+        except ExchangeError as exc:
+            logger.error("bybit broker: order not sent: %s", exc)
+            self._finish(order, "rejected", str(exc))
+            return order
+        qty = float(req["qty"])  # rounded to the lot step: what the exchange will fill
+        if qty != abs(order.size):
+            signed = qty if order.isbuy() else -qty
+            order.size = order.created.size = order.created.remsize = signed
+            order.executed.remsize = signed
+        self.orders[link] = order
+        if order.oco is not None:
+            group = self._group_of.get(order.oco.ref, order.oco.ref)
+            members = self._oco.setdefault(group, [order.oco])
+            members.append(order)
+            for m in members:
+                self._group_of[m.ref] = group
+        self._place(order, req)
+        return order
+
+    def _place(self, order, req: dict) -> None:
+        link = req["orderLinkId"]
+        for attempt in range(self.p.place_retries + 1):
+            try:
+                result = self.store.call("place_order", **req)
+            except ExchangeError as exc:
+                if exc.code == DUPLICATE_LINK_ID and self._resync_order(link):
+                    return  # it did arrive the first time
+                logger.error("bybit broker: %s %s rejected: %s", req["side"], req["symbol"], exc)
+                self._finish(order, "rejected", str(exc))
+                return
+            except Exception as exc:  # the reply was lost: did the order arrive?
+                logger.warning("bybit broker: place_order %s: no reply (%s); looking it up",
+                               link, exc)
+                try:
+                    if self._resync_order(link):
+                        return
+                except Exception as again:
+                    logger.warning("bybit broker: looking up %s failed too: %s", link, again)
+                    continue
+                if attempt < self.p.place_retries:
+                    logger.warning("bybit broker: %s not on the exchange; sending it again "
+                                   "under the same orderLinkId", link)
+                continue
+            self.by_id[str(result.get("orderId"))] = link
+            order.addinfo(orderId=str(result.get("orderId")))
+            if order.status == order.Submitted:
+                order.accept(self)
+                self.notify(order)
+            return
+        logger.error("bybit broker: %s could not be placed after %d tries; rejected here, "
+                     "re-synced on the next pass", link, self.p.place_retries + 1)
+        self._finish(order, "rejected", "no reply from Bybit")
+
+    def cancel(self, order):
+        """Ask Bybit to cancel; the order is Canceled when the exchange confirms."""
+        if not order.alive():
+            return
+        link = order.info.get("orderLinkId")
+        if link not in self.orders:
+            return
+        self._send_cancel(data_symbol(order.data), link)
+
+    def _send_cancel(self, symbol: str, link: str) -> None:
+        try:
+            self.store.call("cancel_order", category=self.category, symbol=symbol,
+                            orderLinkId=link)
+        except ExchangeError as exc:  # already filled or cancelled: look at what happened
+            logger.info("bybit broker: cancel %s: %s; re-reading the order", link, exc)
+            if link in self.orders:
+                self._resync_order(link)
+
+    def amend(self, order, size=None, price=None) -> None:
+        """Change a live limit order's size and/or price on the exchange."""
+        link = order.info.get("orderLinkId")
+        symbol = data_symbol(order.data)
+        inst = self.store.instrument(symbol)
+        req = {"category": self.category, "symbol": symbol, "orderLinkId": link}
+        side = "Buy" if order.isbuy() else "Sell"
+        if size is not None:
+            req["qty"] = fmt(inst.round_qty(size))
+        if price is not None:
+            req["price"] = fmt(inst.round_price(price, side))
+        self.store.call("amend_order", **req)
+        if price is not None:
+            order.created.price = order.price = float(req["price"])
+        if size is not None:
+            q = float(req["qty"])
+            order.created.size = order.size = q if order.isbuy() else -q
+
+    # -- what comes back ------------------------------------------------------------------
+    def next(self):
+        self._drain()
+        self._check_connection()
+        due = self._last_sync is not None and self.p.clock() - self._last_sync > self.p.resync_every
+        if due or self._need_sync:
+            self._need_sync = False
+            self.reconcile()
+        now = datetime.now(timezone.utc)
+        for w in list(self.watchers):
+            w.poll(now)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                msg = self.messages.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.on_message(msg)
+            except ExchangeError as exc:
+                logger.error("bybit broker: unreadable message skipped (%s); re-syncing", exc)
+                self._need_sync = True
+
+    def _finish(self, order, outcome: str, reason: str) -> None:
+        link = order.info.get("orderLinkId")
+        self.orders.pop(link, None)
+        if not order.alive():
+            return
+        if outcome == "rejected":
+            order.addinfo(reject_reason=reason)
+            order.reject(self)
+        else:
+            order.cancel()
+        self.notify(order)
+        self._cancel_siblings(order)
+
+    def _cancel_siblings(self, order) -> None:
+        """backtrader's OCO: once one order of a group fills or ends, cancel the others."""
+        group = self._group_of.get(order.ref)
+        if group is None:
+            return
+        for other in self._oco.pop(group, []):
+            self._group_of.pop(other.ref, None)
+            if other.ref != order.ref and other.alive():
+                self.cancel(other)
+
+    @property
+    def open_orders(self) -> list:
+        return [o for o in self.orders.values() if o.alive()]
+
+    def get_orders_open(self, safe=False):
+        return [o.clone() if safe else o for o in self.open_orders]
