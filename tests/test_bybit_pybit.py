@@ -1,0 +1,129 @@
+"""The Bybit broker through the real pybit clients: ``HTTP`` intercepted by ``responses``
+(nothing leaves the process), the private ``WebSocket`` talking to a server on 127.0.0.1
+that relays the fake exchange's pushes. Same order life cycle as the injected-client tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from urllib.parse import parse_qsl, urlparse
+
+import backtrader as bt
+import pytest
+
+import feeds
+from tests.fake_bybit import FakeBybit
+from tests.test_bybit_broker import Script, bars, statuses
+
+
+@pytest.fixture
+def private_ws_server(monkeypatch):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.server import serve
+
+    conns, received = [], []
+    lock = threading.Lock()
+
+    def handler(conn):
+        with lock:
+            conns.append(conn)
+        try:
+            for raw in conn:
+                msg = json.loads(raw)
+                received.append(msg)
+                op = msg.get("op")
+                if op in ("auth", "subscribe", "ping"):
+                    conn.send(json.dumps({"success": True, "ret_msg": "pong" if op == "ping"
+                                          else "", "op": op, "conn_id": "local",
+                                          "req_id": msg.get("req_id", "")}))
+        except ConnectionClosed:
+            pass
+        finally:
+            with lock:
+                conns.remove(conn)
+
+    def broadcast(msg):
+        with lock:
+            for c in list(conns):
+                try:
+                    c.send(json.dumps(msg))
+                except ConnectionClosed:
+                    pass
+
+    server = serve(handler, "127.0.0.1", 0)
+    port = server.socket.getsockname()[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    import pybit.unified_trading as ut
+
+    monkeypatch.setattr(ut, "PRIVATE_WSS", f"ws://127.0.0.1:{port}/v5/private")
+    try:
+        yield broadcast, received
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def intercept_rest(rsps, ex):
+    def handle(request):
+        url = urlparse(request.url)
+        if request.method == "GET":
+            params = dict(parse_qsl(url.query))
+        else:
+            params = json.loads(request.body or "{}")
+        with ex._lock:
+            ex.calls.append((ex.ROUTES.get(url.path, url.path), params))
+            body = ex.route(url.path, params)
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+    for method in ("GET", "POST"):
+        rsps.add_callback(method, re.compile(r"https://api-testnet\.bybit\.com/v5/.*"),
+                          callback=handle)
+
+
+class Paced(Script):
+    """The script, waiting for the socket's pushes after each step (they cross a thread)."""
+
+    def next(self):
+        super().next()
+        time.sleep(0.15)
+
+
+@pytest.mark.slow
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(["127.0.0.1"])
+@pytest.mark.timeout(90)
+def test_order_life_cycle_through_real_pybit_http_and_websocket(private_ws_server):
+    import responses
+
+    broadcast, received = private_ws_server
+    ex = FakeBybit()
+    ex.callbacks.append(broadcast)
+    orders = {}
+
+    def place(s):
+        orders["a"] = s.buy(size=0.01, exectype=bt.Order.Limit, price=29_990.0)
+
+    plan = {1: place, 3: lambda s: ex.trade(29_990.0, qty=0.004),
+            5: lambda s: s.cancel(orders["a"])}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        intercept_rest(rsps, ex)
+        store = feeds.BybitStore(api_key="key", api_secret="secret", testnet=True,
+                                 symbols=("BTCUSDT",))
+        cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
+        cerebro.adddata(feeds.ArrayData(dataname=bars()), name="BTCUSDT")
+        cerebro.setbroker(store.getbroker())
+        cerebro.addstrategy(Paced, plan=plan)
+        strat = cerebro.run(runonce=False)[0]
+    assert statuses(strat, orders["a"].ref) == ["Submitted", "Accepted", "Partial", "Canceled"]
+    assert strat.getposition().size == pytest.approx(0.004) == ex.position[0]
+    auth = [m for m in received if m.get("op") == "auth"]
+    assert auth and auth[0]["args"][0] == "key"  # signed with the key; the secret never sent
+    assert "secret" not in json.dumps(received)
+    topics = sorted(a for m in received if m.get("op") == "subscribe" for a in m["args"])
+    assert topics == ["execution", "order", "position", "wallet"]
+    place_calls = [kw for name, kw in ex.calls if name == "place_order"]
+    assert len(place_calls) == 1 and place_calls[0]["price"] == "29990"
