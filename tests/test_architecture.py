@@ -35,6 +35,8 @@ ALLOWED = {
     "s4_strategies.market_making": ("s4_strategies.fees", *PURE),
     "s4_strategies.strategies": ("s4_strategies.indicators", "s4_strategies.market_making",
                                  "s4_strategies.fees", "s4_strategies.rules", *PURE),
+    "s4_strategies.live": ("feeds", "s4_strategies.indicators", "s4_strategies.strategies",
+                           "s4_strategies.model", "s4_strategies.fees", "s4_strategies.rules"),
     "s4_strategies.apps": ("feeds", "analyzers", "s4_strategies"),
     "s4_strategies": (),  # the package's own __init__ (lazy names only)
 }
@@ -45,6 +47,7 @@ FORBIDDEN = {
     "s4_strategies.features": ("torch", "backtrader"),
     "s4_strategies.ssm": ("backtrader",),
     "s4_strategies.market_making": ("torch",),
+    "s4_strategies.live": ("torch",),
 }
 
 

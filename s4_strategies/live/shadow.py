@@ -1,0 +1,152 @@
+"""``ShadowBroker``: run a strategy on the live feed, fill as the backtest would, send nothing.
+
+The step a careful desk takes before committing capital: the strategy places its orders as
+it would live; this broker fills them exactly as the backtest's broker does (it *is*
+backtrader's ``BackBroker``: a market order fills at the next bar's open, limits and stops
+on the next bars' ranges, with the commission you set), and journals every order event with
+the model's predictions and the live prices it met. Nothing reaches an exchange.
+
+The journal is JSON lines, one record per order event::
+
+    {"wall": "2026-12-03T10:00:02.1+00:00", "bar": "2026-12-03T09:00:00+00:00",
+     "symbol": "BTCUSDT", "ref": 7, "status": "Completed", "side": "buy", "type": "Market",
+     "size": 0.012, "price": null, "exec_size": 0.012, "exec_price": 30012.5,
+     "comm": 0.198, "close": 30001.0, "position": 0.012, "value": 10003.2,
+     "predictions": {"signal": 1.0, "confidence": 0.61, "pred_return": 0.0012, ...}}
+
+``bar`` is the bar the broker was on when the event happened (for a fill, the bar whose
+open it met). :mod:`s4_strategies.live.replay` reads it back, replays it through the
+analyzers and compares it with the backtest of the same bars.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import backtrader as bt
+
+logger = logging.getLogger(__name__)
+
+_PRED_LINES = ("signal", "confidence", "expected_signal", "pred_return", "pred_move", "pred_vol")
+
+
+def _clean(x):
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def predictions_of(owner) -> dict:
+    """The S4 lines of the strategy's indicator (``owner.s4``) on this bar, if it has one."""
+    s4 = getattr(owner, "s4", None)
+    if s4 is None:
+        return {}
+    out = {}
+    for name in _PRED_LINES:
+        line = getattr(s4.lines, name, None)
+        if line is not None and len(line):
+            out[name] = _clean(float(line[0]))
+    return out
+
+
+class ShadowBroker(bt.brokers.BackBroker):
+    """backtrader's backtest broker on live bars, with a journal and no exchange.
+
+    Params (besides ``BackBroker``'s: ``cash``, ``slip_perc``, …):
+      - ``journal``: path of the JSON-lines journal (appended to; ``None``: memory only)
+      - ``clock``: callable returning the current UTC time (tests); default the wall clock
+
+    ``records``: every journalled event of this run. ``watchers``: objects whose
+    ``poll(now)`` runs in every :meth:`next`, bar or not (the kill switch's stale-data check).
+    ``get_state()``/``set_state()``: cash and positions, for a restart.
+    """
+
+    params = (("journal", None), ("clock", None))
+
+    def __init__(self):
+        super().__init__()
+        self.watchers = []
+        self.records: list[dict] = []
+        self._file = None
+
+    def start(self):
+        super().start()
+        if self.p.journal is not None:
+            path = Path(self.p.journal)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
+
+    def stop(self):
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+        super().stop()
+
+    def _now(self) -> datetime:
+        return self.p.clock() if self.p.clock is not None else datetime.now(timezone.utc)
+
+    def notify(self, order):
+        super().notify(order)
+        self.record(order)
+
+    def record(self, order) -> dict:
+        """Journal one order event (called for every notification)."""
+        data = order.data
+        bar = None
+        if len(data):
+            bar = data.datetime.datetime(0).replace(tzinfo=timezone.utc).isoformat()
+        pos = self.getposition(data)
+        ex = order.executed
+        rec = {
+            "wall": self._now().isoformat(),
+            "bar": bar,
+            "symbol": data._name,
+            "ref": order.ref,
+            "status": order.getstatusname(),
+            "side": "buy" if order.isbuy() else "sell",
+            "type": order.getordername(),
+            "size": order.created.size,
+            "price": _clean(order.created.price) if order.exectype != bt.Order.Market else None,
+            "exec_size": ex.size,
+            "exec_price": _clean(ex.price) if ex.size else None,
+            "comm": ex.comm,
+            "close": _clean(float(data.close[0])) if len(data) else None,
+            "position": pos.size,
+            "value": _clean(float(self.getvalue())),
+            "predictions": predictions_of(order.owner),
+        }
+        self.records.append(rec)
+        if self._file is not None:
+            self._file.write(json.dumps(rec) + "\n")
+            self._file.flush()
+        return rec
+
+    def next(self):
+        super().next()
+        if self.watchers:
+            now = self._now()
+            for w in list(self.watchers):
+                w.poll(now)
+
+    # -- restart --------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        return {"cash": self.cash,
+                "positions": {d._name: [p.size, p.price] for d, p in self.positions.items()
+                              if p.size}}
+
+    def set_state(self, state: dict, datas) -> None:
+        """Cash and positions of an earlier run, on this run's ``datas`` (call from the
+        strategy's ``start()``, before its first order)."""
+        self.cash = self.startingcash = float(state["cash"])
+        names = {d._name: d for d in datas}
+        for name, (size, price) in state.get("positions", {}).items():
+            data = names.get(name)
+            if data is None:
+                raise ValueError(f"shadow state has a position in {name!r}, which this run "
+                                 f"does not trade (feeds: {sorted(names)})")
+            self.positions[data].set(size, price)

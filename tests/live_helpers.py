@@ -1,0 +1,66 @@
+"""Live-feed stand-ins serving a DataFrame of bars: the REST history (pybit ``get_kline``)
+and the kline WebSocket (closed candles pushed from a thread, as pybit's socket does)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+
+
+class FrameKlines:
+    """pybit-like ``get_kline`` over ``frame`` (bar-open UTC index), newest first, strings."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self.calls = []
+
+    def get_kline(self, category, symbol, interval, start, end, limit=1000, **kw):
+        self.calls.append(dict(start=start, end=end, limit=limit))
+        ms = self.frame.index.as_unit("ms").asi8
+        rows = [[str(m), *(repr(float(self.frame[c].iloc[i])) for c in
+                           ("open", "high", "low", "close", "volume")), "0"]
+                for i, m in enumerate(ms) if start <= m <= end]
+        return {"retCode": 0, "retMsg": "OK", "time": 0, "retExtInfo": {},
+                "result": {"category": category, "symbol": symbol, "list": rows[::-1][:limit]}}
+
+
+def kline_message(ts: pd.Timestamp, row, interval="60", symbol="BTCUSDT") -> dict:
+    start = int(ts.value // 1_000_000)
+    item = {"start": start, "end": start + int(interval) * 60_000 - 1, "interval": interval,
+            "confirm": True, "timestamp": start + int(interval) * 60_000,
+            **{c: repr(float(row[c])) for c in ("open", "high", "low", "close", "volume")},
+            "turnover": "0"}
+    return {"topic": f"kline.{interval}.{symbol}", "type": "snapshot", "ts": start,
+            "data": [item]}
+
+
+class FrameKlineSocket:
+    """A pybit-like kline WebSocket pushing ``frame``'s bars as closed candles, one every
+    ``delay`` seconds from its own thread; ``private`` answers the private channel."""
+
+    def __init__(self, frame: pd.DataFrame, delay=0.002, private=None):
+        self.frame, self.delay, self.private = frame, delay, private
+        self.exited = False
+
+    def __call__(self, channel_type, testnet):
+        if channel_type == "private":
+            return self.private(channel_type=channel_type, testnet=testnet)
+        return self
+
+    def kline_stream(self, interval, symbol, callback):
+        def push():
+            for ts, row in self.frame.iterrows():
+                if self.exited:
+                    return
+                time.sleep(self.delay)
+                callback(kline_message(ts, row, interval, symbol))
+
+        threading.Thread(target=push, daemon=True).start()
+
+    def is_connected(self):
+        return not self.exited
+
+    def exit(self):
+        self.exited = True
