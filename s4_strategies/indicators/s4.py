@@ -17,11 +17,18 @@ once every S4 line is defined (``prenext()`` runs before that; the indicator kee
 its state there). A state reset (``reset_time``/``reset_gap``) starts a new warm-up inside
 the run, and backtrader has no way to raise a minimum period mid-run: the lines are NaN for
 ``warmup`` bars after each reset, which strategies that use resets must allow for.
+
+Restarts: ``resume=`` (or :meth:`S4Indicator.resume` before the first bar) continues from a
+state saved after bar T (``s4_strategies.live.StateSaver`` writes them). The feed replays
+history up to and past T: bars up to T are already in the state, so they are not stepped
+again (their lines are NaN); the feed's bar at T must be the saved one, and the first bar
+after T must follow it by one bar spacing; otherwise ``StateMismatch``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from array import array
 
 import backtrader as bt
@@ -35,6 +42,23 @@ from ..model.guards import bad_bar
 
 _INF = math.inf
 _OUT = ("signal", "confidence", "expected_signal", "pred_return", "pred_move", "pred_vol")
+_OHLCV = ("open", "high", "low", "close", "volume")
+_SAME_TIME = 0.5 / SECONDS_PER_DAY  # bar times within half a second are the same bar
+_REL_TOL = 1e-9  # the saved bar's prices and volume against the feed's
+
+
+class StateError(ValueError):
+    """A saved state that cannot be used: unreadable, corrupt or malformed."""
+
+
+class StateMismatch(StateError):
+    """A saved state that does not belong here: another checkpoint, other data, a different
+    bar at the saved time, or a gap after it."""
+
+
+def _bar_text(num: float, values) -> str:
+    when = num_to_index(np.array([num]))[0].strftime("%Y-%m-%d %H:%M:%S")
+    return f"{when} UTC (" + " ".join(f"{k}={v!r}" for k, v in zip(_OHLCV, values)) + ")"
 
 
 def _as_predictor(model) -> Predictor:
@@ -65,12 +89,17 @@ class S4Indicator(bt.Indicator):
     feed that does not validate, such as ``bt.feeds.PandasData``), raises ``feeds.DataError``
     naming the bar, in ``next()`` and ``once()`` alike, before any running state has moved:
     ``get_state()`` is then the state after the bar before it.
-      - ``state``: a state from ``get_state()`` to start from (e.g. after a restart)
+      - ``state``: a state from ``get_state()`` to start from; the bars fed must then be
+        those after it (no checks)
+      - ``resume``: a saved entry ``{"state", "bar", "spacing_s"}`` (one of
+        ``s4_strategies.live.load_state(path).indicators``) to continue from, with the checks
+        of :meth:`resume`; ``allow_gap``: accept (with a warning) a first bar after the
+        saved one that comes later than one spacing after it (default: refuse)
     """
 
     lines = _OUT
     params = dict(model=None, warmup=None, reset_time=None, reset_gap=None, strict=True,
-                  state=None)
+                  state=None, resume=None, allow_gap=False)
     plotinfo = dict(subplot=True, plotname="S4", plotymargin=0.1)
     plotlines = dict(
         signal=dict(_method="bar", alpha=0.5, width=1.0),
@@ -94,8 +123,11 @@ class S4Indicator(bt.Indicator):
         self._once_done = False
         self._spacing_days = (self.predictor.meta.get("bar_spacing_s") or 0) / SECONDS_PER_DAY
         self._watch = self.predictor.spacing_watch(strict=self.p.strict)
+        self._resuming = False
         if self.p.state is not None:
             self.set_state(self.p.state)
+        if self.p.resume is not None:
+            self.resume(self.p.resume)
         self.addminperiod(self._warmup)
         self.plotinfo.plotname = f"S4 {self.predictor.name}"
 
@@ -104,6 +136,13 @@ class S4Indicator(bt.Indicator):
         # says nothing; the name is already in ``plotname``, the reset rules are what is left.
         return [f"{k}={v}" for k, v in (("reset_time", self.p.reset_time),
                                          ("reset_gap", self.p.reset_gap)) if v is not None]
+
+    @property
+    def features(self):
+        """This bar's raw (un-normalised) features, in ``predictor.feature_spec.names``
+        order, after a ``next()``; ``None`` before the first bar and in runonce mode. A buffer
+        the next bar overwrites: copy it to keep it."""
+        return self._stream.raw
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self) -> dict:
@@ -115,6 +154,86 @@ class S4Indicator(bt.Indicator):
         self._stream.set_state(state["stream"])
         self._since_reset = state["since_reset"]
         self._last_num = state["last_num"]
+
+    def resume(self, saved: dict, allow_gap: bool | None = None) -> None:
+        """Continue from ``saved`` = ``{"state": get_state(), "bar": {"num", "open", ...,
+        "volume"}, "spacing_s": seconds or None}``, the state after bar T = ``bar``.
+
+        Call before the first bar. Bars up to T then leave the state alone (lines NaN); the
+        feed's bar at T must equal ``bar`` (relative 1e-9), else ``StateMismatch``; so must
+        the feed show T, and its first bar after T come one spacing (``spacing_s``, else the
+        checkpoint's) after it, else ``StateMismatch`` (``allow_gap``: a later bar only
+        warns); and that bar must find the indicator past its minimum period (a backfill of
+        at least ``warmup`` bars up to T), or the strategy would skip it.
+        """
+        if self._last_len != -1:
+            raise RuntimeError("S4Indicator.resume() must come before the first bar")
+        try:
+            bar = saved["bar"]
+            t = float(bar["num"])
+            values = tuple(float(bar[k]) for k in _OHLCV)
+            state = saved["state"]
+            last = state["last_num"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"not a saved indicator state: it lacks {exc}") from exc
+        if last is None or abs(last - t) > _SAME_TIME:
+            raise StateError(f"the saved state is not the state after its bar "
+                             f"{_bar_text(t, values)}")
+        try:
+            self.set_state(state)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise StateMismatch(f"the saved state does not fit this model ({exc!r})") from exc
+        spacing = saved.get("spacing_s") or self.predictor.meta.get("bar_spacing_s")
+        self._resume = (t, values, spacing / SECONDS_PER_DAY if spacing else None,
+                        self.p.allow_gap if allow_gap is None else allow_gap)
+        self._resume_seen = False
+        self._resuming = True
+
+    @property
+    def last_num(self) -> float | None:
+        """The backtrader date number of the last bar stepped into the state."""
+        return self._last_num
+
+    @property
+    def resuming(self) -> bool:
+        """True while bars up to the resumed state's last bar are being passed over."""
+        return self._resuming
+
+    def _held(self, num: float, values: tuple) -> bool:
+        """Resuming: True for a bar the restored state already holds (lines NaN, state
+        untouched); at the saved bar and the first one after it, the checks of ``resume``."""
+        t, saved, spacing, allow_gap = self._resume
+        if num <= t + _SAME_TIME:
+            if num >= t - _SAME_TIME:
+                if not all(abs(a - b) <= _REL_TOL * max(abs(a), abs(b))
+                           for a, b in zip(saved, values)):
+                    raise StateMismatch(
+                        f"the feed's bar at {_bar_text(t, values)} differs from the saved one "
+                        f"{_bar_text(t, saved)}: the state does not continue this data")
+                self._resume_seen = True
+            for name in _OUT:
+                getattr(self.lines, name)[0] = math.nan
+            return True
+        if not self._resume_seen:
+            raise StateMismatch(
+                f"the feed never showed the saved bar {_bar_text(t, saved)}: its first bar "
+                f"after it is {_bar_text(num, values)}; backfill history back to the saved "
+                "bar (the state would skip the bars in between)")
+        if spacing is not None and abs(num - t - spacing) > 1e-3 * spacing:
+            msg = (f"the first bar after the saved one ({_bar_text(t, saved)}) is "
+                   f"{_bar_text(num, values)}, not one bar spacing "
+                   f"({spacing * SECONDS_PER_DAY:g} s) later")
+            if not (allow_gap and num > t + spacing):
+                raise StateMismatch(msg + ": the recurrent state would skip bars (allow_gap="
+                                    "True to accept a gap)")
+            warnings.warn(msg + "; continuing across the gap (allow_gap=True)", stacklevel=2)
+        if len(self) < self._minperiod:
+            raise StateMismatch(
+                f"only {len(self) - 1} bars of backfill up to the saved bar; the indicator "
+                f"needs {self._minperiod - 1} (its warm-up) before the bar after it, or the "
+                "strategy would pass over bars after the saved one")
+        self._resuming = False
+        return False
 
     def reset_state(self) -> None:
         """Zero the model's recurrent state (features keep their history)."""
@@ -145,6 +264,8 @@ class S4Indicator(bt.Indicator):
         if not (0.0 < o < _INF and 0.0 < h < _INF and 0.0 < l < _INF and 0.0 < c < _INF
                 and 0.0 <= v < _INF):  # also false for NaN: refused before any state moves
             raise bad_bar(num_to_index(np.array([num]))[0], o, h, l, c, v)
+        if self._resuming and self._held(num, (o, h, l, c, v)):
+            return
         n = len(self)
         if n == self._last_len:
             if self._snapshot is not None:
@@ -186,6 +307,9 @@ class S4Indicator(bt.Indicator):
     def once(self, start, end):
         if self._once_done:
             return
+        if self._resuming:
+            raise StateError("resume steps bar by bar: run cerebro with runonce=False "
+                             "(live feeds do)")
         self._once_done = True
         d = self.data
         n = d.buflen()

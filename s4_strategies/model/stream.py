@@ -29,6 +29,7 @@ class PredictorStream:
         self._z = np.empty(len(self._mean))
         self._decode_bar = predictor.decoder.decode_bar
         self._m = predictor.decoder.move_index
+        self.raw = None  # the last bar's raw features (F,), a buffer the next step overwrites
 
     def reset(self) -> None:
         self.features.reset()
@@ -36,7 +37,7 @@ class PredictorStream:
 
     def step(self, o, h, l, c, v, hour=0.0, dow=0.0) -> dict:
         z = self._z
-        raw = self.features.update(o, h, l, c, v, hour, dow)
+        raw = self.raw = self.features.update(o, h, l, c, v, hour, dow)
         np.subtract(raw, self._mean, out=z)
         np.multiply(z, self._inv_std, out=z)
         np.clip(z, -self._clip, self._clip, out=z)

@@ -45,6 +45,12 @@ class S4DirectionalStrategy(bt.Strategy):
     Sizes are fractional (``fees.target_size``) whatever the commission scheme.
 
     Subclass hooks: :meth:`band_to_target`, :meth:`signal_to_target` and :meth:`risk_filter`.
+
+    Restarts: :meth:`get_state`/:meth:`set_state` carry what the strategy remembers between
+    bars as plain data; ``s4_strategies.live.StateSaver`` saves it with the indicator's state
+    after every bar and restores both at start (the convention for any strategy: one that
+    has ``get_state``/``set_state`` gets its state saved and restored). Orders are not part
+    of it: open orders and the position belong to the broker.
     """
 
     params = dict(
@@ -98,6 +104,24 @@ class S4DirectionalStrategy(bt.Strategy):
 
     def start(self):
         apply_fees(self.broker, self.datas, self.p.fees)
+
+    # -- state across restarts ----------------------------------------------------------
+    def get_state(self) -> dict:
+        """What the strategy carries between bars, as plain data (no orders)."""
+        return {"vols": list(self._vols), "target": self._target, "side": self._side,
+                "cool": self._cool, "entry": self._entry, "stopped_out": self.stopped_out}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from :meth:`get_state` (before the first bar)."""
+        vols = deque(float(v) for v in state["vols"])
+        while len(vols) > self.p.regime_window:
+            vols.popleft()
+        self._vols, self._sorted_vols = vols, sorted(vols)
+        self._target = float(state["target"])
+        self._side = int(state["side"])
+        self._cool = int(state["cool"])
+        self._entry = state["entry"]
+        self.stopped_out = int(state["stopped_out"])
 
     # -- hooks ---------------------------------------------------------------------------
     def band_to_target(self, side: int, pred_move: float, pred_vol: float) -> float:
