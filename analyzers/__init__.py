@@ -10,13 +10,15 @@ One line adds everything to a Cerebro, one call writes the report of a finished 
 The metric formulas are plain functions in ``analyzers.metrics`` (``compute_metrics``,
 ``infer_periods_per_year``, ``bootstrap_sharpe_ci``) usable without backtrader; the policies
 for ruin, NaN, a late benchmark and intraday returns on the (daily) tear sheet are in
-``analyzers.returns``.
+``analyzers.returns``. ``DriftMonitor`` watches a model's features, predictions and realised
+skill against its training statistics (``reference_from_predictor``) and warns on drift.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .drift import DriftMonitor, make_reference, reference_from_predictor
 from .market_making import MarketMakingAnalyzer, plot_inventory
 from .market_making import format_table as format_mm_table
 from .metrics import (
@@ -39,6 +41,7 @@ from .returns import check_returns, equity_returns, is_intraday, to_daily
 from .trades import TradeStats, summarize_trades
 
 __all__ = [
+    "DriftMonitor",
     "MarketMakingAnalyzer",
     "QuantStatsAnalyzer",
     "TradeStats",
@@ -55,10 +58,12 @@ __all__ = [
     "infer_periods_per_year",
     "is_intraday",
     "json_safe",
+    "make_reference",
     "plot_equity_drawdown",
     "plot_inventory",
     "quantstats_table",
     "quiet_fonts",
+    "reference_from_predictor",
     "save_cerebro_plot",
     "summarize_trades",
     "to_daily",
