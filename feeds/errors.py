@@ -9,8 +9,8 @@ class FeedError(RuntimeError):
     """A data source failed (API error, rate limit after retries, bad response)."""
 
 
-class ExchangeError(RuntimeError):
-    """The exchange refused a request or answered something unreadable.
+class ExchangeError(FeedError):
+    """The exchange refused a request or answered something unreadable (trading, not data).
 
     ``code`` is Bybit's ``retCode`` when there is one (e.g. 110007: not enough balance)."""
 

@@ -48,6 +48,7 @@ class FakeBybit:
         self.connected = True
         self.lose_reply: set[str] = set()  # methods whose next reply is lost (after acting)
         self.time_ms = 1700000000000
+        self.klines = None  # an object with get_kline (market data), e.g. FrameKlines
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -236,6 +237,9 @@ class FakeBybit:
     def get_executions(self, category="linear", symbol=None, orderId=None, **kw):
         rows = [dict(e) for e in self.executions if not orderId or e["orderId"] == orderId]
         return reply({"category": category, "list": rows[::-1], "nextPageCursor": ""})
+
+    def get_kline(self, **kw):
+        return self.klines.get_kline(**kw)
 
     # -- the market -----------------------------------------------------------------------
     def trade(self, price, qty=math.inf):

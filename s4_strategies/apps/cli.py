@@ -1,4 +1,4 @@
-"""The ``s4trade`` command: train, compare, research, backtest and the demo.
+"""The ``s4trade`` command: train, compare, research, backtest, live and the demo.
 
 ``--data`` takes an embedded name, a CSV/parquet file, ``bybit:SYMBOL:INTERVAL[:category]`` or
 ``yahoo:TICKER:INTERVAL`` (see ``s4_strategies.apps.sources``). Errors are one line on stderr
@@ -12,11 +12,19 @@ import json
 import shlex
 import sys
 
-from .sources import DEFAULT_CACHE, FORMS, check_date
+from .cli_args import (
+    DEFAULT_DATA,
+    _date_arg,
+    _formatter,
+    _json_object,
+    _latency_ms,
+    _positive,
+)
+from .cli_live import add_live
+from .sources import DEFAULT_CACHE, FORMS
 
 EXIT_USAGE = 2
 DATA_HELP = f"the bars: {FORMS}"
-DEFAULT_DATA = "bybit:BTCUSDT:60"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,48 +32,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _date_arg(value: str) -> str:
-    try:
-        return check_date(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(kind):
-    def parse(value: str):
-        try:
-            number = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a {kind.__name__}") from None
-        if not number > 0:
-            raise argparse.ArgumentTypeError(f"{value!r} must be above 0")
-        return number
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _json_object(value: str) -> dict:
-    try:
-        obj = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON ({exc.msg} at column {exc.colno}); "
-                                         "e.g. '{\"conf_threshold\": 0.5}'") from None
-    if not isinstance(obj, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"conf_threshold\": 0.5}'")
-    return obj
-
-
-def _latency_ms(value: str) -> str:
-    from ..market_making.latency import parse_latency
-
-    try:
-        parse_latency(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
 
 
 def _rounded(obj, digits: int = 4):
@@ -175,21 +141,6 @@ def _cmd_backtest(args) -> int:
                            params=args.params or {}, cache_dir=args.cache_dir)
     print_metrics(res)
     return 0
-
-
-class _Help(argparse.HelpFormatter):
-    """Each option's meaning and its default (spelled out in the help where it is None)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        quiet = action.default is None or action.default is False
-        if "%(default)" in text or action.required or quiet or action.default == argparse.SUPPRESS:
-            return text
-        return f"{text} (default: %(default)s)"
-
-
-def _formatter(prog):
-    return _Help(prog, max_help_position=32)
 
 
 def _add_train(sub) -> None:
@@ -343,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_research(sub)
     _add_backtest(sub)
+    add_live(sub)
     return parser
 
 
@@ -351,8 +303,8 @@ def _user_errors() -> tuple:
 
     from ..model.errors import CheckpointError
 
-    return (feeds.FeedError, feeds.DataError, CheckpointError, ValueError, OSError,
-            _ray_errors())
+    return (feeds.FeedError, feeds.DataError, feeds.ExchangeError, CheckpointError, ValueError,
+            OSError, _ray_errors())
 
 
 def _ray_errors() -> type:

@@ -6,8 +6,14 @@ what sits between it and a strategy, for every broker alike.
 - :mod:`.state`: ``StateSaver`` (restore at start, save after every closed bar),
   ``save_state``/``load_state``/``restore_strategy``, ``fingerprint``; :mod:`.codec`: the
   safe (no pickle), exact serialiser and the atomic write.
+- :mod:`.killswitch`: ``KillSwitch``, user limits that cancel, flatten and stop.
+- :mod:`.shadow`: ``ShadowBroker``, the backtest's broker on live bars with a journal;
+  :mod:`.replay`: the journal read back, replayed and compared with a backtest.
 """
 
+from .killswitch import KillSwitch, RateWindow
+from .replay import compare_fills, journal_fills, load_journal, orders_placed, replay
+from .shadow import ShadowBroker
 from .state import (
     StateError,
     StateFile,
@@ -21,11 +27,7 @@ from .state import (
 )
 
 __all__ = [
-    "StateError", "StateFile", "StateMismatch", "StateSaver", "data_identity", "fingerprint",
-    "load_state", "restore_strategy", "save_state",
+    "KillSwitch", "RateWindow", "ShadowBroker", "StateError", "StateFile", "StateMismatch",
+    "StateSaver", "compare_fills", "data_identity", "fingerprint", "journal_fills",
+    "load_journal", "load_state", "orders_placed", "replay", "restore_strategy", "save_state",
 ]
-
-# the kill switch (:mod:`.killswitch`): user limits that cancel, flatten and stop
-from .killswitch import KillSwitch, RateWindow  # noqa: E402
-
-__all__ += ["KillSwitch", "RateWindow"]

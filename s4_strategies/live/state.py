@@ -32,7 +32,8 @@ and restored with it; an exchange's broker reads its account instead.
 File: JSON (no pickle), ``{"format": "s4-trading-state", "version": 1, "sha256", "body"}``,
 body = ``{"saved_at" (UTC), "strategy": {"class", "state"} | None, "indicators": {name:
 {"fingerprint", "data", "settings", "spacing_s", "bar": {"time" (UTC), "num", "open", ...,
-"volume"}, "state"}}, "broker": {...} | None}``; :func:`load_state` returns it as a :class:`StateFile`.
+"volume"}, "state"}}, "broker": {...} | None}``; :func:`load_state` returns it as a
+:class:`StateFile`.
 """
 
 from __future__ import annotations

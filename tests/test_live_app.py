@@ -1,0 +1,124 @@
+"""``s4trade live``: shadow mode and testnet mode on recorded candles, restart, kill switch.
+
+The live feed is served by stand-ins (history over the injected REST session, candles pushed
+on the injected kline socket); trading goes to the fake Bybit account. Nothing leaves the
+process.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+import feeds
+from s4_strategies.apps.cli import build_parser
+from s4_strategies.apps.live import live_source, run_live
+from tests.fake_bybit import FakeBybit
+from tests.live_helpers import FrameKlines, FrameKlineSocket
+
+STRAT = dict(rule="argmax", conf_threshold=0.0, min_change=0.05, max_position=0.5)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    df = feeds.load_embedded("bybit:BTCUSDT:60", fromdate="2021-07-01", todate="2021-07-31")
+    return df[["open", "high", "low", "close", "volume"]].iloc[:240]
+
+
+def shadow(frame, k, out, lines, **kw):
+    return run_live("bybit:BTCUSDT:60", "shadow", model=kw.pop("model"), out=out,
+                    params=STRAT, session=FrameKlines(frame), now=frame.index[k],
+                    ws_factory=FrameKlineSocket(frame.iloc[k:]), qcheck=0.02,
+                    backfill=k, printer=lines.append, **kw)
+
+
+def test_live_source_reads_bybit_only():
+    assert live_source("bybit:ETHUSDT:15").symbol == "ETHUSDT"
+    assert live_source("bybit:BTCUSDT:60").kind == "bybit"
+    with pytest.raises(ValueError, match="live runs read Bybit"):
+        live_source("yahoo:AAPL:1d")
+
+
+def test_cli_live_defaults_to_shadow_and_refuses_two_modes(capsys):
+    args = build_parser().parse_args(["live", "--strategy", "directional"])
+    assert not (args.testnet or args.demo or args.mainnet) and args.on_exit == "cancel"
+    assert args.data == "bybit:BTCUSDT:60"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["live", "--strategy", "directional", "--testnet",
+                                   "--mainnet"])
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_trading_without_keys_is_refused(monkeypatch, tiny_checkpoint, tmp_path):
+    monkeypatch.delenv("BYBIT_API_KEY", raising=False)
+    monkeypatch.delenv("BYBIT_API_SECRET", raising=False)
+    with pytest.raises(ValueError, match="BYBIT_API_KEY"):
+        run_live("bybit:BTCUSDT:60", "testnet", model=tiny_checkpoint, out=tmp_path,
+                 session=FrameKlines(pd.DataFrame()), printer=lambda *_: None)
+
+
+@pytest.mark.slow
+def test_shadow_prints_bars_saves_state_and_resumes(frame, tiny_checkpoint, tmp_path):
+    lines: list[str] = []
+    k = 200
+    summary = shadow(frame, k, tmp_path, lines, model=tiny_checkpoint, stop_after=15)
+    assert summary["bars"] == 15 and summary["killswitch"] is None
+    text = "\n".join(lines)
+    assert "shadow: nothing is sent" in text and "live from" in text
+    assert text.count("| signal ") >= 15 and "order #" in text
+    journal = [json.loads(x) for x in (tmp_path / "BTCUSDT" / "journal.jsonl").read_text()
+               .splitlines()]
+    placed = {pd.Timestamp(r["bar"]) for r in journal if r["status"] == "Submitted"}
+    assert placed and min(placed) >= frame.index[k]  # no order on a backfilled bar
+    assert (tmp_path / "BTCUSDT" / "state.json").exists()
+
+    # a restart picks the state up and carries on from the bar after the saved one
+    lines2: list[str] = []
+    again = shadow(frame, k + 20, tmp_path, lines2, model=tiny_checkpoint, stop_after=5)
+    assert again["bars"] == 5
+    assert any(x.startswith("resuming from the state saved after") for x in lines2)
+    # the shadow account carries on too: the first live bar shows the position it ended with
+    first_bar = next(x for x in lines2 if "| signal " in x or "warming up" in x)
+    assert f"position {summary['position']:g} " in first_bar
+
+
+@pytest.mark.slow
+def test_testnet_run_trades_on_the_fake_exchange_and_cancels_on_exit(
+        frame, tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("BYBIT_API_KEY", "k")
+    monkeypatch.setenv("BYBIT_API_SECRET", "s")
+    k = 200
+    ex = FakeBybit(balance=10_000.0, price=float(frame.close.iloc[k - 1]))
+    ex.klines = FrameKlines(frame)
+    lines: list[str] = []
+    sock = FrameKlineSocket(frame.iloc[k:], private=ex.ws_factory)
+    orig = sock.kline_stream
+
+    def kline_stream(interval, symbol, callback):  # the exchange's price follows the candles
+        def cb(msg):
+            ex.price = float(msg["data"][0]["close"])
+            callback(msg)
+
+        orig(interval, symbol, cb)
+
+    sock.kline_stream = kline_stream
+    summary = run_live("bybit:BTCUSDT:60", "testnet", model=tiny_checkpoint, out=tmp_path,
+                       params=STRAT, session=ex.session(), ws_factory=sock, now=frame.index[k],
+                       qcheck=0.02, backfill=k, printer=lines.append, stop_after=12)
+    assert "TRADING" in lines[0] and "testnet" in lines[0]
+    placed = [kw for name, kw in ex.calls if name == "place_order"]
+    assert placed, "the strategy should have traded"
+    assert summary["position"] == pytest.approx(ex.position[0])
+    assert not [o for o in ex.orders.values() if o["orderStatus"] in ("New", "Untriggered")]
+
+
+@pytest.mark.slow
+def test_kill_switch_stops_a_live_run(frame, tiny_checkpoint, tmp_path):
+    lines: list[str] = []
+    summary = shadow(frame, 200, tmp_path, lines, model=tiny_checkpoint, stop_after=30,
+                     limits={"max_position": 1e-6, "flatten": False})
+    assert summary["killswitch"]["limit"] == "max_position"
+    assert summary["bars"] < 30
+    assert "kill switch" in lines[-1]
