@@ -86,6 +86,7 @@ class BybitBroker(AccountSync, bt.BrokerBase):
         self._oco: dict[int, list] = {}  # OCO group -> its orders
         self._group_of: dict[int, int] = {}  # order ref -> OCO group
         self._need_sync = False
+        self._synced_once = False  # the first reconcile adopts the account's positions
         self._run = uuid.uuid4().hex[:8]
         self._count = itertools.count(1)
         self._ws = None
@@ -262,6 +263,7 @@ class BybitBroker(AccountSync, bt.BrokerBase):
         if size is not None:
             q = float(req["qty"])
             order.created.size = order.size = q if order.isbuy() else -q
+            order.executed.remsize = order.size - order.executed.size
 
     # -- what comes back ------------------------------------------------------------------
     def next(self):

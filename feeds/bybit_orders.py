@@ -111,6 +111,9 @@ def order_request(order, instrument: Instrument, category: str, link_id: str) ->
     if qty > instrument.max_qty:
         raise OrderRefused(f"{instrument.symbol}: size {qty} above the maximum "
                            f"{instrument.max_qty}")
+    if order.valid is not None:
+        raise OrderRefused(f"{instrument.symbol}: valid= (an expiry) is not supported on Bybit; "
+                           "use tif='IOC' or 'FOK', or cancel the order yourself")
     req = {"category": category, "symbol": instrument.symbol, "side": side,
            "qty": fmt(qty), "orderLinkId": link_id}
     info = order.info

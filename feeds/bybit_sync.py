@@ -36,10 +36,11 @@ class AccountSync:
     """Reading side of the broker (a mixin: the broker holds the state it updates)."""
 
     def reconcile(self) -> None:
-        """Wallet, positions and open orders from the account (start, reconnect, timer)."""
+        """Wallet, open orders and positions from the account (start, reconnect, timer).
+
+        Orders first: fills they had while we were not listening are applied before the
+        positions are compared, so a position is only overwritten for a real difference."""
         self._read_wallet()
-        for symbol in self.store.symbols:
-            self._read_position(symbol)
         for symbol in self.store.symbols:
             for rec in self.store.rows("get_open_orders", category=self.category, symbol=symbol,
                                        openOnly=0):
@@ -60,7 +61,10 @@ class AccountSync:
         for link, order in list(self.orders.items()):
             if order.alive() and order.status != order.Created:
                 self._resync_order(link)
+        for symbol in self.store.symbols:
+            self._read_position(symbol)
         self._last_sync = self.p.clock()
+        self._synced_once = True
         if self.startingcash is None:
             self.startingcash = self.cash  # backtrader's writer and analyzers read it
 
@@ -82,6 +86,10 @@ class AccountSync:
         self._apply_positions(rows, source="REST")
 
     def _apply_positions(self, rows, source: str) -> None:
+        """Compare the exchange's positions with ours. A difference first re-reads the
+        symbol's live orders (a position update can overtake the execution that made it:
+        the fill is then fetched and applied once); only a difference that remains (a trade
+        made outside this broker, a liquidation) makes ours the exchange's, with a warning."""
         for rec in rows:
             symbol = rec.get("symbol")
             if not symbol:
@@ -90,11 +98,21 @@ class AccountSync:
             size = -size if rec.get("side") == "Sell" else size
             price = float(rec.get("avgPrice") or rec.get("entryPrice") or 0.0)
             pos = self.positions[symbol]
-            if abs(pos.size - size) > 1e-12:
-                if pos.size != 0 or source != "REST":
-                    logger.warning("bybit broker: %s position %g on the exchange (%s), %g here; "
-                                   "taking the exchange's", symbol, size, source, pos.size)
-                pos.set(size, price if size else 0.0)
+            if abs(pos.size - size) <= 1e-12:
+                continue
+            if source == "stream":
+                for link, order in list(self.orders.items()):
+                    if order.alive() and data_symbol(order.data) == symbol:
+                        self._resync_order(link)
+                if abs(pos.size - size) <= 1e-12:
+                    continue
+            if self._synced_once or source == "stream":
+                logger.warning("bybit broker: %s position %g on the exchange (%s), %g here; "
+                               "taking the exchange's", symbol, size, source, pos.size)
+            elif size:
+                logger.info("bybit broker: %s starts from the account's position %g at %g",
+                            symbol, size, price)
+            pos.set(size, price if size else 0.0)
 
     def on_message(self, msg) -> None:
         """Apply one private-stream message (V5 dict) to orders, positions and wallet."""

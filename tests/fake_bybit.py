@@ -49,6 +49,7 @@ class FakeBybit:
         self.lose_reply: set[str] = set()  # methods whose next reply is lost (after acting)
         self.time_ms = 1700000000000
         self.klines = None  # an object with get_kline (market data), e.g. FrameKlines
+        self.position_first = False  # push position and wallet before order and execution
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -179,9 +180,12 @@ class FakeBybit:
               "execType": "Trade", "isMaker": maker, "execTime": str(self.time_ms),
               "leavesQty": rec["leavesQty"]}
         self.executions.append(ex)
+        if self.position_first:  # Bybit does not order its topics: the position may lead
+            self._push_account()
         self._push_order(rec)
         self.push("execution", [ex])
-        self._push_account()
+        if not self.position_first:
+            self._push_account()
 
     def _end(self, rec, status, reason="EC_NoError"):
         if status == "Cancelled" and float(rec["cumExecQty"]) > 0:

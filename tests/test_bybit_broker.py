@@ -188,6 +188,63 @@ def test_stop_order_triggers_and_oco_cancels_the_other_leg():
     assert len(closed) == 1 and closed[0][2] < 0  # a loss, fees included
 
 
+def test_amend_moves_a_resting_order_on_the_exchange():
+    ex = FakeBybit()
+    orders = {}
+
+    def place(s):
+        orders["a"] = s.buy(size=0.01, exectype=bt.Order.Limit, price=29_900.0)
+
+    def amend(s):
+        s.broker.amend(orders["a"], size=0.02, price=29_950.04)
+
+    strat, _ = run(ex, {1: place, 2: amend, 4: lambda s: ex.trade(29_950.0)})
+    call = [kw for name, kw in ex.calls if name == "amend_order"][0]
+    assert call["price"] == "29950" and call["qty"] == "0.02"
+    assert statuses(strat, orders["a"].ref)[-1] == "Completed"
+    assert strat.getposition().size == pytest.approx(0.02) == ex.position[0]
+    assert strat.getposition().price == pytest.approx(29_950.0)
+
+
+def test_order_with_an_expiry_is_refused_clearly(caplog):
+    ex = FakeBybit()
+    orders = {}
+    with caplog.at_level(logging.ERROR):
+        strat, _ = run(ex, {1: lambda s: orders.setdefault("a", s.buy(
+            size=0.01, exectype=bt.Order.Limit, price=29_900.0, valid=bt.Order.DAY))})
+    assert statuses(strat, orders["a"].ref) == ["Submitted", "Rejected"]
+    assert "valid=" in caplog.text
+
+
+def test_position_update_ahead_of_its_execution_counts_once(caplog):
+    ex = FakeBybit()
+    ex.position_first = True
+    orders = {}
+
+    def place(s):
+        orders["a"] = s.buy(size=0.01, exectype=bt.Order.Limit, price=29_990.0)
+
+    with caplog.at_level(logging.WARNING):
+        strat, _ = run(ex, {1: place, 3: lambda s: ex.trade(29_990.0, qty=0.004),
+                            5: lambda s: ex.trade(29_990.0)})
+    assert statuses(strat, orders["a"].ref) == ["Submitted", "Accepted", "Partial", "Completed"]
+    assert strat.getposition().size == pytest.approx(0.01) == ex.position[0]
+    assert "taking the exchange's" not in caplog.text
+
+
+def test_a_trade_made_outside_the_broker_is_taken_from_the_exchange(caplog):
+    ex = FakeBybit()
+    seen = {}
+
+    def outside(s):  # someone trades by hand on the same account
+        ex.place_order(symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.005")
+
+    with caplog.at_level(logging.WARNING):
+        strat, _ = run(ex, {2: outside, 4: lambda s: seen.setdefault("pos", s.getposition().size)})
+    assert seen["pos"] == pytest.approx(-0.005) == ex.position[0]
+    assert "taking the exchange's" in caplog.text
+
+
 # -- no duplicates, reconnects, restarts ------------------------------------------------------
 def test_lost_reply_is_looked_up_not_sent_twice():
     ex = FakeBybit()

@@ -122,3 +122,39 @@ def test_kill_switch_stops_a_live_run(frame, tiny_checkpoint, tmp_path):
     assert summary["killswitch"]["limit"] == "max_position"
     assert summary["bars"] < 30
     assert "kill switch" in lines[-1]
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_resting_orders_and_saves_state(frame, tiny_checkpoint, tmp_path,
+                                                       monkeypatch):
+    import signal
+
+    from s4_strategies.live import load_state
+
+    monkeypatch.setenv("BYBIT_API_KEY", "k")
+    monkeypatch.setenv("BYBIT_API_SECRET", "s")
+    k = 200
+    ex = FakeBybit(balance=10_000.0, price=float(frame.close.iloc[k - 1]))
+    ex.klines = FrameKlines(frame)
+    lines: list[str] = []
+    filled = []
+
+    def printer(line):
+        lines.append(line)
+        if "Completed" in line:
+            filled.append(line)
+        elif filled and "| signal " in line and not any("stopping" in x for x in lines):
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, with stop and target orders resting
+
+    params = dict(STRAT, stop_loss=0.05, take_profit=0.05)
+    summary = run_live("bybit:BTCUSDT:60", "testnet", model=tiny_checkpoint, out=tmp_path,
+                       params=params, session=ex.session(), now=frame.index[k],
+                       ws_factory=FrameKlineSocket(frame.iloc[k:], private=ex.ws_factory),
+                       qcheck=0.02, backfill=k, printer=printer, stop_after=35)
+    assert any(x.startswith("stopping") for x in lines) and summary["bars"] < 35
+    conditional = [o for o in ex.orders.values() if o["triggerPrice"]]
+    assert conditional, "the entry should have placed a stop on the exchange"
+    assert not [o for o in ex.orders.values() if o["orderStatus"] in ("New", "Untriggered")]
+    assert any(x.startswith("cancelled ") for x in lines)
+    saved = load_state(tmp_path / "BTCUSDT" / "state.json")
+    assert pd.Timestamp(saved.bar["time"]) >= frame.index[k]
