@@ -158,3 +158,24 @@ def test_ctrl_c_cancels_resting_orders_and_saves_state(frame, tiny_checkpoint, t
     assert any(x.startswith("cancelled ") for x in lines)
     saved = load_state(tmp_path / "BTCUSDT" / "state.json")
     assert pd.Timestamp(saved.bar["time"]) >= frame.index[k]
+
+
+@pytest.mark.slow
+def test_shadow_report_finds_the_backtest_of_the_same_bars_identical(frame, tiny_checkpoint,
+                                                                     tmp_path):
+    from s4_strategies.apps.shadow_report import shadow_report
+
+    lines: list[str] = []
+    shadow(frame, 200, tmp_path, lines, model=tiny_checkpoint, stop_after=25)
+    journal = tmp_path / "BTCUSDT" / "journal.jsonl"
+    out: list[str] = []
+    report = shadow_report(journal, "bybit:BTCUSDT:60", model=tiny_checkpoint, frame=frame,
+                           params=STRAT, out=tmp_path / "report", printer=out.append)
+    assert report["agree"] and report["fills"]["matched"] == report["fills"]["n_a"] > 0
+    assert "AGREE" in out[0]
+    assert (tmp_path / "report" / "report.json").exists()
+    # a backtest with other parameters is not the shadow run: the report says so
+    other = shadow_report(journal, "bybit:BTCUSDT:60", model=tiny_checkpoint, frame=frame,
+                          params=dict(STRAT, max_position=0.25), out=tmp_path / "r2",
+                          tearsheet=False, printer=out.append)
+    assert not other["agree"] and "DIFFER" in out[-2]

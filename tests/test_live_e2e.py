@@ -104,8 +104,7 @@ def test_backtest_shadow_and_fake_exchange_decide_the_same(frame, tiny_checkpoin
           "size": s, "price": p, "comm": 0.0} for i, (b, s, p) in enumerate(bt_run["filled"])]))
     assert report["differ"] == 0 and report["matched"] == len(journal_fills(records))
     # the journal replayed through the backtest broker gives the shadow run's fills back
-    rep = replay(records, frame, name="BTCUSDT", commission=0.00055,
-                 analyzers={"decisions": Decisions})
+    rep = replay(records, frame, name="BTCUSDT", analyzers={"decisions": Decisions})
     assert rep.analyzers.decisions.get_analysis()["filled"] == sh_run["filled"]
 
     ex = FakeBybit(balance=10_000.0, price=float(frame.close.iloc[k - 1]))

@@ -20,7 +20,7 @@ from .cli_args import (
     _latency_ms,
     _positive,
 )
-from .cli_live import add_live
+from .cli_live import add_live, add_shadow_report
 from .sources import DEFAULT_CACHE, FORMS
 
 EXIT_USAGE = 2
@@ -295,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_research(sub)
     _add_backtest(sub)
     add_live(sub)
+    add_shadow_report(sub)
     return parser
 
 

@@ -69,3 +69,36 @@ def add_live(sub) -> None:
                     help="ignore a saved state and start from the history")
     lv.add_argument("--out", default="runs/live", help="folder for state and journal")
     lv.set_defaults(func=_cmd_live)
+
+
+def _cmd_shadow_report(args) -> int:
+    from .shadow_report import shadow_report
+
+    report = shadow_report(args.journal, args.data, model=args.model, out=args.out,
+                           cash=args.cash, params=args.params or {}, history=args.history,
+                           tearsheet=not args.no_tearsheet)
+    return 0 if report["agree"] else 1
+
+
+def add_shadow_report(sub) -> None:
+    sr = sub.add_parser("shadow-report", formatter_class=_formatter,
+                        help="compare a shadow run's journal with the backtest of its bars",
+                        description="Replays the journal through the analyzers (metrics, "
+                                    "tear sheet) and backtests the same strategy on the same "
+                                    "bars; exit code 1 when their fills differ.")
+    sr.add_argument("--journal", required=True, metavar="PATH",
+                    help="the shadow run's journal.jsonl (required)")
+    sr.add_argument("--data", default=DEFAULT_DATA, help="the same bars: an embedded name, a "
+                    "file or bybit:SYMBOL:INTERVAL")
+    sr.add_argument("--model", default=None, metavar="PATH",
+                    help="the shadow run's checkpoint (default: the shipped one)")
+    sr.add_argument("--cash", type=_positive(float), default=10_000.0,
+                    help="the shadow run's starting cash")
+    sr.add_argument("--params", default=None, type=_json_object, metavar="JSON",
+                    help="the shadow run's strategy params (default: none)")
+    sr.add_argument("--history", type=_positive(int), default=None,
+                    help="bars before the first order (default: where the shadow run's feed "
+                         "began)")
+    sr.add_argument("--no-tearsheet", action="store_true", help="skip the HTML tear sheet")
+    sr.add_argument("--out", default="runs/shadow-report", help="folder for the report")
+    sr.set_defaults(func=_cmd_shadow_report)

@@ -47,23 +47,6 @@ def live_source(spec: str):
     return src
 
 
-def live_only(cls):
-    """``cls`` placing orders only on live bars: its ``next()`` is skipped while any live
-    feed is still serving history (backfill). Indicators still advance on every bar."""
-
-    class LiveOnly(cls):
-        def _all_live(self) -> bool:
-            return all(not d.islive() or getattr(d, "_laststatus", None) == d.LIVE
-                       for d in self.datas)
-
-        def next(self):
-            if self._all_live():
-                super().next()
-
-    LiveOnly.__name__ = LiveOnly.__qualname__ = cls.__name__
-    return LiveOnly
-
-
 class LiveLog(bt.Analyzer):
     """Prints each closed live bar (prediction, position, value) and every order event."""
 
@@ -149,6 +132,7 @@ def build_live(spec, mode="shadow", *, model=None, out="runs/live", cash=10_000.
     import feeds
     from analyzers.drift import DriftMonitor, reference_from_predictor
 
+    from ..live.gate import live_only
     from ..live.killswitch import KillSwitch
     from ..live.shadow import ShadowBroker
     from ..live.state import StateSaver

@@ -7,10 +7,13 @@ what sits between it and a strategy, for every broker alike.
   ``save_state``/``load_state``/``restore_strategy``, ``fingerprint``; :mod:`.codec`: the
   safe (no pickle), exact serialiser and the atomic write.
 - :mod:`.killswitch`: ``KillSwitch``, user limits that cancel, flatten and stop.
+- :mod:`.gate`: ``live_only``/``trade_from``, strategies that order only on live bars or
+  from a bar on.
 - :mod:`.shadow`: ``ShadowBroker``, the backtest's broker on live bars with a journal;
   :mod:`.replay`: the journal read back, replayed and compared with a backtest.
 """
 
+from .gate import live_only, trade_from
 from .killswitch import KillSwitch, RateWindow
 from .replay import compare_fills, journal_fills, load_journal, orders_placed, replay
 from .shadow import ShadowBroker
@@ -29,5 +32,6 @@ from .state import (
 __all__ = [
     "KillSwitch", "RateWindow", "ShadowBroker", "StateError", "StateFile", "StateMismatch",
     "StateSaver", "compare_fills", "data_identity", "fingerprint", "journal_fills",
-    "load_journal", "load_state", "orders_placed", "replay", "restore_strategy", "save_state",
+    "live_only", "load_journal", "load_state", "orders_placed", "replay", "restore_strategy",
+    "save_state", "trade_from",
 ]

@@ -83,9 +83,15 @@ def compare_fills(a: pd.DataFrame, b: pd.DataFrame, rel_tol: float = 1e-9) -> di
 
 class ReplayStrategy(bt.Strategy):
     """Places a journal's orders again on the bars they were decided on (same side, size,
-    type and price), so the shadow run can go through any analyzer."""
+    type and price), so the shadow run can go through any analyzer. ``fees``: as the
+    strategies' (``"bybit"``: the taker fee, unless the broker has a commission set)."""
 
-    params = dict(orders=None)
+    params = dict(orders=None, fees="bybit")
+
+    def start(self):
+        from ..fees import apply_fees
+
+        apply_fees(self.broker, self.datas, self.p.fees)
 
     def __init__(self):
         self._plan: dict = {}
@@ -106,19 +112,20 @@ class ReplayStrategy(bt.Strategy):
             (self.buy if row.side == "buy" else self.sell)(**kw)
 
 
-def replay(records, frame: pd.DataFrame, *, name="data", cash=10_000.0, commission=None,
-           analyzers=None):
+def replay(records, frame: pd.DataFrame, *, name="data", cash=10_000.0, fees="bybit",
+           analyzers=None, setup=None):
     """Run the journal's orders on ``frame`` (the bars of the shadow run) with the backtest
-    broker and ``analyzers`` (``{name: (AnalyzerClass, kwargs)}``); returns the strategy."""
+    broker and ``analyzers`` (``{name: AnalyzerClass or (AnalyzerClass, kwargs)}``);
+    ``setup(cerebro)`` may add more (e.g. ``analyzers.add_all``). Returns the strategy."""
     from feeds import ArrayData
 
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(ArrayData(dataname=frame), name=name)
     cerebro.broker.setcash(cash)
-    if commission is not None:
-        cerebro.broker.setcommission(commission=commission)
-    cerebro.addstrategy(ReplayStrategy, orders=orders_placed(records))
+    cerebro.addstrategy(ReplayStrategy, orders=orders_placed(records), fees=fees)
     for key, spec in (analyzers or {}).items():
         cls, kw = spec if isinstance(spec, tuple) else (spec, {})
         cerebro.addanalyzer(cls, _name=key, **kw)
+    if setup is not None:
+        setup(cerebro)
     return cerebro.run(runonce=False)[0]

@@ -9,14 +9,16 @@ the model's predictions and the live prices it met. Nothing reaches an exchange.
 The journal is JSON lines, one record per order event::
 
     {"wall": "2026-12-03T10:00:02.1+00:00", "bar": "2026-12-03T09:00:00+00:00",
-     "symbol": "BTCUSDT", "ref": 7, "status": "Completed", "side": "buy", "type": "Market",
+     "data_from": "2026-11-12T04:00:00+00:00", "symbol": "BTCUSDT", "ref": 7,
+     "status": "Completed", "side": "buy", "type": "Market",
      "size": 0.012, "price": null, "exec_size": 0.012, "exec_price": 30012.5,
      "comm": 0.198, "close": 30001.0, "position": 0.012, "value": 10003.2,
      "predictions": {"signal": 1.0, "confidence": 0.61, "pred_return": 0.0012, ...}}
 
 ``bar`` is the bar the broker was on when the event happened (for a fill, the bar whose
-open it met). :mod:`s4_strategies.live.replay` reads it back, replays it through the
-analyzers and compares it with the backtest of the same bars.
+open it met); ``data_from`` the first bar the feed served (where the model's history
+began). :mod:`s4_strategies.live.replay` reads it back, replays it through the analyzers and
+compares it with the backtest of the same bars (``s4trade shadow-report``).
 """
 
 from __future__ import annotations
@@ -97,14 +99,17 @@ class ShadowBroker(bt.brokers.BackBroker):
     def record(self, order) -> dict:
         """Journal one order event (called for every notification)."""
         data = order.data
-        bar = None
+        bar = first = None
         if len(data):
             bar = data.datetime.datetime(0).replace(tzinfo=timezone.utc).isoformat()
+            first = data.datetime.datetime(1 - len(data)).replace(tzinfo=timezone.utc)
+            first = first.isoformat()
         pos = self.getposition(data)
         ex = order.executed
         rec = {
             "wall": self._now().isoformat(),
             "bar": bar,
+            "data_from": first,
             "symbol": data._name,
             "ref": order.ref,
             "status": order.getstatusname(),
