@@ -246,9 +246,12 @@ class BybitBroker(AccountSync, bt.BrokerBase):
             if link in self.orders:
                 self._resync_order(link)
 
-    def amend(self, order, size=None, price=None) -> None:
-        """Change a live limit order's size and/or price on the exchange."""
+    def amend(self, order, size=None, price=None) -> bool:
+        """Change a live limit order's size and/or price on the exchange. False (logged, the
+        order re-read) when Bybit refuses, e.g. it filled or was cancelled meanwhile."""
         link = order.info.get("orderLinkId")
+        if not order.alive() or link not in self.orders:
+            return False
         symbol = data_symbol(order.data)
         inst = self.store.instrument(symbol)
         req = {"category": self.category, "symbol": symbol, "orderLinkId": link}
@@ -257,13 +260,19 @@ class BybitBroker(AccountSync, bt.BrokerBase):
             req["qty"] = fmt(inst.round_qty(size))
         if price is not None:
             req["price"] = fmt(inst.round_price(price, side))
-        self.store.call("amend_order", **req)
+        try:
+            self.store.call("amend_order", **req)
+        except ExchangeError as exc:
+            logger.warning("bybit broker: amend %s refused: %s; re-reading the order", link, exc)
+            self._resync_order(link)
+            return False
         if price is not None:
             order.created.price = order.price = float(req["price"])
         if size is not None:
             q = float(req["qty"])
             order.created.size = order.size = q if order.isbuy() else -q
             order.executed.remsize = order.size - order.executed.size
+        return True
 
     # -- what comes back ------------------------------------------------------------------
     def next(self):

@@ -196,9 +196,19 @@ def test_amend_moves_a_resting_order_on_the_exchange():
         orders["a"] = s.buy(size=0.01, exectype=bt.Order.Limit, price=29_900.0)
 
     def amend(s):
-        s.broker.amend(orders["a"], size=0.02, price=29_950.04)
+        assert s.broker.amend(orders["a"], size=0.02, price=29_950.04)
 
-    strat, _ = run(ex, {1: place, 2: amend, 4: lambda s: ex.trade(29_950.0)})
+    def fill_unseen(s):  # the fill's pushes are lost: the broker still thinks it rests
+        ex.connected = False
+        ex.trade(29_950.0)
+
+    def too_late(s):  # Bybit refuses the amend; the order is re-read: it filled
+        assert orders["a"].alive()
+        assert not s.broker.amend(orders["a"], price=29_000.0)
+        assert orders["a"].status == orders["a"].Completed
+        ex.connected = True
+
+    strat, _ = run(ex, {1: place, 2: amend, 4: fill_unseen, 5: too_late})
     call = [kw for name, kw in ex.calls if name == "amend_order"][0]
     assert call["price"] == "29950" and call["qty"] == "0.02"
     assert statuses(strat, orders["a"].ref)[-1] == "Completed"
