@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import write_atomically
 from .bartime import utc_timestamp
 from .validate import OHLCV, clean_ohlcv
 
@@ -161,23 +161,9 @@ def write_cache(path, df: pd.DataFrame, meta: dict | None = None) -> None:
     The frame goes to a temporary file in the same folder, which is then moved over ``path``
     with ``os.replace``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        out = df.copy()
-        out.attrs = {} if meta is None else {META_KEY: _as_meta(meta)}
-        out.to_parquet(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    out = df.copy()
+    out.attrs = {} if meta is None else {META_KEY: _as_meta(meta)}
+    write_atomically(path, out.to_parquet)
 
 
 def _in_range(df: pd.DataFrame, start, end) -> pd.DataFrame:

@@ -17,9 +17,9 @@ PACKAGES = ("feeds", "analyzers", "s4_strategies")
 MAX_LINES = 400
 
 # room -> roots of this project it may import (besides itself). A room is a package or a
-# top-level module of s4_strategies; feeds.bartime and feeds.errors are pure (pandas/numpy)
-# and open to everyone.
-PURE = ("feeds.bartime", "feeds.errors")
+# top-level module of s4_strategies; feeds.atomic, feeds.bartime and feeds.errors are pure
+# (stdlib, pandas, numpy) and open to everyone.
+PURE = ("feeds.atomic", "feeds.bartime", "feeds.errors")
 ALLOWED = {
     "feeds": (),
     "analyzers": ("feeds",),

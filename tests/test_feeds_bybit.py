@@ -251,7 +251,7 @@ def test_interrupted_write_leaves_the_old_cache(tmp_path, monkeypatch):
     real = pd.DataFrame.to_parquet
 
     def crash_half_way(self, target, *a, **k):
-        Path(target).write_bytes(b"PAR1 half a file")
+        target.write(b"PAR1 half a file")  # the temporary file, open for writing
         raise KeyboardInterrupt  # the process is stopped in the middle of the write
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", crash_half_way)

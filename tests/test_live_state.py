@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import feeds
+import feeds.atomic as atomic
 import s4_strategies
 from s4_strategies.live import (
     StateError,
@@ -196,15 +197,15 @@ def test_failed_write_leaves_the_old_file(saved, tmp_path, monkeypatch):
             self.f.write(data[: len(data) // 2])
             raise OSError("disk full")
 
-    monkeypatch.setattr(codec.os, "fdopen", lambda fd, mode: HalfWriter(real(fd, mode)))
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: HalfWriter(real(fd, mode)))
     with pytest.raises(OSError, match="disk full"):
         save_state(path, saved[1])
-    monkeypatch.setattr(codec.os, "fdopen", real)
+    monkeypatch.setattr(atomic.os, "fdopen", real)
 
     def boom(*a):
         raise KeyboardInterrupt  # killed between the write and the rename
 
-    monkeypatch.setattr(codec.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
         save_state(path, saved[1])
     assert path.read_bytes() == before

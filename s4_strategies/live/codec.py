@@ -26,12 +26,12 @@ import base64
 import hashlib
 import json
 import math
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from feeds.atomic import write_atomically
 
 from ..indicators.s4 import StateError
 
@@ -163,42 +163,10 @@ def load_bytes(raw: bytes, path, fmt: str, versions=(1,)) -> tuple[int, object]:
 
 
 def write_atomic(path, data: bytes, fsync: bool = True) -> Path:
-    """Write ``data`` to ``path`` atomically: a temporary file beside it, flushed and fsynced,
-    then ``os.replace``; on any failure the temporary file is removed and ``path`` is as it
-    was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    if fsync:
-        _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write ``data`` to ``path`` atomically (:func:`feeds.atomic.write_atomically`): a
+    temporary file beside it, flushed and fsynced, then ``os.replace``; on any failure the
+    temporary file is removed and ``path`` is as it was."""
+    return write_atomically(path, lambda f: f.write(data), fsync=fsync)
 
 
 def read_bytes(path) -> bytes:
