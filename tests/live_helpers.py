@@ -3,6 +3,7 @@ and the kline WebSocket (closed candles pushed from a thread, as pybit's socket 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -64,3 +65,19 @@ class FrameKlineSocket:
 
     def exit(self):
         self.exited = True
+
+
+@contextlib.contextmanager
+def local_ws_server(handler):
+    """A ``websockets`` server on 127.0.0.1 (any free port) running ``handler(conn)`` per
+    connection on its own thread; yields the port, shuts down on exit."""
+    from websockets.sync.server import serve
+
+    server = serve(handler, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.socket.getsockname()[1]
+    finally:
+        server.shutdown()
+        thread.join(5)

@@ -16,13 +16,13 @@ import pytest
 
 import feeds
 from tests.fake_bybit import FakeBybit
+from tests.live_helpers import local_ws_server
 from tests.test_bybit_broker import Script, bars, statuses
 
 
 @pytest.fixture
 def private_ws_server(monkeypatch):
     from websockets.exceptions import ConnectionClosed
-    from websockets.sync.server import serve
 
     conns, received = [], []
     lock = threading.Lock()
@@ -53,18 +53,11 @@ def private_ws_server(monkeypatch):
                 except ConnectionClosed:
                     pass
 
-    server = serve(handler, "127.0.0.1", 0)
-    port = server.socket.getsockname()[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     import pybit.unified_trading as ut
 
-    monkeypatch.setattr(ut, "PRIVATE_WSS", f"ws://127.0.0.1:{port}/v5/private")
-    try:
+    with local_ws_server(handler) as port:
+        monkeypatch.setattr(ut, "PRIVATE_WSS", f"ws://127.0.0.1:{port}/v5/private")
         yield broadcast, received
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 def intercept_rest(rsps, ex):

@@ -16,6 +16,7 @@ import pytest
 
 import feeds
 from feeds.live import KlineStream, parse_kline_message
+from tests.live_helpers import local_ws_server
 
 FIX = Path(__file__).parent / "fixtures" / "bybit"
 HOUR = pd.Timedelta(hours=1)
@@ -264,7 +265,6 @@ def test_disconnect_and_reconnect_are_notified():
 @pytest.fixture
 def bybit_ws_server(monkeypatch):
     from websockets.exceptions import ConnectionClosed
-    from websockets.sync.server import serve
 
     received = []
 
@@ -302,18 +302,12 @@ def bybit_ws_server(monkeypatch):
         except ConnectionClosed:
             pass
 
-    server = serve(handler, "127.0.0.1", 0)
-    port = server.socket.getsockname()[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     import pybit.unified_trading as ut
 
-    monkeypatch.setattr(ut, "PUBLIC_WSS", f"ws://127.0.0.1:{port}/v5/public/{{CHANNEL_TYPE}}")
-    try:
+    with local_ws_server(handler) as port:
+        monkeypatch.setattr(ut, "PUBLIC_WSS",
+                            f"ws://127.0.0.1:{port}/v5/public/{{CHANNEL_TYPE}}")
         yield received
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 @pytest.mark.slow
