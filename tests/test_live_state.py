@@ -219,7 +219,7 @@ def test_damaged_file_is_a_state_error(saved, tmp_path, model, bars, damage):
     if damage == "truncate":
         raw = raw[: len(raw) // 2]
     elif damage == "flip":  # one digit of a saved price
-        i = raw.index(b'"close": ') + 10
+        i = raw.index(b'"close":') + 9
         raw = raw[:i] + bytes([raw[i] ^ 1]) + raw[i + 1:]
     elif damage == "garbage":
         raw = b"\x80\x04\x95 not json"
@@ -313,3 +313,12 @@ def test_other_indicator_settings_are_refused(model, bars, saved, tmp_path):
     path = _copy(saved[0], tmp_path / "s.json")
     with pytest.raises(StateMismatch, match="indicator settings"):
         run(model, bars.iloc[K - BACKFILL:], path=path, ind=dict(reset_gap=3))
+
+
+def test_long_float_lists_are_packed_bit_for_bit():
+    obj = {"w": [0.1 * i for i in range(20)] + [math.nan, -0.0, math.inf, 5e-324],
+           "short": [1.5, 2.5], "mixed": [1.0] * 9 + [2]}
+    enc = codec.encode(obj)
+    assert set(enc["w"]) == {"__floats__"} and isinstance(enc["short"], list)
+    assert isinstance(enc["mixed"], list)  # an int among them: not packed, types kept
+    assert _same(codec.decode(json.loads(json.dumps(enc))), obj)

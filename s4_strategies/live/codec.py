@@ -6,7 +6,8 @@ round-trip exactly (bit for bit) nested containers of:
 - ``None``, ``bool``, ``int``, ``str``, ``bytes``
 - ``float``, finite as JSON numbers (``repr`` round-trips every double, ``-0.0`` included);
   NaN and infinities tagged with their 8 bytes (``{"__float__": "<hex>"}``)
-- ``list``; ``tuple`` as ``{"__tuple__": [...]}``
+- ``list``; a list of 8 or more Python floats (the feature windows) packed as
+  ``{"__floats__": base64 of its float64 bytes}``; ``tuple`` as ``{"__tuple__": [...]}``
 - ``dict``: as a JSON object when every key is a ``str`` not starting with ``"__"``, else as
   ``{"__dict__": [[key, value], ...]}`` (int, float, tuple, ``None`` keys)
 - numpy arrays of any dtype but ``object`` (complex, structured, datetime):
@@ -35,7 +36,7 @@ from feeds.atomic import write_atomically
 
 from ..indicators.s4 import StateError
 
-_TAGS = ("__float__", "__tuple__", "__dict__", "__ndarray__", "__npscalar__", "__bytes__")
+_PACK_MIN = 8  # a list of at least this many Python floats is packed as float64 bytes
 
 
 # -- encode / decode -------------------------------------------------------------------
@@ -67,7 +68,15 @@ def encode(obj, where: str = "state"):
         return {"__float__": struct.pack("<d", obj).hex()}
     if isinstance(obj, bytes):
         return {"__bytes__": base64.b64encode(obj).decode("ascii")}
+    return _encode_container(obj, where)
+
+
+def _encode_container(obj, where: str):
     if isinstance(obj, list):
+        if len(obj) >= _PACK_MIN and all(type(v) is float for v in obj):
+            # the feature windows: one base64 string instead of a JSON number per value
+            raw = np.array(obj, dtype="<f8").tobytes()
+            return {"__floats__": base64.b64encode(raw).decode("ascii")}
         return [encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, tuple):
         return {"__tuple__": [encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]}
@@ -89,6 +98,18 @@ def _unarray(d: dict) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(d["shape"]).copy()
 
 
+_DECODERS = {
+    "__float__": lambda v: struct.unpack("<d", bytes.fromhex(v))[0],
+    "__tuple__": lambda v: tuple(decode(x) for x in v),
+    "__dict__": lambda v: {_key(decode(k)): decode(x) for k, x in v},
+    "__ndarray__": lambda v: _unarray(v),
+    "__npscalar__": lambda v: _unarray(v)[()],
+    "__bytes__": lambda v: base64.b64decode(v, validate=True),
+    "__floats__": lambda v: np.frombuffer(base64.b64decode(v, validate=True),
+                                          dtype="<f8").tolist(),
+}
+
+
 def decode(obj):
     """The inverse of :func:`encode` (``ValueError``/``KeyError`` on malformed input)."""
     if isinstance(obj, list):
@@ -99,18 +120,8 @@ def decode(obj):
         return obj
     if len(obj) == 1:
         (tag, val), = obj.items()
-        if tag == "__float__":
-            return struct.unpack("<d", bytes.fromhex(val))[0]
-        if tag == "__tuple__":
-            return tuple(decode(v) for v in val)
-        if tag == "__dict__":
-            return {_key(decode(k)): decode(v) for k, v in val}
-        if tag == "__ndarray__":
-            return _unarray(val)
-        if tag == "__npscalar__":
-            return _unarray(val)[()]
-        if tag == "__bytes__":
-            return base64.b64decode(val, validate=True)
+        if tag in _DECODERS:
+            return _DECODERS[tag](val)
     bad = [k for k in obj if k.startswith("__")]
     if bad:
         raise ValueError(f"unknown tag {bad[0]!r}")
@@ -125,17 +136,19 @@ def _key(k):
 
 # -- the file --------------------------------------------------------------------------
 def canonical(body) -> bytes:
-    """The canonical JSON bytes of an encoded body (what the checksum covers)."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False,
+    """The canonical JSON bytes of an encoded body (what the checksum covers, and what the
+    file holds): compact, keys in their order (``json.loads`` keeps it, so the bytes of a
+    file read back are the bytes that were hashed)."""
+    return json.dumps(body, separators=(",", ":"), allow_nan=False,
                       ensure_ascii=True).encode("ascii")
 
 
 def dump_bytes(body, fmt: str, version: int) -> bytes:
     """The file's bytes: ``{"format", "version", "sha256", "body"}``, body encoded."""
-    enc = encode(body)
-    digest = hashlib.sha256(canonical(enc)).hexdigest()
-    doc = {"format": fmt, "version": version, "sha256": digest, "body": enc}
-    return json.dumps(doc, indent=1, allow_nan=False, ensure_ascii=True).encode("ascii")
+    canon = canonical(encode(body))
+    head = json.dumps({"format": fmt, "version": version,
+                       "sha256": hashlib.sha256(canon).hexdigest()}, ensure_ascii=True)
+    return head[:-1].encode("ascii") + b', "body": ' + canon + b"}"  # the body as hashed
 
 
 def load_bytes(raw: bytes, path, fmt: str, versions=(1,)) -> tuple[int, object]:
