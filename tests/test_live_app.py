@@ -179,3 +179,35 @@ def test_shadow_report_finds_the_backtest_of_the_same_bars_identical(frame, tiny
                           params=dict(STRAT, max_position=0.25), out=tmp_path / "r2",
                           tearsheet=False, printer=out.append)
     assert not other["agree"] and "DIFFER" in out[-2]
+
+
+def test_a_restart_puts_the_stop_and_target_back_on_the_restored_position(frame,
+                                                                          tiny_checkpoint,
+                                                                          tmp_path):
+    import backtrader as bt
+
+    from s4_strategies.live import ShadowBroker, StateSaver
+    from s4_strategies.strategies import S4DirectionalStrategy
+
+    class AlwaysLong(S4DirectionalStrategy):
+        def signal_to_target(self, signal, confidence, pred_vol):
+            return 0.5
+
+    def run(bars):
+        cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
+        cerebro.adddata(feeds.ArrayData(dataname=bars), name="BTCUSDT")
+        broker = ShadowBroker()
+        broker.setcash(10_000.0)
+        cerebro.setbroker(broker)
+        cerebro.addstrategy(AlwaysLong, model=tiny_checkpoint, rule="argmax",
+                            stop_loss=0.2, take_profit=0.2)
+        cerebro.addanalyzer(StateSaver, path=tmp_path / "state.json")
+        return cerebro.run(runonce=False)[0], broker
+
+    first, _ = run(frame.iloc[:200])
+    assert first.position.size > 0 and len(first._exits) == 2  # entered, exits working
+    second, broker = run(frame)  # restart: the state holds the position, not the orders
+    assert second.broker.getposition(second.data).size > 0
+    placed = [r for r in broker.records if r["status"] == "Submitted"]
+    assert {r["type"] for r in placed[:2]} == {"Stop", "Limit"}
+    assert all(pd.Timestamp(r["bar"]) == frame.index[200] for r in placed[:2])

@@ -164,6 +164,7 @@ class S4DirectionalStrategy(bt.Strategy):
         sig = s4.signal[0]
         if sig != sig:  # NaN: warming up again after a state reset (reset_time/reset_gap)
             return
+        self._protect()
         conf, vol = s4.confidence[0], s4.pred_vol[0]
         allowed = self.risk_filter(sig, conf, vol)
         if self.p.regime_quantile is not None:
@@ -205,10 +206,25 @@ class S4DirectionalStrategy(bt.Strategy):
             self._target = 0.0
             self._side = 0
             return
-        pos = self.position
-        if pos.size == 0 or (self.p.stop_loss is None and self.p.take_profit is None):
+        if self.position.size == 0 or (self.p.stop_loss is None and self.p.take_profit is None):
             return
+        self._place_exits()
+
+    def _protect(self):
+        """A position without its stop/target working gets them again (after a restart: the
+        saved state holds no orders, and the exchange's old ones were cancelled at start)."""
+        if (self.p.stop_loss is None and self.p.take_profit is None) or not self.position.size:
+            return
+        if any(o.alive() for o in self._exits):
+            return
+        if self._pending is not None and self._pending.alive():
+            return  # its fill places them
+        self._place_exits()
+
+    def _place_exits(self):
+        """Stop and target for the whole position, from its average entry price."""
         self._cancel_exits()
+        pos = self.position
         size, price = abs(pos.size), pos.price
         long = pos.size > 0
         close = self.sell if long else self.buy
