@@ -286,6 +286,11 @@ class BybitBroker(AccountSync, bt.BrokerBase):
         for w in list(self.watchers):
             w.poll(now)
 
+    def drain(self) -> None:
+        """Apply every private-stream message received so far (``next()`` does this on each
+        pass; at the end of a run, the last ones)."""
+        self._drain()
+
     def _drain(self) -> None:
         while True:
             try:

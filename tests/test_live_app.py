@@ -94,16 +94,6 @@ def test_testnet_run_trades_on_the_fake_exchange_and_cancels_on_exit(
     ex.klines = FrameKlines(frame)
     lines: list[str] = []
     sock = FrameKlineSocket(frame.iloc[k:], private=ex.ws_factory)
-    orig = sock.kline_stream
-
-    def kline_stream(interval, symbol, callback):  # the exchange's price follows the candles
-        def cb(msg):
-            ex.price = float(msg["data"][0]["close"])
-            callback(msg)
-
-        orig(interval, symbol, cb)
-
-    sock.kline_stream = kline_stream
     summary = run_live("bybit:BTCUSDT:60", "testnet", model=tiny_checkpoint, out=tmp_path,
                        params=STRAT, session=ex.session(), ws_factory=sock, now=frame.index[k],
                        qcheck=0.02, backfill=k, printer=lines.append, stop_after=12)
@@ -112,6 +102,11 @@ def test_testnet_run_trades_on_the_fake_exchange_and_cancels_on_exit(
     assert placed, "the strategy should have traded"
     assert summary["position"] == pytest.approx(ex.position[0])
     assert not [o for o in ex.orders.values() if o["orderStatus"] in ("New", "Untriggered")]
+    journal = [json.loads(x) for x in (tmp_path / "BTCUSDT" / "journal.jsonl").read_text()
+               .splitlines()]
+    done = [r for r in journal if r["status"] == "Completed"]
+    assert len(done) == len(placed)  # each order Bybit filled is in the journal
+    assert all(r["predictions"].get("signal") is not None for r in done)
 
 
 @pytest.mark.slow

@@ -10,8 +10,9 @@ The same strategy, indicator and checkpoint as the backtest. The feed backfills 
 only on live bars (backfilled bars advance the model and the strategy's bookkeeping, never
 an order). Around it: the kill switch (``--max-position``, ``--max-orders``,
 ``--max-daily-loss``, ``--stale-bars``), the state saved after every closed bar and restored
-at start (``OUT/state.json``), the drift monitor, and for shadow mode the journal
-(``OUT/journal.jsonl``). Each closed live bar prints its prediction, orders and fills.
+at start (``OUT/state.json``), the drift monitor (its warnings printed), and the order
+journal (``OUT/journal.jsonl``, whichever the broker; ``s4trade shadow-report`` reads it).
+Each closed live bar prints its prediction, orders and fills.
 Ctrl-C stops cleanly: open orders are cancelled (or kept, or positions flattened:
 ``--on-exit``) and the state saved.
 """
@@ -100,24 +101,39 @@ class LiveLog(bt.Analyzer):
 
 class OnExit(bt.Analyzer):
     """At the end of the run (Ctrl-C, kill switch, feed end): ``cancel`` open orders
-    (default), ``keep`` them, or ``flatten`` (cancel, then close every position)."""
+    (default), ``keep`` them, or ``flatten`` (cancel, then close every position).
+
+    Added first, so that it stops first: what the exchange reports meanwhile (a fill that
+    beat the cancel, the cancels themselves) is drained from the broker and shown to the
+    other analyzers (the journal, the log) before they close. The strategy has stopped and
+    is not told, so it cannot answer with new orders."""
 
     params = dict(policy="cancel", printer=print)
 
     def stop(self):
-        if self.p.policy == "keep":
-            return
         broker = self.strategy.broker
-        orders = [o for o in broker.get_orders_open() if o.alive()]
-        for o in orders:
-            broker.cancel(o)
-        if orders:
-            self.p.printer(f"cancelled {len(orders)} open order(s)")
-        if self.p.policy == "flatten":
-            for d in self.strategy.datas:
-                if broker.getposition(d).size:
-                    self.strategy.close(data=d)
-                    self.p.printer(f"flattening {d._name}")
+        self._deliver(broker)
+        if self.p.policy != "keep":
+            orders = [o for o in broker.get_orders_open() if o.alive()]
+            for o in orders:
+                broker.cancel(o)
+            if orders:
+                self.p.printer(f"cancelled {len(orders)} open order(s)")
+            if self.p.policy == "flatten":
+                for d in self.strategy.datas:
+                    if broker.getposition(d).size:
+                        self.strategy.close(data=d)
+                        self.p.printer(f"flattening {d._name}")
+        self._deliver(broker)
+
+    def _deliver(self, broker) -> None:
+        drain = getattr(broker, "drain", None)  # an exchange's broker: apply what came back
+        if callable(drain):
+            drain()
+        while (order := broker.get_notification()) is not None:
+            for an in self.strategy.analyzers:
+                if an is not self:
+                    an._notify_order(order)
 
 
 def build_live(spec, mode="shadow", *, model=None, out="runs/live", cash=10_000.0, params=None,
@@ -133,6 +149,7 @@ def build_live(spec, mode="shadow", *, model=None, out="runs/live", cash=10_000.
     from analyzers.drift import DriftMonitor, reference_from_predictor
 
     from ..live.gate import live_only
+    from ..live.journal import OrderJournal
     from ..live.killswitch import KillSwitch
     from ..live.shadow import ShadowBroker
     from ..live.state import StateSaver
@@ -167,14 +184,17 @@ def build_live(spec, mode="shadow", *, model=None, out="runs/live", cash=10_000.
         broker = store.getbroker()
     cerebro.setbroker(broker)
     cerebro.addstrategy(live_only(S4DirectionalStrategy), model=predictor, **(params or {}))
+    cerebro.addanalyzer(OnExit, _name="on_exit", policy=on_exit, printer=printer)
+    if mode != "shadow":  # the shadow broker keeps its own
+        cerebro.addanalyzer(OrderJournal, _name="journal", path=out / "journal.jsonl")
     cerebro.addanalyzer(StateSaver, _name="state", path=out / "state.json", resume=resume)
     cerebro.addanalyzer(KillSwitch, _name="killswitch", **(limits or {}))
     # Slow volatility features wander with the regime: a long window and a week of bars
     # before judging keep the monitor to real departures (tests/test_drift.py).
     cerebro.addanalyzer(DriftMonitor, _name="drift", indicator="s4", window=2000,
-                        min_bars=168, reference=reference_from_predictor(predictor))
+                        min_bars=168, reference=reference_from_predictor(predictor),
+                        on_warning=lambda w: printer(f"  drift: {w['message']}"))
     cerebro.addanalyzer(LiveLog, _name="log", printer=printer)
-    cerebro.addanalyzer(OnExit, _name="on_exit", policy=on_exit, printer=printer)
     printer(f"s4trade live: {src.symbol} {src.interval} on Bybit {store.network} "
             f"({'shadow: nothing is sent' if mode == 'shadow' else 'TRADING'}), model "
             f"{predictor.name}, state {out / 'state.json'}")

@@ -9,11 +9,13 @@ what sits between it and a strategy, for every broker alike.
 - :mod:`.killswitch`: ``KillSwitch``, user limits that cancel, flatten and stop.
 - :mod:`.gate`: ``live_only``/``trade_from``, strategies that order only on live bars or
   from a bar on.
-- :mod:`.shadow`: ``ShadowBroker``, the backtest's broker on live bars with a journal;
+- :mod:`.shadow`: ``ShadowBroker``, the backtest's broker on live bars with a journal
+  (:mod:`.journal`: the records, and ``OrderJournal`` for any other broker);
   :mod:`.replay`: the journal read back, replayed and compared with a backtest.
 """
 
 from .gate import live_only, trade_from
+from .journal import OrderJournal
 from .killswitch import KillSwitch, RateWindow
 from .replay import compare_fills, journal_fills, load_journal, orders_placed, replay
 from .shadow import ShadowBroker
@@ -30,8 +32,8 @@ from .state import (
 )
 
 __all__ = [
-    "KillSwitch", "RateWindow", "ShadowBroker", "StateError", "StateFile", "StateMismatch",
-    "StateSaver", "compare_fills", "data_identity", "fingerprint", "journal_fills",
-    "live_only", "load_journal", "load_state", "orders_placed", "replay", "restore_strategy",
-    "save_state", "trade_from",
+    "KillSwitch", "OrderJournal", "RateWindow", "ShadowBroker", "StateError", "StateFile",
+    "StateMismatch", "StateSaver", "compare_fills", "data_identity", "fingerprint",
+    "journal_fills", "live_only", "load_journal", "load_state", "orders_placed", "replay",
+    "restore_strategy", "save_state", "trade_from",
 ]

@@ -23,35 +23,14 @@ compares it with the backtest of the same bars (``s4trade shadow-report``).
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 from datetime import datetime, timezone
-from pathlib import Path
 
 import backtrader as bt
 
+from .journal import JournalFile, order_record
+
 logger = logging.getLogger(__name__)
-
-_PRED_LINES = ("signal", "confidence", "expected_signal", "pred_return", "pred_move", "pred_vol")
-
-
-def _clean(x):
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
-def predictions_of(owner) -> dict:
-    """The S4 lines of the strategy's indicator (``owner.s4``) on this bar, if it has one."""
-    s4 = getattr(owner, "s4", None)
-    if s4 is None:
-        return {}
-    out = {}
-    for name in _PRED_LINES:
-        line = getattr(s4.lines, name, None)
-        if line is not None and len(line):
-            out[name] = _clean(float(line[0]))
-    return out
 
 
 class ShadowBroker(bt.brokers.BackBroker):
@@ -77,14 +56,10 @@ class ShadowBroker(bt.brokers.BackBroker):
     def start(self):
         super().start()
         if self.p.journal is not None:
-            path = Path(self.p.journal)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
+            self._file = JournalFile(self.p.journal)
 
     def stop(self):
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
         super().stop()
@@ -98,37 +73,10 @@ class ShadowBroker(bt.brokers.BackBroker):
 
     def record(self, order) -> dict:
         """Journal one order event (called for every notification)."""
-        data = order.data
-        bar = first = None
-        if len(data):
-            bar = data.datetime.datetime(0).replace(tzinfo=timezone.utc).isoformat()
-            first = data.datetime.datetime(1 - len(data)).replace(tzinfo=timezone.utc)
-            first = first.isoformat()
-        pos = self.getposition(data)
-        ex = order.executed
-        rec = {
-            "wall": self._now().isoformat(),
-            "bar": bar,
-            "data_from": first,
-            "symbol": data._name,
-            "ref": order.ref,
-            "status": order.getstatusname(),
-            "side": "buy" if order.isbuy() else "sell",
-            "type": order.getordername(),
-            "size": order.created.size,
-            "price": _clean(order.created.price) if order.exectype != bt.Order.Market else None,
-            "exec_size": ex.size,
-            "exec_price": _clean(ex.price) if ex.size else None,
-            "comm": ex.comm,
-            "close": _clean(float(data.close[0])) if len(data) else None,
-            "position": pos.size,
-            "value": _clean(float(self.getvalue())),
-            "predictions": predictions_of(order.owner),
-        }
+        rec = order_record(order, self, self._now())
         self.records.append(rec)
         if self._file is not None:
-            self._file.write(json.dumps(rec) + "\n")
-            self._file.flush()
+            self._file.write(rec)
         return rec
 
     def next(self):
