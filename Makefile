@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_ssm.py
 	$(PY) scripts/bench_backtest.py
 	$(PY) scripts/bench_research.py
+	$(PY) scripts/bench_live.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
