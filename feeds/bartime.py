@@ -38,10 +38,9 @@ SECONDS_PER_DAY = 86_400.0
 _NS_PER_DAY = 86_400e9
 
 __all__ = [
-    "EPOCH_ORDINAL", "SECONDS_PER_DAY", "bar_spacing", "epoch_to_num", "index_to_num",
-    "num_to_epoch", "num_to_index", "parse_hhmm", "seconds_after_midnight", "to_naive_utc",
-    "to_utc_index",
-    "utc_naive", "utc_timestamp",
+    "EPOCH_ORDINAL", "SECONDS_PER_DAY", "bar_spacing", "epoch_to_iso", "epoch_to_num",
+    "index_to_num", "num_to_epoch", "num_to_index", "num_to_iso", "parse_hhmm",
+    "seconds_after_midnight", "to_naive_utc", "to_utc_index", "utc_naive", "utc_timestamp",
 ]
 
 
@@ -54,6 +53,17 @@ def num_to_epoch(num: float) -> float:
 def epoch_to_num(t: float) -> float:
     """Seconds since 1970-01-01 UTC as a backtrader float date."""
     return t / SECONDS_PER_DAY + EPOCH_ORDINAL
+
+
+def epoch_to_iso(t: float) -> str:
+    """Seconds since 1970-01-01 UTC as ISO text in UTC, snapped to the millisecond."""
+    return pd.Timestamp(round(t * 1000.0), unit="ms", tz="UTC").isoformat()
+
+
+def num_to_iso(num: float) -> str:
+    """A backtrader float date as ISO text in UTC: one value of :func:`num_to_index`,
+    without building an index."""
+    return epoch_to_iso(num_to_epoch(num))
 
 
 def index_to_num(index) -> np.ndarray:

@@ -10,10 +10,9 @@ them fetched first, so a cancel never overtakes the fills before it.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+import time
 
-import backtrader as bt
-
+from .bartime import epoch_to_num
 from .bybit_orders import Execution, order_outcome
 from .errors import ExchangeError
 
@@ -26,10 +25,8 @@ def data_symbol(data) -> str:
 
 
 def _num(ms: int) -> float:
-    """Bybit milliseconds → backtrader's date number (naive UTC)."""
-    when = datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc) if ms else datetime.now(
-        timezone.utc)
-    return bt.date2num(when.replace(tzinfo=None))
+    """Bybit milliseconds (0: now) → backtrader's date number (naive UTC)."""
+    return epoch_to_num(ms / 1000.0 if ms else time.time())
 
 
 class AccountSync:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import backtrader as bt
 
+from ..live.gate import is_live
 from .sources import SourceError, parse_source
 
 logger = logging.getLogger(__name__)
@@ -62,13 +63,9 @@ class LiveLog(bt.Analyzer):
             self.p.printer(f"resuming from the state saved after the bar of {restored}"
                            if restored else "no saved state: starting from the history")
 
-    def _live(self) -> bool:
-        d = self.strategy.data
-        return not d.islive() or getattr(d, "_laststatus", None) == d.LIVE
-
     def next(self):
         d = self.strategy.data
-        if not self._live():
+        if not is_live([d]):
             return
         if not self._went_live:
             self._went_live = True

@@ -15,14 +15,19 @@ def _named(sub, cls):
     return sub
 
 
+def is_live(datas) -> bool:
+    """True when no live feed among ``datas`` is still serving its history (the backfill
+    before the stream); feeds that are not live count as live."""
+    return all(not d.islive() or getattr(d, "_laststatus", None) == d.LIVE for d in datas)
+
+
 def live_only(cls):
     """``cls`` placing orders only on live bars: ``next()`` is skipped while any live feed
     is still serving its history (the backfill before the stream)."""
 
     class LiveOnly(cls):
         def next(self):
-            if all(not d.islive() or getattr(d, "_laststatus", None) == d.LIVE
-                   for d in self.datas):
+            if is_live(self.datas):
                 super().next()
 
     return _named(LiveOnly, cls)

@@ -18,7 +18,7 @@ import math
 import backtrader as bt
 import pandas as pd
 
-from feeds.bartime import num_to_epoch
+from feeds.bartime import epoch_to_iso, num_to_epoch, utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,11 @@ def to_seconds(t) -> float:
     """Epoch seconds of a Timestamp/datetime (naive = UTC) or of a number (kept as is)."""
     if isinstance(t, (int, float)):
         return float(t)
-    ts = pd.Timestamp(t)
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts).value / 1e9
+    return utc_timestamp(t).value / 1e9
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else pd.Timestamp(round(t * 1e3), unit="ms", tz="UTC").isoformat()
+    return None if t is None else epoch_to_iso(t)
 
 
 def bar_interval(timeframe: int, compression: int = 1) -> float | None:

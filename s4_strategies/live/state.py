@@ -48,7 +48,7 @@ from pathlib import Path
 import backtrader as bt
 import numpy as np
 
-from feeds.bartime import SECONDS_PER_DAY, num_to_index
+from feeds.bartime import SECONDS_PER_DAY, num_to_iso
 
 from ..indicators import S4Indicator
 from ..indicators.s4 import StateError, StateMismatch
@@ -144,10 +144,6 @@ def s4_indicators(strategy) -> dict:
     return out
 
 
-def _iso(num: float) -> str:
-    return num_to_index(np.array([num]))[0].isoformat()
-
-
 def _on_bar(inds: dict) -> bool:
     """Every indicator's state is the state after its data's current bar."""
     for ind in inds.values():
@@ -211,7 +207,7 @@ def collect(strategy, inds: dict | None = None, prints: dict | None = None) -> d
     for name, ind in inds.items():
         d = ind.data
         num = float(d.datetime[0])
-        bar = {"time": _iso(num), "num": num}
+        bar = {"time": num_to_iso(num), "num": num}
         bar.update({k: float(getattr(d, k)[0]) for k in _OHLCV})
         entries[name] = {
             "fingerprint": (prints or {}).get(name) or fingerprint(ind.predictor),
@@ -343,7 +339,7 @@ class StateSaver(bt.Analyzer):
                 i.resuming for i in self._inds.values()):
             raise StateMismatch(
                 f"{self._path}: the strategy is still warming up at "
-                f"{_iso(self.strategy.data.datetime[0])}, after the saved bar "
+                f"{num_to_iso(self.strategy.data.datetime[0])}, after the saved bar "
                 f"{self.restored}: backfill more bars before it (the strategy would pass "
                 "over bars the state continues)")
         self.next()
