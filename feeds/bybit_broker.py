@@ -326,9 +326,7 @@ class BybitBroker(AccountSync, bt.BrokerBase):
             if other.ref != order.ref and other.alive():
                 self.cancel(other)
 
-    @property
-    def open_orders(self) -> list:
-        return [o for o in self.orders.values() if o.alive()]
-
     def get_orders_open(self, safe=False):
-        return [o.clone() if safe else o for o in self.open_orders]
+        """The orders still alive on the exchange (backtrader's broker API)."""
+        alive = [o for o in self.orders.values() if o.alive()]
+        return [o.clone() for o in alive] if safe else alive
