@@ -14,10 +14,10 @@ the same id (Bybit refuses a second order with an id it has seen: retCode 110072
 private stream reconnects, and every ``resync_every`` seconds, open orders, missed
 executions (deduplicated by ``execId``), positions and the wallet are re-read over REST.
 
-At start, before the strategy runs, the broker reconciles with the account: the wallet
-(cash, value), the position of every symbol of the store (a restart with an open position
-starts from it), and open orders: ours from an earlier run (``orderLinkId`` with this
-broker's ``prefix``) are cancelled or kept (``stale_orders``), others are left alone.
+At its first pass, before the strategy's first bar, the broker reconciles with the account:
+the wallet (cash, value), the position of every symbol of the store, what an earlier run
+left (fills while it was down, orders of ours: :mod:`feeds.bybit_restart`), and tells every
+strategy with ``notify_reconcile(data, position, open_orders)`` what it found.
 """
 
 from __future__ import annotations
@@ -33,19 +33,22 @@ from datetime import datetime, timezone
 import backtrader as bt
 
 from .bybit_orders import DUPLICATE_LINK_ID, OrderRefused, fmt, order_request
+from .bybit_restart import BybitRestart
 from .bybit_sync import AccountSync, data_symbol
 from .errors import ExchangeError
 
 logger = logging.getLogger(__name__)
 
 
-class BybitBroker(AccountSync, bt.BrokerBase):
+class BybitBroker(BybitRestart, AccountSync, bt.BrokerBase):
     """A backtrader broker on a Bybit account (made by :meth:`BybitStore.getbroker`).
 
     Params:
       - ``prefix``: start of this broker's ``orderLinkId`` values (``"s4"``)
-      - ``stale_orders``: ``"cancel"`` (default) or ``"keep"`` open orders of ours found at
-        start (left over by an earlier run)
+      - ``stale_orders``: open orders of ours left by an earlier run, found at the first
+        pass: ``"cancel"`` (default; the strategy and journal see them end), ``"adopt"``
+        (tracked as this run's orders, e.g. a restart of the same strategy) or ``"keep"``
+        (left on the exchange, untracked)
       - ``resync_every``: seconds between REST re-syncs of open orders, positions and wallet
       - ``place_retries``: times a ``place_order`` whose reply was lost is looked up and
         re-sent under the same ``orderLinkId`` before the order is rejected
@@ -55,7 +58,12 @@ class BybitBroker(AccountSync, bt.BrokerBase):
     and ``tif="IOC"|"FOK"``. ``oco=`` is kept here: when one order of a group fills, the
     others are cancelled. ``amend(order, size=, price=)`` changes a live order in place.
     ``watchers``: objects whose ``poll(now)`` runs in every :meth:`next`, bar or not (the kill
-    switch's stale-data check).
+    switch's stale-data check). ``get_state()``/``set_state()``: where a restart resumes
+    (saved with the strategy's state by ``s4_strategies.live.StateSaver``). ``connects``:
+    successful authentications of the private stream (1 + reconnects).
+
+    Notifications of fills carry ``exec_ids`` (the Bybit ``execId`` of each fill reported),
+    so a journal can tell a fill it has already written.
     """
 
     params = (
@@ -70,8 +78,9 @@ class BybitBroker(AccountSync, bt.BrokerBase):
         super().__init__()
         if store is None:
             raise ValueError("BybitBroker needs store= (use BybitStore(...).getbroker())")
-        if self.p.stale_orders not in ("cancel", "keep"):
-            raise ValueError("stale_orders must be 'cancel' or 'keep'")
+        if self.p.stale_orders not in ("cancel", "keep", "adopt"):
+            raise ValueError(f"stale_orders must be 'cancel', 'keep' or 'adopt', got "
+                             f"{self.p.stale_orders!r}")
         self.store = store
         self.category = store.category
         self.positions = collections.defaultdict(bt.Position)  # symbol -> Position
@@ -83,6 +92,15 @@ class BybitBroker(AccountSync, bt.BrokerBase):
         self.cash = self.value = 0.0
         self.startingcash = None
         self._seen: set[str] = set()  # execIds applied
+        self._lots: dict[str, int] = {}  # orderLinkId -> lots executed (reported here)
+        self._base: dict[str, int] = {}  # orderLinkId -> lots executed before adoption
+        self._ignored: set[str] = set()  # open orders not ours to track (logged once)
+        self._last_exec_ms: dict[str, int] = {}  # symbol -> latest execTime applied
+        self._last_exec_ids: dict[str, set] = {}  # symbol -> execIds at that time
+        self._last_seen_ms = 0  # latest exchange time seen (executions, order updates)
+        self._resume = None  # an earlier run's get_state(), until the first pass
+        self.connects = 0
+        self._started = 0.0
         self._oco: dict[int, list] = {}  # OCO group -> its orders
         self._group_of: dict[int, int] = {}  # order ref -> OCO group
         self._need_sync = False
@@ -97,10 +115,25 @@ class BybitBroker(AccountSync, bt.BrokerBase):
     # -- life cycle -----------------------------------------------------------------------
     def start(self):
         super().start()
-        for data in self.store.datas:
+        cerebro = getattr(self, "cerebro", None)
+        for data in list(self.store.datas) + list(getattr(cerebro, "datas", None) or []):
             self._datas.setdefault(data_symbol(data), data)
+        self._started = self.p.clock()
         self._ws = self.store.open_private(self.messages.put)
-        self.reconcile()
+        self._read_wallet()  # cash and value from the start; the rest at the first pass
+        if self.startingcash is None:
+            self.startingcash = self.cash
+
+    def _first_pass_due(self) -> bool:
+        """The first pass waits until every feed of the account's symbols has a bar (an order
+        of an earlier run becomes a backtrader order on its feed) and every live one has
+        served its history (the account is read just before the first live decision), at
+        most ``resync_every`` seconds."""
+        if self._synced_once:
+            return False
+        ready = all(len(d) and (not d.islive() or getattr(d, "_laststatus", None) == d.LIVE)
+                    for s, d in self._datas.items() if s in self.store.symbols)
+        return ready or self.p.clock() - self._started > self.p.resync_every
 
     def stop(self):
         ws, self._ws = self._ws, None
@@ -136,8 +169,10 @@ class BybitBroker(AccountSync, bt.BrokerBase):
         except IndexError:
             return None
 
-    def notify(self, order) -> None:
-        self.notifs.append(order.clone())
+    def notify(self, order, exec_ids=()) -> None:
+        note = order.clone()
+        note.exec_ids = tuple(exec_ids)
+        self.notifs.append(note)
 
     # -- placing --------------------------------------------------------------------------
     def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,
@@ -166,6 +201,8 @@ class BybitBroker(AccountSync, bt.BrokerBase):
         order.addcomminfo(self.getcommissioninfo(order.data))
         symbol = data_symbol(order.data)
         self._datas.setdefault(symbol, order.data)
+        if not self._synced_once:  # an order before the first pass: reconcile first
+            self.reconcile()
         link = f"{self.p.prefix}-{self._run}-{next(self._count)}"
         order.addinfo(orderLinkId=link)
         order.submit(self)
@@ -269,17 +306,22 @@ class BybitBroker(AccountSync, bt.BrokerBase):
         if price is not None:
             order.created.price = order.price = float(req["price"])
         if size is not None:
-            q = float(req["qty"])
-            order.created.size = order.size = q if order.isbuy() else -q
-            order.executed.remsize = order.size - order.executed.size
+            lots = inst.lots(float(req["qty"]))
+            order.created.size = order.size = inst.from_lots(lots, 1 if order.isbuy() else -1)
+            order.executed.remsize = inst.from_lots(
+                max(lots - self._lots.get(link, 0), 0), order.size)
         return True
 
     # -- what comes back ------------------------------------------------------------------
     def next(self):
         self._drain()
         self._check_connection()
-        due = self._last_sync is not None and self.p.clock() - self._last_sync > self.p.resync_every
-        if due or self._need_sync:
+        if self._synced_once:
+            due = self.p.clock() - self._last_sync > self.p.resync_every
+            if due or self._need_sync:
+                self._need_sync = False
+                self.reconcile()
+        elif self._first_pass_due():
             self._need_sync = False
             self.reconcile()
         now = datetime.now(timezone.utc)

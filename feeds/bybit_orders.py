@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 import backtrader as bt
 
@@ -68,6 +68,22 @@ class Instrument:
     def round_qty(self, qty: float) -> Decimal:
         """``qty`` down to whole lot steps (an order is never larger than asked)."""
         return _to_step(abs(qty), self.qty_step, ROUND_FLOOR)
+
+    def lots(self, qty) -> int:
+        """``|qty|`` in whole lot steps (the nearest: an exchange quantity is on the grid).
+        Order and position bookkeeping counts lots, never sums floats (0.068 + 0.104 is
+        0.17200000000000001; 68 + 104 lots is 172)."""
+        units = Decimal(repr(abs(float(qty)))) / self.qty_step
+        return int(units.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+    def from_lots(self, lots: int, sign: float = 1.0) -> float:
+        """``lots`` lot steps as a float quantity, signed like ``sign``."""
+        qty = float(abs(int(lots)) * self.qty_step)
+        return -qty if sign < 0 else qty
+
+    def snap(self, qty: float) -> float:
+        """``qty`` on the lot grid, sign kept (a float sum's residue, e.g. -1.4e-17, is 0)."""
+        return self.from_lots(self.lots(qty), qty)
 
     def round_price(self, price: float, side: str) -> Decimal:
         """A limit price onto the tick grid, never more aggressive than asked: a buy rounds
@@ -166,6 +182,23 @@ class Execution:
                        str(r.get("execType", "Trade")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ExchangeError(f"unreadable execution ({exc!r}): {str(r)[:300]}") from exc
+
+
+def order_shape(record: dict) -> tuple[int, float | None, float | None]:
+    """backtrader's ``(exectype, price, pricelimit)`` of a V5 order record: the inverse of
+    :func:`order_request` (an order of an earlier run, taken over after a restart)."""
+    def num(key):
+        v = record.get(key)
+        return float(v) if v not in (None, "", "0") else None
+
+    trigger, limit = num("triggerPrice"), num("price")
+    if record.get("orderType") == "Limit":
+        if trigger is not None:
+            return bt.Order.StopLimit, trigger, limit
+        return bt.Order.Limit, limit, None
+    if trigger is not None:
+        return bt.Order.Stop, trigger, None
+    return bt.Order.Market, None, None
 
 
 def order_outcome(record: dict) -> tuple[str, str]:

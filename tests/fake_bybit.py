@@ -12,8 +12,16 @@ ways in, as the broker meets the real exchange:
 
 The market is driven by the test: ``trade(price, qty)`` prints a trade that fills resting
 orders it reaches (as maker) and triggers stops; market orders fill at ``price`` against
-``liquidity`` (the rest is cancelled, as Bybit's IOC market orders). Margin: an order needs
-``qty * price / leverage`` of available balance (retCode 110007 otherwise).
+``liquidity`` (the rest is cancelled, as Bybit's IOC market orders), on arrival or, with
+``market_on_trade=True``, at the next trade (an order is then open for a while, as on a
+venue under load). ``split=(f1, f2, ...)`` splits every fill into executions of those
+fractions of its size (on the lot grid; a real market order often fills in several).
+Margin: an order needs ``qty * price / leverage`` of available balance (retCode 110007
+otherwise). The private stream can ``drop()`` (pushes are lost) and ``reconnect()`` (the
+sockets get pybit's ``auth`` and ``subscribe`` replies again, within the same call, as pybit
+reconnects in milliseconds). Times are Bybit milliseconds from the wall clock at creation;
+``get_executions`` and ``get_order_history`` filter ``startTime``/``endTime`` (on
+``execTime`` and ``createdTime``) and page by ``limit``/``cursor`` as Bybit does.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import time
 
 SYMBOL = "BTCUSDT"
 
@@ -32,7 +41,8 @@ def reply(result=None, code=0, msg="OK"):
 
 class FakeBybit:
     def __init__(self, balance=10_000.0, price=30_000.0, leverage=10.0, taker=0.00055,
-                 maker=0.0002, liquidity=math.inf, symbol=SYMBOL):
+                 maker=0.0002, liquidity=math.inf, symbol=SYMBOL, split=None,
+                 market_on_trade=False):
         self.symbol = symbol
         self.balance = float(balance)
         self.price = float(price)
@@ -47,7 +57,9 @@ class FakeBybit:
         self.pushes: list[dict] = []  # every private message, in order
         self.connected = True
         self.lose_reply: set[str] = set()  # methods whose next reply is lost (after acting)
-        self.time_ms = 1700000000000
+        self.time_ms = int(time.time() * 1000)
+        self.split = tuple(split) if split else None
+        self.market_on_trade = market_on_trade
         self.klines = None  # an object with get_kline (market data), e.g. FrameKlines
         self.position_first = False  # push position and wallet before order and execution
         self._ids = itertools.count(1)
@@ -137,6 +149,8 @@ class FakeBybit:
 
     def _on_arrival(self, rec):
         buy = rec["side"] == "Buy"
+        if rec["orderType"] == "Market" and self.market_on_trade:
+            return  # rests until the next trade
         if rec["orderType"] == "Market":
             self._fill(rec, min(float(rec["leavesQty"]), self.liquidity), self.price, maker=False)
             if float(rec["leavesQty"]) > 0:
@@ -153,6 +167,21 @@ class FakeBybit:
     def _fill(self, rec, qty, price, maker):
         if qty <= 0:
             return
+        if self.split:
+            parts, left = [], round(qty, 3)
+            for f in self.split[:-1]:
+                part = min(round(qty * f, 3), left)
+                if part > 0:
+                    parts.append(part)
+                    left = round(left - part, 3)
+            parts.append(left)
+            for part in parts:
+                if part > 0:
+                    self._execute(rec, part, price, maker)
+            return
+        self._execute(rec, qty, price, maker)
+
+    def _execute(self, rec, qty, price, maker):
         leaves = float(rec["leavesQty"]) - qty
         cum = float(rec["cumExecQty"]) + qty
         rec["cumExecQty"], rec["leavesQty"] = f"{cum:.3f}", f"{max(leaves, 0):.3f}"
@@ -232,18 +261,36 @@ class FakeBybit:
         return reply({"category": category, "list": rows, "nextPageCursor": ""})
 
     def get_order_history(self, category="linear", symbol=None, orderLinkId=None, orderId=None,
-                          **kw):
+                          startTime=None, endTime=None, limit=20, cursor=None, **kw):
         rows = [dict(r) for r in self.orders.values()
                 if (not orderLinkId or r["orderLinkId"] == orderLinkId)
-                and (not orderId or r["orderId"] == orderId)]
-        return reply({"category": category, "list": rows, "nextPageCursor": ""})
+                and (not orderId or r["orderId"] == orderId)
+                and _within(r["createdTime"], startTime, endTime)]
+        return _page(category, rows[::-1], limit, cursor)
 
-    def get_executions(self, category="linear", symbol=None, orderId=None, **kw):
-        rows = [dict(e) for e in self.executions if not orderId or e["orderId"] == orderId]
-        return reply({"category": category, "list": rows[::-1], "nextPageCursor": ""})
+    def get_executions(self, category="linear", symbol=None, orderId=None, startTime=None,
+                       endTime=None, limit=50, cursor=None, **kw):
+        rows = [dict(e) for e in self.executions if (not orderId or e["orderId"] == orderId)
+                and _within(e["execTime"], startTime, endTime)]
+        return _page(category, rows[::-1], limit, cursor)
 
     def get_kline(self, **kw):
         return self.klines.get_kline(**kw)
+
+    # -- the private stream ---------------------------------------------------------------
+    def drop(self):
+        """The private stream goes down: pushes from now on are lost."""
+        self.connected = False
+
+    def reconnect(self):
+        """pybit reconnects: each socket's callback gets the ``auth`` and ``subscribe``
+        replies (pybit's ``callback_function`` receives every message), then pushes flow."""
+        self.connected = True
+        for cb in list(self.callbacks):
+            cb({"success": True, "ret_msg": "", "op": "auth", "conn_id": "fake"})
+            for topic in ("order", "execution", "position", "wallet"):
+                cb({"success": True, "ret_msg": "", "op": "subscribe", "conn_id": "fake",
+                    "req_id": topic})
 
     # -- the market -----------------------------------------------------------------------
     def trade(self, price, qty=math.inf):
@@ -259,6 +306,12 @@ class FakeBybit:
                     self._push_order(rec)
                     self._on_arrival(rec)
         left = qty
+        for rec in list(self.orders.values()):
+            if rec["orderStatus"] in ("New", "PartiallyFilled") and rec["orderType"] == "Market":
+                q = min(float(rec["leavesQty"]), self.liquidity)
+                self._fill(rec, q, self.price, maker=False)
+                if float(rec["leavesQty"]) > 0:
+                    self._end(rec, "Cancelled", "EC_CancelForNoFullFill")
         for rec in list(self.orders.values()):
             if rec["orderStatus"] not in ("New", "PartiallyFilled") or rec["orderType"] != "Limit":
                 continue
@@ -286,6 +339,19 @@ class FakeBybit:
     def route(self, path, params):
         with self._lock:
             return getattr(self, self.ROUTES[path])(**params)
+
+
+def _within(ms, start, end) -> bool:
+    ms = int(ms)
+    return (start is None or ms >= int(start)) and (end is None or ms <= int(end))
+
+
+def _page(category, rows, limit, cursor):
+    """Bybit's paging: ``limit`` rows from the offset in ``cursor``, ``nextPageCursor``."""
+    start, limit = int(cursor or 0), int(limit)
+    nxt = str(start + limit) if start + limit < len(rows) else ""
+    return reply({"category": category, "list": rows[start:start + limit],
+                  "nextPageCursor": nxt})
 
 
 class FakeSession:
@@ -317,7 +383,9 @@ class FakeSession:
 
 
 class FakeWS:
-    """pybit ``WebSocket``'s private stream methods on a :class:`FakeBybit`."""
+    """pybit ``WebSocket``'s private stream methods on a :class:`FakeBybit`. As pybit with a
+    ``callback_function``, the callback also gets the ``auth`` reply (on the first
+    subscription) and each ``subscribe`` reply."""
 
     def __init__(self, ex, channel_type):
         self.ex, self.channel_type = ex, channel_type
@@ -328,6 +396,9 @@ class FakeWS:
         self.topics.append(topic)
         if callback not in self.ex.callbacks:
             self.ex.callbacks.append(callback)
+            callback({"success": True, "ret_msg": "", "op": "auth", "conn_id": "fake"})
+        callback({"success": True, "ret_msg": "", "op": "subscribe", "conn_id": "fake",
+                  "req_id": topic})
 
     def order_stream(self, callback):
         self._sub("order", callback)

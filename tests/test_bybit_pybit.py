@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from urllib.parse import parse_qsl, urlparse
@@ -26,8 +27,11 @@ def private_ws_server(monkeypatch):
 
     conns, received = [], []
     lock = threading.Lock()
+    gate = threading.Event()  # cleared: a new connection waits before it is served
+    gate.set()
 
     def handler(conn):
+        gate.wait(10)
         with lock:
             conns.append(conn)
         try:
@@ -57,7 +61,7 @@ def private_ws_server(monkeypatch):
 
     with local_ws_server(handler) as port:
         monkeypatch.setattr(ut, "PRIVATE_WSS", f"ws://127.0.0.1:{port}/v5/private")
-        yield broadcast, received
+        yield broadcast, received, (conns, gate)
 
 
 def intercept_rest(rsps, ex):
@@ -92,7 +96,7 @@ class Paced(Script):
 def test_order_life_cycle_through_real_pybit_http_and_websocket(private_ws_server):
     import responses
 
-    broadcast, received = private_ws_server
+    broadcast, received, _ = private_ws_server
     ex = FakeBybit()
     ex.callbacks.append(broadcast)
     orders = {}
@@ -120,3 +124,46 @@ def test_order_life_cycle_through_real_pybit_http_and_websocket(private_ws_serve
     assert topics == ["execution", "order", "position", "wallet"]
     place_calls = [kw for name, kw in ex.calls if name == "place_order"]
     assert len(place_calls) == 1 and place_calls[0]["price"] == "29990"
+
+
+@pytest.mark.slow
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(["127.0.0.1"])
+@pytest.mark.timeout(90)
+def test_a_fill_while_pybit_reconnects_is_re_synced_on_the_next_bar(private_ws_server):
+    """The server drops the private socket; the order fills while it is down; pybit is back
+    within milliseconds (re-auth, re-subscribe). The broker re-syncs on those replies, not
+    on a timer (``resync_every`` is an hour here)."""
+    import responses
+
+    broadcast, received, (conns, gate) = private_ws_server
+    ex = FakeBybit()
+    ex.callbacks.append(broadcast)
+    orders, seen = {}, {}
+
+    def drop_and_fill(s):
+        gate.clear()  # the reconnection is held until the fill has happened
+        for c in list(conns):
+            c.socket.shutdown(socket.SHUT_RDWR)  # the network drops: pybit reconnects
+        ex.trade(29_990.0)  # the fill's pushes reach no socket
+        gate.set()
+        deadline = time.monotonic() + 5
+        while sum(m.get("op") == "auth" for m in received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    plan = {1: lambda s: orders.setdefault("a", s.buy(size=0.01, exectype=bt.Order.Limit,
+                                                       price=29_990.0)),
+            3: drop_and_fill, 5: lambda s: seen.setdefault("pos", s.getposition().size)}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        intercept_rest(rsps, ex)
+        store = feeds.BybitStore(api_key="key", api_secret="secret", testnet=True,
+                                 symbols=("BTCUSDT",))
+        cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
+        cerebro.adddata(feeds.ArrayData(dataname=bars()), name="BTCUSDT")
+        broker = cerebro.setbroker(store.getbroker(resync_every=3600.0))
+        cerebro.addstrategy(Paced, plan=plan)
+        strat = cerebro.run(runonce=False)[0]
+    assert sum(m.get("op") == "auth" for m in received) == 2  # pybit did reconnect
+    assert seen["pos"] == pytest.approx(0.01) == ex.position[0]
+    assert broker.connects == 2
+    assert statuses(strat, orders["a"].ref)[-1] == "Completed"
