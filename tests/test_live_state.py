@@ -140,7 +140,10 @@ def test_restart_continues_the_uninterrupted_run(model, bars, full, saved, tmp_p
     end = load_state(path)
     assert end.bar["time"] == bars.index[-1].isoformat()
     assert _same(end.indicators["s4"]["state"], full.s4.get_state())
-    assert end.strategy["state"] == full.get_state()
+    # the same state but "aim", the position in units the last order aimed at: the resumed
+    # run's broker (not restored here) holds other cash, so its orders have other sizes
+    mine = {k: v for k, v in end.strategy["state"].items() if k != "aim"}
+    assert mine == {k: v for k, v in full.get_state().items() if k != "aim"}
 
     # Without the restore the same bars give other lines: the state is what carries them.
     fresh = run(model, bars.iloc[K - BACKFILL:])

@@ -177,8 +177,8 @@ def build_live(spec, mode="shadow", *, model=None, out="runs/live", cash=10_000.
     if mode == "shadow":
         broker = ShadowBroker(journal=out / "journal.jsonl")
         broker.setcash(float(cash))
-    else:
-        broker = store.getbroker()
+    else:  # a restart takes over the orders the run it continues left open
+        broker = store.getbroker(stale_orders="adopt")
     cerebro.setbroker(broker)
     cerebro.addstrategy(live_only(S4DirectionalStrategy), model=predictor, **(params or {}))
     cerebro.addanalyzer(OnExit, _name="on_exit", policy=on_exit, printer=printer)
@@ -237,5 +237,5 @@ def run_live(spec, mode="shadow", *, stop_after=None, printer=print, **kwargs) -
         summary["value"] = None
     printer(f"stopped after {summary['bars']} live bars; position {summary['position']:g}, "
             f"value {strat.broker.getvalue():,.2f}"
-            + (f"; kill switch: {ks['tripped']['message']}" if ks.get("tripped") else ""))
+            + (f"; {ks['tripped']['message']}" if ks.get("tripped") else ""))
     return summary

@@ -2,6 +2,13 @@
 bar and the live prices it met (see :mod:`s4_strategies.live.shadow` for the record's
 fields). ``ShadowBroker`` keeps one; ``OrderJournal`` keeps the same for any broker (a
 testnet or mainnet run), so ``s4trade shadow-report`` reads either.
+
+Records of an exchange's orders also carry ``link`` (the client order id, the same across
+restarts), ``exec_ids`` (the exchange's ids of the fills a Partial/Completed event reports)
+and ``adopted`` (an order an earlier run placed, taken over after a restart). A restarted
+run appends to the same file and writes each event once: an event whose fills (or, without
+fills, whose order and status) the file already holds is not written again, so a fill
+re-read after a crash appears once.
 """
 
 from __future__ import annotations
@@ -60,7 +67,36 @@ def order_record(order, broker, now: datetime) -> dict:
         "position": broker.getposition(data).size,
         "value": _clean(float(broker.getvalue())),
         "predictions": predictions_of(order.owner),
+        "link": order.info.get("orderLinkId"),
+        "exec_ids": list(getattr(order, "exec_ids", ()) or ()),
+        "adopted": bool(order.info.get("adopted", False)),
     }
+
+
+def _event_keys(rec: dict) -> list:
+    """What makes a record the same event in another run: its fills' ids, else its order's
+    client id with the status (nothing for an order without a client id)."""
+    if rec.get("exec_ids"):
+        return [("exec", e) for e in rec["exec_ids"]]
+    link = rec.get("link")
+    return [("status", link, rec.get("status"))] if link else []
+
+
+def read_records(path) -> list[dict]:
+    """The records of a journal file (none if it does not exist); lines that are not JSON
+    (a line cut short by a crash) are skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
 
 
 class JournalFile:
@@ -69,7 +105,10 @@ class JournalFile:
     def __init__(self, path):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        torn = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
+        if torn:  # a crash cut the last line short: start ours on a line of its own
+            self._file.write("\n")
 
     def write(self, rec: dict) -> None:
         self._file.write(json.dumps(rec) + "\n")
@@ -89,11 +128,19 @@ class OrderJournal(bt.Analyzer):
 
     def start(self):
         self.records = []
+        self._known = set()
+        if self.p.path is not None:
+            for rec in read_records(self.p.path):
+                self._known.update(_event_keys(rec))
         self._file = JournalFile(self.p.path) if self.p.path is not None else None
 
     def notify_order(self, order):
         now = self.p.clock() if self.p.clock is not None else datetime.now(timezone.utc)
         rec = order_record(order, self.strategy.broker, now)
+        keys = _event_keys(rec)
+        if keys and all(k in self._known for k in keys):
+            return  # written by an earlier run (a fill re-read after a restart)
+        self._known.update(keys)
         self.records.append(rec)
         if self._file is not None:
             self._file.write(rec)

@@ -94,7 +94,13 @@ class ShadowBroker(bt.brokers.BackBroker):
 
     def set_state(self, state: dict, datas) -> None:
         """Cash and positions of an earlier run, on this run's ``datas`` (call from the
-        strategy's ``start()``, before its first order)."""
+        strategy's ``start()``, before its first order). A state an exchange's broker saved
+        (a testnet run in the same folder) holds no shadow account: ignored, with a warning."""
+        if not isinstance(state, dict) or "cash" not in state:
+            logger.warning("shadow broker: the saved state holds another broker's account "
+                           "(%s); the shadow account starts from its cash",
+                           state.get("broker") if isinstance(state, dict) else type(state))
+            return
         self.cash = self.startingcash = float(state["cash"])
         names = {d._name: d for d in datas}
         for name, (size, price) in state.get("positions", {}).items():

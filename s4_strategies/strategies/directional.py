@@ -50,7 +50,10 @@ class S4DirectionalStrategy(bt.Strategy):
     bars as plain data; ``s4_strategies.live.StateSaver`` saves it with the indicator's state
     after every bar and restores both at start (the convention for any strategy: one that
     has ``get_state``/``set_state`` gets its state saved and restored). Orders are not part
-    of it: open orders and the position belong to the broker.
+    of it: open orders and the position belong to the broker. An exchange's broker
+    (``feeds.BybitStore(...).getbroker()``) then tells :meth:`notify_reconcile` what the
+    account holds before the first bar, and again whenever it had to take a position from
+    the exchange; the strategy checks it against what it last aimed at.
     """
 
     params = dict(
@@ -76,7 +79,8 @@ class S4DirectionalStrategy(bt.Strategy):
         self._vols = deque()  # predicted volatility, oldest first (regime filter)
         self._sorted_vols = []  # the same values, sorted
         self._half = (self.s4.predictor.label_spec.n_classes // 2) or 1
-        self._target = 0.0  # the weight last ordered
+        self._target = 0.0  # the weight last ordered (None: unknown, read the position)
+        self._aim = 0.0  # the position (units) that order aimed at
         self._exits = []
         self._entry = None
         self._cool = 0
@@ -109,7 +113,8 @@ class S4DirectionalStrategy(bt.Strategy):
     def get_state(self) -> dict:
         """What the strategy carries between bars, as plain data (no orders)."""
         return {"vols": list(self._vols), "target": self._target, "side": self._side,
-                "cool": self._cool, "entry": self._entry, "stopped_out": self.stopped_out}
+                "cool": self._cool, "entry": self._entry, "stopped_out": self.stopped_out,
+                "aim": self._aim}
 
     def set_state(self, state: dict) -> None:
         """Continue from :meth:`get_state` (before the first bar)."""
@@ -117,11 +122,39 @@ class S4DirectionalStrategy(bt.Strategy):
         while len(vols) > self.p.regime_window:
             vols.popleft()
         self._vols, self._sorted_vols = vols, sorted(vols)
-        self._target = float(state["target"])
+        self._target = None if state["target"] is None else float(state["target"])
+        self._aim = None if state.get("aim") is None else float(state["aim"])
         self._side = int(state["side"])
         self._cool = int(state["cool"])
         self._entry = state["entry"]
         self.stopped_out = int(state["stopped_out"])
+
+    def notify_reconcile(self, data, position, open_orders) -> None:
+        """The account as an exchange's broker found it (before the first bar, after a
+        restart, after a position taken from the exchange). Open market orders of ours are
+        the pending entry (one already decided: wait for it); open stop/limit orders are the
+        protective exits when ``stop_loss``/``take_profit`` are set, else cancelled. When the
+        position plus what is pending differs from the position last aimed at by a weight of
+        ``min_change`` or more, the last ordered weight is forgotten: the next decision
+        orders the difference from the real position (what a crash left undone)."""
+        if data is not self.data:
+            return
+        pending = [o for o in open_orders if o.exectype == bt.Order.Market]
+        exits = [o for o in open_orders if o.exectype != bt.Order.Market]
+        self._pending = pending[-1] if pending else None
+        for o in pending[:-1]:
+            self.cancel(o)
+        if self.p.stop_loss is None and self.p.take_profit is None:
+            for o in exits:
+                self.cancel(o)
+            exits = []
+        self._exits = exits
+        expected = position.size + sum(o.executed.remsize for o in pending[-1:])
+        value, close = self.broker.getvalue(), self.data.close[0] if len(self.data) else 0.0
+        off = (math.inf if self._aim is None or not value or close != close
+               else abs(expected - self._aim) * close / value)
+        if off >= self.p.min_change:
+            self._target = None
 
     # -- hooks ---------------------------------------------------------------------------
     def band_to_target(self, side: int, pred_move: float, pred_vol: float) -> float:
@@ -179,16 +212,20 @@ class S4DirectionalStrategy(bt.Strategy):
             target = self.signal_to_target(sig, conf, vol) if allowed else 0.0
         if self.p.long_only and target < 0.0:
             target = 0.0
+        if self._pending is not None and self._pending.alive():
+            return
         last = self._target
+        if last is None:  # after a reconciliation: the weight the position has now
+            value = self.broker.getvalue()
+            last = self.position.size * self.data.close[0] / value if value else 0.0
+            self._target, self._aim = last, self.position.size
         # Trade when the target moved by min_change (fees are real); always allow an exit.
         if abs(target - last) < self.p.min_change and not (target == 0.0 and last != 0.0):
             return
-        if self._pending is not None and self._pending.alive():
-            return
         self._cancel_exits()
-        self._pending = self.order_target_size(
-            target=target_size(self.broker, self.data, target))
-        self._target = target
+        aim = target_size(self.broker, self.data, target)
+        self._pending = self.order_target_size(target=aim)
+        self._target, self._aim = target, aim
 
     def _cancel_exits(self):
         for o in self._exits:
@@ -203,7 +240,7 @@ class S4DirectionalStrategy(bt.Strategy):
             self.stopped_out += 1
             self._cancel_exits()
             self._cool = self.p.cooldown
-            self._target = 0.0
+            self._target = self._aim = 0.0
             self._side = 0
             return
         if self.position.size == 0 or (self.p.stop_loss is None and self.p.take_profit is None):
