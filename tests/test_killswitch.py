@@ -280,14 +280,33 @@ def test_max_daily_loss_pct():
 
 
 def test_daily_loss_restarts_at_the_utc_day():
-    # hourly bars from 21:00: -100 by 23:00, then the new day starts at 9,850 (00:00 bar)
+    # hourly bars from 21:00: -100 by 23:00; the new day starts from the value before its
+    # first bar (9,900 after 23:00), so the 00:00 bar's -50 counts for it: -200 by 02:00
     prices = [100, 100, 90, 85, 80, 70, 70]
     strat, ks, _ = run(prices, {"plan": {0: [10.0]}}, {"max_daily_loss": 120.0},
                        freq="1h", start=pd.Timestamp("2024-01-01 21:00", tz="UTC"))
-    assert strat.calls == 6  # 150 lost by 00:00 counts for no day; 150 by 02:00 does
-    assert ks.tripped["observed"] == pytest.approx(150.0)
+    assert strat.calls == 6
+    assert ks.tripped["observed"] == pytest.approx(200.0)
     out = ks.get_analysis()
-    assert out["day"] == "2024-01-02" and out["day_start_value"] == pytest.approx(9_850.0)
+    assert out["day"] == "2024-01-02" and out["day_start_value"] == pytest.approx(9_900.0)
+
+
+def test_a_loss_inside_the_first_bar_of_the_day_counts():
+    # one bar a day: the whole 500 loss happens inside the second day's first (only) bar
+    prices = [100, 100, 50]
+    strat, ks, _ = run(prices, {"plan": {0: [10.0]}}, {"max_daily_loss": 100.0}, freq="1D")
+    assert ks.tripped is not None and ks.tripped["limit"] == "max_daily_loss"
+    assert ks.tripped["observed"] == pytest.approx(500.0)
+
+
+def test_a_value_that_is_not_a_number_trips_instead_of_passing():
+    assert check_daily_loss(10_000.0, float("nan"), max_loss=100.0)["limit"] == "invalid_input"
+    assert check_daily_loss(float("nan"), 9_000.0, max_loss_pct=0.1)["limit"] == "invalid_input"
+    assert check_daily_loss(10_000.0, float("nan")) is None  # no limit on: nothing to check
+    assert check_position(float("nan"), 100.0, max_position=1.0)["limit"] == "invalid_input"
+    r = check_position(1.0, float("nan"), max_notional=1e6)
+    assert r["limit"] == "invalid_input" and r["limit_value"] == "max_notional"
+    assert check_position(1.0, float("nan"), max_position=5.0) is None  # size is known
 
 
 def test_order_rate_with_a_clock_advancing_per_bar(caplog):
@@ -407,9 +426,12 @@ def test_attach_only_to_brokers_with_watchers():
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"max_position": 0}, "max_position must be > 0"),
-    ({"max_daily_loss_pct": 1.5}, "max_daily_loss_pct must be > 0 and <= 1"),
-    ({"max_orders": 3, "per_seconds": 0}, "per_seconds must be > 0"),
+    ({"max_position": 0}, "max_position must be a finite number > 0"),
+    ({"max_daily_loss_pct": 1.5}, "max_daily_loss_pct must be a finite number > 0 and <= 1"),
+    ({"max_orders": 3, "per_seconds": 0}, "per_seconds must be a finite number > 0"),
+    ({"stale_intervals": float("inf")}, "stale_intervals must be a finite number"),
+    ({"max_position": float("nan")}, "max_position must be a finite number"),
+    ({"max_daily_loss": "100"}, "max_daily_loss must be a finite number"),
 ])
 def test_bad_params_fail_at_start(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -11,25 +11,33 @@ watcher at the end of their ``next()``. The decisions are plain functions, teste
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 
 import backtrader as bt
-import pandas as pd
 
-from feeds.bartime import epoch_to_iso, num_to_epoch, utc_timestamp
+from feeds.bartime import num_to_epoch
+
+from .limits import DAY as _DAY
+from .limits import (
+    RateWindow,
+    bar_interval,
+    check_daily_loss,
+    check_position,
+    daily_loss,
+    finite,
+    is_stale,
+    staleness,
+    to_seconds,
+    utcnow,
+)
+from .limits import iso as _iso
 
 log = logging.getLogger(__name__)
 
 __all__ = ["KillSwitch", "RateWindow", "bar_interval", "check_daily_loss", "check_position",
            "daily_loss", "is_stale", "staleness", "to_seconds", "utcnow"]
 
-_DAY = 86_400.0
-_TF = bt.TimeFrame
-# calendar months and years count as their longest, so staleness is never called early
-_TF_SECONDS = {_TF.MicroSeconds: 1e-6, _TF.Seconds: 1.0, _TF.Minutes: 60.0, _TF.Days: _DAY,
-               _TF.Weeks: 7 * _DAY, _TF.Months: 31 * _DAY, _TF.Years: 366 * _DAY}
 _MAX_FLATTEN_ROUNDS = 3
 _TEXT = {  # reason -> words (``cur``: " USDT" or "")
     "max_position": "{data} position {observed:g} exceeds max_position {limit_value:g}",
@@ -42,108 +50,8 @@ _TEXT = {  # reason -> words (``cur``: " USDT" or "")
                   "{per_seconds:g} s",
     "stale_intervals": "{data} has had no bar for {age_s:,.0f} s ({observed:.2f} intervals of "
                        "{interval_s:g} s) exceeds stale_intervals {limit_value:g}",
+    "invalid_input": "{what} is {observed!r}, so {limit_value} cannot be checked",
 }
-
-
-def utcnow() -> pd.Timestamp:
-    """The current time, UTC (the default ``clock``)."""
-    return pd.Timestamp.now(tz="UTC")
-
-
-def to_seconds(t) -> float:
-    """Epoch seconds of a Timestamp/datetime (naive = UTC) or of a number (kept as is)."""
-    if isinstance(t, (int, float)):
-        return float(t)
-    return utc_timestamp(t).value / 1e9
-
-
-def _iso(t: float | None) -> str | None:
-    return None if t is None else epoch_to_iso(t)
-
-
-def bar_interval(timeframe: int, compression: int = 1) -> float | None:
-    """Seconds in one bar of backtrader's ``timeframe``/``compression`` (``None``: ticks)."""
-    unit = _TF_SECONDS.get(timeframe)
-    return None if unit is None else unit * compression
-
-
-def check_position(size: float, price: float, max_position: float | None = None,
-                   max_notional: float | None = None) -> dict | None:
-    """``{limit, limit_value, observed}`` of the limit a position of ``size`` units at
-    ``price`` exceeds, or ``None``: ``max_position`` caps ``|size|``, ``max_notional``
-    ``|size| * price`` (``None`` = off; reaching a limit is no breach)."""
-    if max_position is not None and abs(size) > max_position:
-        return {"limit": "max_position", "limit_value": max_position, "observed": abs(size)}
-    notional = abs(size) * price
-    if max_notional is not None and notional > max_notional:
-        return {"limit": "max_notional", "limit_value": max_notional, "observed": notional}
-    return None
-
-
-def daily_loss(start_value: float, value: float) -> tuple[float, float]:
-    """The day's loss ``start_value - value`` (positive = money lost) and that loss as a
-    fraction of ``start_value`` (NaN when the day started at zero or below)."""
-    loss = start_value - value
-    return loss, (loss / start_value if start_value > 0 else float("nan"))
-
-
-def check_daily_loss(start_value: float, value: float, max_loss: float | None = None,
-                     max_loss_pct: float | None = None) -> dict | None:
-    """The daily-loss limit breached by an account worth ``value`` that started the day
-    worth ``start_value``, or ``None``: ``max_loss`` in account currency, ``max_loss_pct`` a
-    fraction of ``start_value`` (``None`` = off; breached when exceeded)."""
-    loss, pct = daily_loss(start_value, value)
-    if max_loss is not None and loss > max_loss:
-        return {"limit": "max_daily_loss", "limit_value": max_loss, "observed": loss}
-    if max_loss_pct is not None and pct > max_loss_pct:
-        return {"limit": "max_daily_loss_pct", "limit_value": max_loss_pct, "observed": pct}
-    return None
-
-
-def _fresh_at(last_bar_open, interval_s: float, since) -> float:
-    """When the data was last known fresh: the last bar's close, never before ``since``."""
-    times = [to_seconds(t) + dt for t, dt in ((last_bar_open, interval_s), (since, 0.0))
-             if t is not None]
-    if not times:
-        raise ValueError("staleness needs last_bar_open or since")
-    return max(times)
-
-
-def staleness(now, last_bar_open, interval_s: float, since=None) -> float:
-    """Bar intervals elapsed at ``now`` since the last bar closed at ``last_bar_open +
-    interval_s`` (bars are stamped at their open). ``since`` (when watching began) is the
-    reference before the first bar and while the last bar closed before it (history served
-    at start-up is not stale)."""
-    return (to_seconds(now) - _fresh_at(last_bar_open, interval_s, since)) / interval_s
-
-
-def is_stale(now, last_bar_open, interval_s: float, n: float, since=None) -> bool:
-    """``now - (last_bar_open + interval_s) > n * interval_s`` (see :func:`staleness`)."""
-    return to_seconds(now) - _fresh_at(last_bar_open, interval_s, since) > n * interval_s
-
-
-class RateWindow:
-    """Events in a sliding window: at time ``t`` it holds those of ``(t - per_seconds, t]``.
-
-    ``add(t)`` records one and returns the count then, ``count(t)`` only looks; more than
-    ``max_events`` is a breach. Times (epoch seconds or timestamps) must not go back.
-    """
-
-    def __init__(self, max_events: int, per_seconds: float):
-        if not max_events >= 1 or not per_seconds > 0:
-            raise ValueError("RateWindow needs max_events >= 1 and per_seconds > 0")
-        self.max_events, self.per_seconds = int(max_events), float(per_seconds)
-        self._times: collections.deque = collections.deque()
-
-    def count(self, t) -> int:
-        t = to_seconds(t)
-        while self._times and self._times[0] <= t - self.per_seconds:
-            self._times.popleft()
-        return len(self._times)
-
-    def add(self, t) -> int:
-        self._times.append(to_seconds(t))
-        return self.count(t)
 
 
 class KillSwitch(bt.Analyzer):
@@ -155,8 +63,9 @@ class KillSwitch(bt.Analyzer):
       - ``max_orders``, ``per_seconds`` (60): at most ``max_orders`` orders within any
         ``per_seconds`` of ``clock`` time. An order counts once, when first notified
         (whatever its status); the kill switch's own orders do not count.
-      - ``max_daily_loss``: largest loss in account currency since the first bar of the UTC
-        day (the bar's date): broker value after that bar minus value now.
+      - ``max_daily_loss``: largest loss in account currency over the UTC day (the bar's
+        date): the broker value before the day's first bar (after the last bar of the day
+        before, or at start) minus the value now, so a loss inside the first bar counts.
       - ``max_daily_loss_pct``: the same as a fraction of the day's first value (0.02 = 2%).
       - ``stale_intervals``: N; tripped when ``now - (last bar's close) > N * interval`` for
         any data (bars are stamped at their open; before the first bar, and while history
@@ -190,6 +99,7 @@ class KillSwitch(bt.Analyzer):
         self._flat: list = []  # the kill switch's closing orders
         self._rounds, self._stopped = 0, False
         self._start_s = self._trip_s = self._day = self._day_start = None
+        self._last_value = None  # broker value after the last bar checked (or at start)
         self._lens, self._last_open, self._intervals = {}, {}, {}  # per data index
 
     def start(self):
@@ -198,9 +108,11 @@ class KillSwitch(bt.Analyzer):
         for name in ("max_position", "max_notional", "max_orders", "per_seconds",
                      "max_daily_loss", "max_daily_loss_pct", "stale_intervals", "interval_s"):
             value, pct = getattr(p, name), name == "max_daily_loss_pct"
-            if value is not None and not (0 < value <= (1 if pct else math.inf)):
-                raise ValueError(f"KillSwitch: {name} must be > 0{' and <= 1' * pct} or None, "
-                                 f"got {value!r}")
+            if value is not None and not (isinstance(value, (int, float))
+                                          and not isinstance(value, bool) and finite(value)
+                                          and 0 < value <= (1 if pct else math.inf)):
+                raise ValueError(f"KillSwitch: {name} must be a finite number > 0"
+                                 f"{' and <= 1' * pct}, or None; got {value!r}")
         if p.max_orders is not None:
             self._window = RateWindow(p.max_orders, p.per_seconds)
         for i, d in enumerate(self.datas if p.stale_intervals is not None else ()):
@@ -209,6 +121,7 @@ class KillSwitch(bt.Analyzer):
                 raise ValueError(f"KillSwitch: {self._names[i]} has no bar interval "
                                  "(tick data); pass interval_s")
         self._start_s = self._now()
+        self._last_value = self.strategy.broker.getvalue()
         self.attach(self.strategy.broker)
 
     def stop(self):
@@ -229,12 +142,16 @@ class KillSwitch(bt.Analyzer):
         now = self._now()
         self._observe_bars()
         day = math.floor(num_to_epoch(self.strategy.datetime[0]) / _DAY + 1e-9)
-        if day != self._day:
-            self._day, self._day_start = day, self.strategy.broker.getvalue()
+        value = self.strategy.broker.getvalue()
+        if day != self._day:  # the day starts from the value before its first bar
+            start = self._last_value
+            self._day = day
+            self._day_start = start if start is not None and finite(start) else value
+        self._last_value = value
         if self.tripped:
             return self._after(now)
         reason = (self._check_positions()
-                  or check_daily_loss(self._day_start, self.strategy.broker.getvalue(),
+                  or check_daily_loss(self._day_start, value,
                                       self.p.max_daily_loss, self.p.max_daily_loss_pct)
                   or self._check_stale(now))
         if reason:
