@@ -9,7 +9,9 @@
 - ``set_bybit_fees(broker)``: install ``PercentCommission`` at the taker rate.
 - ``apply_fees(broker, datas, fees)``: what the strategies' ``fees`` param does: ``"bybit"``
   installs Bybit's taker fee only where the broker still has backtrader's default (zero)
-  commission, so a commission the user set is never replaced.
+  commission, so a commission the user set is never replaced. The default is recognised
+  by a mark it carries, so this also holds in ``cerebro.optstrategy``'s worker processes,
+  which receive a pickled copy of the broker.
 - ``target_size(broker, data, weight)``: the fractional position size worth ``weight`` of
   the portfolio, whatever commission scheme is installed (backtrader's ``getsize`` rounds
   down to whole units, so without this 10,000 USDT buys no BTC at all).
