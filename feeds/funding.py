@@ -42,6 +42,7 @@ from .bybit_rest import (
     network_of,
     policy_session,
 )
+from .atomic import file_lock
 from .cache import (
     META_KEY,
     CacheWarning,
@@ -188,6 +189,11 @@ def _read_cache(path: Path, name: str, identity: dict):
 
 def _cached(path: Path, fetch, start, end, known_to, name: str, identity: dict) -> pd.Series:
     clean_stale_temporaries(path.parent)
+    with file_lock(path):  # read, download what is missing, write back: one process at a time
+        return _fill(path, fetch, start, end, known_to, name, identity)
+
+
+def _fill(path: Path, fetch, start, end, known_to, name: str, identity: dict) -> pd.Series:
     found = _read_cache(path, name, identity)
     if found is None:
         rates, lo, hi, parts = empty_rates(), start, min(end, known_to), [fetch(start, end)]
