@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -84,14 +84,15 @@ def clean_temporaries(path) -> list[Path]:
     return removed
 
 
-def write_atomically(path, write, fsync: bool = True) -> Path:
+def write_atomically(path, write, fsync: bool = True, lock: bool = True) -> Path:
     """Write ``path`` through ``write(f)`` (``f`` a binary file) under its lock: into a
     temporary file beside it, flushed and (``fsync``) made durable, then moved over ``path``
     with ``os.replace``. Temporaries of earlier killed writes are removed first. On any
-    failure the temporary file is removed and ``path`` is as it was."""
+    failure the temporary file is removed and ``path`` is as it was. ``lock=False`` is for
+    a caller that already excludes every other writer (a lock over the whole folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(path):
+    with file_lock(path) if lock else nullcontext():
         clean_temporaries(path)
         fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp",
                                    dir=path.parent)

@@ -100,7 +100,8 @@ def _cmd_research(args) -> int:
 
     res = run_research(args.spec, args.out, address=args.address, workers=args.workers,
                        serial=args.serial, max_trials=args.max_trials,
-                       cache_dir=args.cache_dir, command=args.command_line)
+                       cache_dir=args.cache_dir, command=args.command_line,
+                       storage=args.storage)
     print()
     print(res["markdown"])
     c = res["counts"]
@@ -231,6 +232,9 @@ def _add_research(sub) -> None:
                     help="stop after this many trials (rerun to resume)")
     rs.add_argument("--cache-dir", default=DEFAULT_CACHE,
                     help="parquet cache for bybit:/yahoo: data")
+    rs.add_argument("--storage", default=None, metavar="URL",
+                    help="where the Optuna studies live: a database URL (postgresql://..., "
+                         "sqlite:///...) or a journal file (default: DIR/optuna.journal)")
     rs.set_defaults(func=_cmd_research)
 
 
