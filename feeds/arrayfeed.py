@@ -12,6 +12,10 @@ Use it for your own frames::
 Timestamps are stored in UTC (naive UTC inside backtrader, as its own feeds do); pass
 ``tz=`` to have backtrader show them in another zone.
 
+Bar times: a bar is stamped with its open, as the frame's index. ``cerebro.resampledata`` and
+``cerebro.replaydata`` of these feeds give the bins pandas' ``df.resample`` gives (backtrader
+alone would bin by the stamp as a close time): see :mod:`feeds.resample`.
+
 Every frame passes through :func:`feeds.validate.clean_ohlcv` when the feed starts (the same
 checks as every other feed: sorted unique UTC index, no NaT, finite positive consistent
 OHLC, non-negative volume), so bad input is a ``DataError`` naming the rows, never a silent
@@ -28,6 +32,7 @@ import pandas as pd
 
 from .bartime import index_to_num, to_utc_index, utc_naive
 from .errors import DataError
+from . import resample as _resample
 from .validate import clean_ohlcv
 
 
@@ -118,3 +123,13 @@ class ArrayData(bt.feed.DataBase):
 
     def haslivedata(self):
         return False
+
+    # bins as pandas makes them from open-stamped bars (feeds.resample)
+    def resample(self, **kwargs):
+        _resample._resample(self, **kwargs)
+
+    def replay(self, **kwargs):
+        _resample._replay(self, **kwargs)
+
+    def clone(self, **kwargs):
+        return _resample.BarOpenClone(dataname=self, **kwargs)
