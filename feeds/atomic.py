@@ -28,6 +28,9 @@ from .errors import DataError
 
 __all__ = ["clean_temporaries", "file_lock", "lock_path", "locked", "write_atomically"]
 
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) ...
+os.umask(_UMASK)  # ... and put back
+
 
 def lock_path(path) -> Path:
     """The lock file of ``path``: ``.<name>.lock`` beside it."""
@@ -97,6 +100,11 @@ def write_atomically(path, write, fsync: bool = True, lock: bool = True) -> Path
         fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp",
                                    dir=path.parent)
         try:
+            try:  # the file keeps its mode; a new one gets the usual one (not mkstemp's 0600)
+                os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists()
+                          else 0o666 & ~_UMASK)
+            except (OSError, AttributeError):
+                pass
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
