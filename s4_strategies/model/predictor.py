@@ -140,8 +140,9 @@ class Predictor:
             raise CheckpointError(
                 f"the model was trained on bars {spacing:g} s apart "
                 f"({self.meta.get('data_name', '?')}), this data has bars {seconds:g} s apart; "
-                "its features would not mean what they meant in training "
-                "(pass strict=False to override)"
+                "its features would not mean what they meant in training (to use it all the "
+                "same: S4Indicator(strict=False); s4trade backtest: --params "
+                "'{\"indicator\": {\"strict\": false}}')"
             )
 
     def spacing_watch(self, strict: bool = True) -> SpacingWatch:
