@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import file_lock
 from .bartime import to_utc_index, utc_timestamp
 from .bybit_rest import (
     _at,
@@ -42,7 +43,6 @@ from .bybit_rest import (
     network_of,
     policy_session,
 )
-from .atomic import file_lock
 from .cache import (
     META_KEY,
     CacheWarning,

@@ -29,7 +29,6 @@ def sigkill() -> None:
 def arm(setattr_, point: str, k: int, die) -> dict:
     """Patch the research code so that ``die()`` runs at ``point`` the ``k``-th time;
     returns ``{"trial": fn}`` with the executor's job for the ``trial`` point."""
-    from s4_strategies.training.research import run, scheduler, store
     from s4_strategies.training.research.trial import run_trial
 
     seen = {"n": 0}
@@ -38,37 +37,55 @@ def arm(setattr_, point: str, k: int, die) -> dict:
         seen["n"] += 1
         return seen["n"] == k
 
-    out = {"trial": run_trial}
-    if point == "trial":
-        def trial(*args):
-            if now():
-                die()
-            return run_trial(*args)
-        out["trial"] = trial
-    elif point == "saved":
-        save = store.ResultStore.save
-
-        def saved(self, result):
-            save(self, result)
-            if now():
-                die()
-        setattr_(store.ResultStore, "save", saved)
-    elif point == "asking":
-        ask = scheduler.Study._ask
-
-        def asking(self):
-            if now():
-                self._study.ask()  # a proposal recorded as running, no parameters yet
-                die()
-            return ask(self)
-        setattr_(scheduler.Study, "_ask", asking)
-    elif point == "report":
-        def report(*args, **kwargs):
-            die()
-        setattr_(run, "dataset_report", report)
-    else:
+    if point not in _POINTS:
         raise ValueError(f"unknown point {point!r}")
-    return out
+    return {"trial": _POINTS[point](setattr_, now, die) or run_trial}
+
+
+def _trial(setattr_, now, die):
+    from s4_strategies.training.research.trial import run_trial
+
+    def trial(*args):
+        if now():
+            die()
+        return run_trial(*args)
+    return trial
+
+
+def _saved(setattr_, now, die):
+    from s4_strategies.training.research import store
+
+    save = store.ResultStore.save
+
+    def saved(self, result):
+        save(self, result)
+        if now():
+            die()
+    setattr_(store.ResultStore, "save", saved)
+
+
+def _asking(setattr_, now, die):
+    from s4_strategies.training.research import scheduler
+
+    ask = scheduler.Study._ask
+
+    def asking(self):
+        if now():
+            self._study.ask()  # a proposal recorded as running, no parameters yet
+            die()
+        return ask(self)
+    setattr_(scheduler.Study, "_ask", asking)
+
+
+def _report(setattr_, now, die):
+    from s4_strategies.training.research import run
+
+    def report(*args, **kwargs):
+        die()
+    setattr_(run, "dataset_report", report)
+
+
+_POINTS = {"trial": _trial, "saved": _saved, "asking": _asking, "report": _report}
 
 
 def main(out: str, point: str, k: int, engine: str = "serial") -> None:

@@ -78,8 +78,9 @@ def test_a_killed_writes_temporaries_go_with_the_next_write(tmp_path):
 def test_a_lock_dies_with_its_process(tmp_path):
     path = tmp_path / "s.json"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from feeds.atomic import file_lock; "
-         f"lock = file_lock({str(path)!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", "import time; from feeds.atomic import file_lock; "
+         f"lock = file_lock({str(path)!r}); lock.acquire(); print('held', flush=True); "
+         "time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
         assert holder.stdout.readline().strip() == "held"

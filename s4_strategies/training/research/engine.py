@@ -69,9 +69,9 @@ _reaper: subprocess.Popen | None = None  # ties the local Ray this process start
 def _start_reaper() -> str:
     """Start the reaper (see ``reaper.py``) and return the token ``ray.init`` must pass on."""
     global _reaper
-    from .reaper import ENV_KEY
-
     import ray
+
+    from .reaper import ENV_KEY
 
     token = f"{os.getpid()}-{uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if k != ENV_KEY}

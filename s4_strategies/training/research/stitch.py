@@ -15,7 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from .scheduler import search_index, best_row
+from .scheduler import best_row, search_index
 from .spec import ModelSpec, ResearchSpec
 from .trial import Task
 from .walkforward import Fold
