@@ -30,10 +30,10 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from . import resample as _resample
 from .bartime import index_to_num, to_utc_index, utc_naive
 from .errors import DataError
-from . import resample as _resample
-from .validate import clean_ohlcv
+from .validate import MAX_JUMP, PRICE_RANGE, clean_ohlcv
 
 
 class ArrayData(bt.feed.DataBase):
@@ -46,12 +46,16 @@ class ArrayData(bt.feed.DataBase):
         extra lines a subclass declares). Missing extra columns become NaN. The frame
         is validated by ``clean_ohlcv`` (``DataError`` on bad bars).
       - ``fromdate`` / ``todate``: optional bounds (naive values are UTC).
+      - ``price_range``, ``max_jump``, ``off_grid``: the plausibility checks of
+        ``clean_ohlcv`` (defaults ``feeds.validate.PRICE_RANGE``, ``MAX_JUMP``, ``"warn"``;
+        ``None``/``"allow"`` turn them off for data that really looks like that).
 
     Subclasses add lines the backtrader way (``lines = ("bid", "ask")``) and get them filled
     from the columns of the same name.
     """
 
-    params = (("dataframe", None),)
+    params = (("dataframe", None), ("price_range", PRICE_RANGE), ("max_jump", MAX_JUMP),
+              ("off_grid", "warn"))
 
     def __init__(self):
         super().__init__()
@@ -76,7 +80,8 @@ class ArrayData(bt.feed.DataBase):
         without history."""
         if len(df) == 0 and self.islive():
             return df
-        return clean_ohlcv(df, name=self._label())
+        return clean_ohlcv(df, name=self._label(), price_range=self.p.price_range,
+                           max_jump=self.p.max_jump, off_grid=self.p.off_grid)
 
     def _column(self, df: pd.DataFrame, name: str) -> np.ndarray:
         try:
