@@ -120,3 +120,15 @@ def test_live_without_keys_names_the_account(monkeypatch, tmp_path):
         run_live("bybit:BTCUSDT:60", "testnet", model=default_checkpoint(), out=tmp_path,
                  session=object(), ws_factory=lambda *a, **k: None)
     assert "{mode}" not in str(err.value)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"conf_threshold": "high"}, "directional parameter conf_threshold: input should be a "
+                                 "valid number, got 'high'"),
+    ({"long_only": 1}, "directional parameter long_only: input should be a valid boolean"),
+])
+def test_strategy_params_of_the_wrong_type_are_named(params, message):
+    from s4_strategies.apps.backtest import build_cerebro
+
+    with pytest.raises(ValueError, match=message):
+        build_cerebro("directional", ["bybit:BTCUSDT:60"], model=_Seen(), params=params)

@@ -99,12 +99,42 @@ def resolve_period(seen: dict | None, frames: dict, fromdate=None, todate=None):
     return start, end, warns
 
 
+def _param_type(default):
+    """The type a strategy param takes, from its default (pydantic checks it)."""
+    from typing import Any
+
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float)):
+        return float if isinstance(default, float) else int | float
+    if isinstance(default, str):
+        return str
+    if isinstance(default, (dict, list, tuple)):
+        return type(default) | None
+    return Any
+
+
 def _check_params(strategy_cls, strategy: str, params: dict) -> None:
+    """Unknown names and values of the wrong type (a number given as text, a flag as a
+    number): ``ValueError`` naming the parameter."""
+    from pydantic import ConfigDict, ValidationError, create_model
+
     accepted = [k for k in strategy_cls.params._getkeys() if k != "model"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"unknown {strategy} parameter(s) {', '.join(unknown)}; accepted: "
                          f"{', '.join(accepted)} (the model comes from --model)")
+    defaults = strategy_cls.params._getkwargsdefault()
+    fields = {k: (_param_type(defaults[k]) | None if defaults[k] is None else
+                  _param_type(defaults[k]), defaults[k]) for k in params}
+    schema = create_model(f"{strategy}_params", __config__=ConfigDict(strict=True), **fields)
+    try:
+        schema.model_validate(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"{strategy} parameter {err['loc'][0]}: {err['msg'].lower()}, got "
+                         f"{err.get('input')!r} (default {defaults[err['loc'][0]]!r})"
+                         ) from None
 
 
 def build_cerebro(strategy: str, data: list, model=None, fromdate=None, todate=None,
