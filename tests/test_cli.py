@@ -52,9 +52,11 @@ def test_compare_quick_runs_and_reports(tmp_path):
 
     from s4_strategies.training.compare import run_comparison
 
+    lines = []
     res = run_comparison(train=("2021-01-01", "2021-05-31"), test=("2021-07-01", "2021-08-31"),
                          quick=True, models=["s4d", "gru"], seeds=2, out=tmp_path,
-                         log=lambda *_: None)
+                         log=lines.append)
+    assert not any("nan" in line.lower() for line in lines), lines  # "–", never "+nan"
     skill = {r["model"]: r for r in res["skill"]}
     assert list(skill) == ["Majority class", "Class prior", "Linear (logistic / OLS)",
                            "Trailing vol (24 bars)", "HAR", "S4D", "GRU"]

@@ -132,3 +132,27 @@ def test_strategy_params_of_the_wrong_type_are_named(params, message):
 
     with pytest.raises(ValueError, match=message):
         build_cerebro("directional", ["bybit:BTCUSDT:60"], model=_Seen(), params=params)
+
+
+def test_compare_quick_is_a_smoke_run(monkeypatch):
+    """--quick: one seed and a few months unless asked otherwise (the full study's five
+    seeds over four years took 13 minutes); explicit values still win."""
+    from s4_strategies.training import compare
+
+    seen = {}
+
+    def fake(**kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(compare, "run_comparison", fake)
+    with pytest.raises(_Stop):
+        main(["compare", "--quick"])
+    assert seen["seeds"] == 1 and seen["quick"] and seen["test"][1] < "2022"
+    assert seen["train"] == ("2021-01-01", "2021-05-31")
+    with pytest.raises(_Stop):
+        main(["compare", "--quick", "--seeds", "3", "--test-to", "2021-12-31"])
+    assert seen["seeds"] == 3 and seen["test"] == ("2021-07-01", "2021-12-31")
+    with pytest.raises(_Stop):
+        main(["compare"])
+    assert seen["seeds"] == 5 and seen["test"] == ("2023-01-01", "2024-12-31")
