@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+from dataclasses import fields
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 from ...fees import BYBIT_TAKER
+from ..fit import TrainConfig
 from ..funding import DEFAULT_FUNDING_RATE
 
 NETWORKS = ("s4", "s4d", "mamba", "lstm", "gru", "transformer")
@@ -32,6 +34,9 @@ DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 OBJECTIVES = {"val_log_loss": "minimize", "val_ic": "maximize", "val_net_sharpe": "maximize"}
 #: fees and funding beyond these are typing mistakes, not markets
 MAX_FEE, MAX_FUNDING = 0.05, 0.05
+#: what a spec's ``train`` and a model's ``params``/``space`` may set of ``TrainConfig``
+TRAIN_FIELDS = frozenset({f.name for f in fields(TrainConfig)}
+                         - {"layer", "seed", "progress", "device"})
 
 
 def _date_text(value):
@@ -186,8 +191,6 @@ class Model(_Section):
 
     @model_validator(mode="after")
     def _known_keys(self):
-        from .spec import TRAIN_FIELDS
-
         label = self.name or self.layer
         if self.layer in BASELINES:
             if self.params or self.space:
@@ -225,8 +228,6 @@ class SpecSchema(_Section):
     @field_validator("train")
     @classmethod
     def _train_fields(cls, train):
-        from .spec import TRAIN_FIELDS
-
         for key in train:
             if key not in TRAIN_FIELDS:
                 raise _unknown("train", key, TRAIN_FIELDS, "a TrainConfig field") from None

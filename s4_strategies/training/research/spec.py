@@ -24,17 +24,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...fees import BYBIT_TAKER
 from ..fit import TrainConfig
 from ..funding import DEFAULT_FUNDING_RATE
-from .schema import BASELINES, DISTRIBUTIONS, NETWORKS, OBJECTIVES  # noqa: F401 (re-exported)
+from .schema import (  # noqa: F401 (re-exported)
+    BASELINES,
+    DISTRIBUTIONS,
+    NETWORKS,
+    OBJECTIVES,
+    TRAIN_FIELDS,
+)
 from .walkforward import Layout
-
-TRAIN_FIELDS = frozenset({f.name for f in fields(TrainConfig)}
-                         - {"layer", "seed", "progress", "device"})
 
 
 class SpecError(ValueError):
