@@ -22,7 +22,8 @@ T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
 
 def _bars(start, end) -> pd.DataFrame:
-    idx = pd.date_range(start, end, freq="1h", tz="UTC")
+    """The hourly bars opening in [start, end] (as an exchange answers a range)."""
+    idx = pd.date_range(pd.Timestamp(start).ceil("h"), pd.Timestamp(end).floor("h"), freq="1h")
     close = 100.0 + np.arange(len(idx)) * 0.01 + idx.hour.to_numpy()
     return pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close,
                          "volume": 1.0}, index=idx)
