@@ -120,9 +120,10 @@ def test_default_period_starts_after_training_validation_and_labels():
     start, end, warns = resolve_period(seen, _frames("bybit:BTCUSDT:60"))
     # the last validation label reads 24 bars past 2021-05-31 23:00
     assert start == pd.Timestamp("2021-06-02 00:00", tz="UTC") and end is None and not warns
-    # several datas: the latest first-unseen bar of them all (SOLUSDT starts in October)
+    # several datas: the latest first-unseen bar of them all (SOLUSDT starts in October, long
+    # after the checkpoint's last label: its every bar is unseen)
     start, _, _ = resolve_period(seen, _frames("bybit:BTCUSDT:60", "bybit:SOLUSDT:60"))
-    assert start == pd.Timestamp("2021-10-16 00:00", tz="UTC")
+    assert start == pd.Timestamp("2021-10-15 00:00", tz="UTC")
 
 
 @pytest.mark.parametrize("fromdate, todate, in_sample", [

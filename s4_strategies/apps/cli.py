@@ -226,8 +226,8 @@ def _add_compare(sub) -> None:
     cp.add_argument("--no-ablations", action="store_true", help="skip the ablation table")
     cp.add_argument("--seed", type=int, default=0, help="first random seed")
     cp.add_argument("--seeds", type=_positive(int), default=None,
-                    help=f"seeds per network (mean ± sd and paired differences; default: "
-                         f"{full['seeds']}, --quick: {quick['seeds']})")
+                    help=f"seeds per network, for mean ± sd and paired differences "
+                         f"(default: {full['seeds']}; --quick: {quick['seeds']})")
     cp.add_argument("--out", default="runs/compare", help="folder for the tables (and JSON)")
     cp.set_defaults(func=_cmd_compare)
 
