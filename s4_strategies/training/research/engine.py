@@ -93,8 +93,11 @@ def _tell_reaper_the_session() -> None:
         session = ray._private.worker._global_node.get_session_dir_path()
     except AttributeError:  # another Ray version: the token alone
         return
-    _reaper.stdin.write(os.path.realpath(session) + "\n")
-    _reaper.stdin.flush()
+    try:
+        _reaper.stdin.write(os.path.realpath(session) + "\n")
+        _reaper.stdin.flush()
+    except OSError:  # the reaper is gone: Ray's own fate sharing is what is left
+        pass
 
 
 def ray_shutdown() -> None:
@@ -104,7 +107,10 @@ def ray_shutdown() -> None:
 
     ray.shutdown()
     if _reaper is not None:
-        _reaper.stdin.close()  # end of file: the reaper cleans up and exits
+        try:
+            _reaper.stdin.close()  # end of file: the reaper cleans up and exits
+        except OSError:
+            pass
         try:
             _reaper.wait(timeout=30)
         except subprocess.TimeoutExpired:
