@@ -326,3 +326,18 @@ def test_long_float_lists_are_packed_bit_for_bit():
     assert set(enc["w"]) == {"__floats__"} and isinstance(enc["short"], list)
     assert isinstance(enc["mixed"], list)  # an int among them: not packed, types kept
     assert _same(codec.decode(json.loads(json.dumps(enc))), obj)
+
+
+@pytest.mark.parametrize("field, value", [("target", float("nan")), ("side", 2),
+                                          ("vols", [0.01, float("inf")]), ("cool", -1)])
+def test_a_strategy_state_that_cannot_be_is_refused_even_with_a_good_checksum(
+        model, bars, saved, tmp_path, field, value):
+    from s4_strategies.live.codec import dump_bytes, write_atomic
+    from s4_strategies.live.state import FORMAT, VERSION, StateError
+
+    sf = load_state(saved[0])
+    body = dict(sf.body, strategy={**sf.strategy, "state": {**sf.strategy["state"],
+                                                            field: value}})
+    path = write_atomic(tmp_path / "s.json", dump_bytes(body, FORMAT, VERSION))
+    with pytest.raises(StateError, match=f"unusable: Rec state: {field}"):
+        run(model, bars.iloc[K - BACKFILL:], path=path)
