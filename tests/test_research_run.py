@@ -13,6 +13,7 @@ import feeds
 from s4_strategies.training.research import parse_spec
 from s4_strategies.training.research.engine import SerialExecutor, run_trials
 from s4_strategies.training.research.run import plan_folds, research
+from s4_strategies.training.research.schema import OBJECTIVES
 from s4_strategies.training.research.store import ResultStore
 from s4_strategies.training.research.trial import Task, run_trial
 
@@ -57,6 +58,7 @@ def test_every_trial_runs_and_is_stored(tiny_run):
     assert len(rows) == N_TRIALS and set(rows["status"]) == {"ok"}
     assert {"val_log_loss", "test_ic_5", "test_net_sharpe", "seconds", "train_seconds",
             "host"} <= set(rows.columns)
+    assert set(OBJECTIVES) <= set(rows.columns)  # every objective a spec may name is a column
     nets = rows[rows["model"] == "S4D"]
     assert all((out / p).is_file() for p in nets["checkpoint"])
     # the search phase proposed two settings per fold; the best was trained again, seed 1

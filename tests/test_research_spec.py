@@ -153,6 +153,9 @@ def test_the_command_reports_a_bad_spec_in_one_line(tmp_path, capsys):
     ({"from": "2023-01-01", "to": "2022-01-01"}, "from: 2023-01-01 is after to: 2022-01-01"),
     ({"search": {"trials_per_fold": "many"}},
      "search.trials_per_fold: must be a whole number, got 'many'"),
+    ({"search": {"objective": "val_ic"}},  # rows carry val_ic_1 and val_ic_5 only
+     "search.objective: 'val_ic' is not a column the trials carry: the IC is scored at 1 and "
+     "5 bars, use val_ic_1 or val_ic_5"),
 ])
 def test_what_was_accepted_or_unclear_is_one_line_naming_the_key(change, message):
     with pytest.raises(SpecError) as err:

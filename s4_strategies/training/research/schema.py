@@ -31,7 +31,10 @@ from ..funding import DEFAULT_FUNDING_RATE
 NETWORKS = ("s4", "s4d", "mamba", "lstm", "gru", "transformer")
 BASELINES = ("linear",)
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
-OBJECTIVES = {"val_log_loss": "minimize", "val_ic": "maximize", "val_net_sharpe": "maximize"}
+#: the validation objectives a search may optimise: columns every trial row carries
+#: (``trial.run_trial``: ``val_`` + the score's name; the ICs at the skill table's horizons)
+OBJECTIVES = {"val_log_loss": "minimize", "val_ic_1": "maximize", "val_ic_5": "maximize",
+              "val_net_sharpe": "maximize"}
 #: fees and funding beyond these are typing mistakes, not markets
 MAX_FEE, MAX_FUNDING = 0.05, 0.05
 #: what a spec's ``train`` and a model's ``params``/``space`` may set of ``TrainConfig``
@@ -100,7 +103,15 @@ class _Section(BaseModel):
 class Search(_Section):
     trials_per_fold: int = Field(1, ge=1)
     concurrency: int = Field(2, ge=1)
-    objective: Literal["val_log_loss", "val_ic", "val_net_sharpe"] = "val_log_loss"
+    objective: Literal[tuple(OBJECTIVES)] = "val_log_loss"
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _a_column_rows_carry(cls, v):
+        if isinstance(v, str) and v not in OBJECTIVES and v.startswith("val_ic"):
+            raise ValueError(f"{v!r} is not a column the trials carry: the IC is scored at "
+                             "1 and 5 bars, use val_ic_1 or val_ic_5")
+        return v
 
 
 class Fees(_Section):
