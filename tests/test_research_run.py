@@ -84,15 +84,26 @@ def test_the_report_stitches_the_folds(tiny_run, frames):
     assert len(stitched) == last - first and {"position_0", "position_1", "equity"} <= set(
         stitched.columns)
     skill = {r["model"]: r for r in rep["skill"]}
-    assert {"Majority class", "Class prior", "HAR", "Trailing vol", "S4D", "Linear"} <= set(skill)
-    assert skill["S4D"]["seeds"] == 2 and np.isfinite(skill["S4D"]["dm_vs_har"])
-    trading = {r["model"]: r for r in rep["trading"]}
-    assert 0.0 <= trading["S4D"]["dsr"] <= 1.0 and rep["selected"] in ("S4D", "Linear")
-    assert rep["pbo"]["n_configurations"] == 3 and 0.0 <= rep["pbo"]["pbo"] <= 1.0
+    assert {"Majority class", "Class prior", "HAR", "EWMA", "Trailing vol", "S4D",
+            "Linear"} <= set(skill)
+    assert skill["S4D"]["seeds"] == 2 and np.isfinite(skill["S4D"]["ic_5_ci"]).all()
+    v = rep["verdicts"]  # MCS per loss, SPA of the networks against the linear baseline
+    assert {"ic_1", "ic_5", "log_loss", "vol", "trading"} <= set(v["mcs"])
+    assert "Buy & hold" in v["mcs"]["trading"]["models"] and v["spa"]["ic_5"]["models"] == ["S4D"]
+    assert {(p["model"], p["against"]) for p in v["paired"]} == {("S4D", "Linear")}
+    assert rep["selected"] in ("S4D", "Linear")
+    # DSR: S4D against its 2 candidate paths, the linear model (no search) against none
+    assert rep["dsr"]["S4D"]["n_paths"] == 2 and 0.0 <= rep["dsr"]["S4D"]["dsr"] <= 1.0
+    lin = rep["dsr"]["Linear"]
+    assert lin["n_trials"] == 1 and lin["sr0"] == 0.0 and lin["dsr"] == lin["psr_vs_zero"]
+    assert rep["selected_dsr"]["n_paths"] == 3
+    assert rep["pbo"]["all"]["n_configurations"] == 3 and 0.0 <= rep["pbo"]["all"]["pbo"] <= 1
+    assert rep["pbo"]["models"]["S4D"]["n_configurations"] == 2
     report = json.loads((out / "report.json").read_text())
     assert report["counts"]["total"] == N_TRIALS
     md = (out / "report.md").read_text()
     assert "Probability of backtest overfitting" in md and "DSR" in md
+    assert "partitions" in md and "indistinguishable from the best" in md
 
 
 def test_a_rerun_resumes_without_running_anything(tiny_run, frames):

@@ -29,7 +29,7 @@ from ..fit import TrainConfig
 from ..funding import DEFAULT_FUNDING_RATE
 
 NETWORKS = ("s4", "s4d", "mamba", "lstm", "gru", "transformer")
-BASELINES = ("linear",)
+BASELINES = ("linear", "lightgbm")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 #: the validation objectives a search may optimise: columns every trial row carries
 #: (``trial.run_trial``: ``val_`` + the score's name; the ICs at the skill table's horizons)
@@ -203,18 +203,22 @@ class Model(_Section):
     @model_validator(mode="after")
     def _known_keys(self):
         label = self.name or self.layer
-        if self.layer in BASELINES:
+        if self.layer == "linear":
             if self.params or self.space:
                 raise ValueError(f"models.{label}: the linear baseline takes no params or "
-                                 "space")
+                                 "space (its penalty is tuned on validation)")
             return self
-        allowed = TRAIN_FIELDS | layer_options(self.layer)
+        if self.layer == "lightgbm":
+            from ..tuned_baselines import LGBM_PARAMS
+
+            allowed, what = LGBM_PARAMS, "a LightGBM setting this layer takes"
+        else:
+            allowed = TRAIN_FIELDS | layer_options(self.layer)
+            what = f"a TrainConfig field or an option of the {self.layer} layer"
         for part in ("params", "space"):
             for key in getattr(self, part):
                 if key not in allowed:
-                    raise _unknown(f"models.{label}.{part}", key, allowed,
-                                   f"a TrainConfig field or an option of the {self.layer} "
-                                   "layer")
+                    raise _unknown(f"models.{label}.{part}", key, allowed, what)
         object.__setattr__(self, "space", {k: _distribution(f"models.{label}.space.{k}", d)
                                            for k, d in self.space.items()})
         return self

@@ -131,4 +131,6 @@ def full_length(frame: pd.DataFrame, n: int, n_classes: int) -> dict[str, np.nda
         prior[bars] = frame[[f"prior_p{c}" for c in range(n_classes)]].to_numpy()
         out.update(har_log_vol=col("har_log_vol"), trailing_log_vol=col("trailing_log_vol"),
                    prior_probs=prior, majority=col("majority"))
+        if "ewma_log_vol" in frame:
+            out["ewma_log_vol"] = col("ewma_log_vol")
     return out
