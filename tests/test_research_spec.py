@@ -61,7 +61,7 @@ def test_the_default_studies_cover_the_crises_they_name():
         assert covered(p, "yahoo:SPY:1d", "2020-03"), p.name
     full = load_spec(crypto[0])
     assert {m.layer for m in full.models} == {"s4", "s4d", "mamba", "lstm", "gru",
-                                              "transformer", "linear"}
+                                              "transformer", "linear", "lightgbm"}
     assert len(full.seeds) >= 5
 
 
@@ -73,6 +73,8 @@ def test_the_default_studies_cover_the_crises_they_name():
     ({"models": [{"layer": "s4d", "space": {"lr": {"log_uniform": [0.0, 1]}}}]}, "low > 0"),
     ({"models": [{"layer": "s4d", "space": {"lr": {"uniform": [2, 1]}}}]}, "low < high"),
     ({"models": [{"layer": "linear", "space": {"lr": {"uniform": [1, 2]}}}]}, "linear"),
+    ({"models": [{"layer": "lightgbm", "space": {"lr": {"uniform": [1, 2]}}}]},
+     "models.lightgbm.space.lr: not a LightGBM setting"),
     ({"walk_forward": {"test_start": "2022-01-01", "purge": 5}}, "longest horizon"),
     ({"walk_forward": {"test_start": "2022-01-01", "bogus": 1}}, "walk_forward"),
     ({"train": {"epochz": 3}}, "TrainConfig"),

@@ -19,6 +19,8 @@ Rows where a feature is missing (the warm-up) get no forecast (NaN).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .baselines import ClassPrior, MajorityClass, TrailingVol
@@ -85,12 +87,13 @@ def tuned_linear(x, y: dict, train: slice, val: slice, n_classes: int,
         scale = StandardScaler().fit(x[tr])
         xt, xv = scale.transform(x[tr]), scale.transform(x[va])
         best = None
-        for lam in PENALTY_GRID:
+        logit = LogisticRegression(max_iter=300, warm_start=True)  # strong to weak penalty
+        for lam in sorted(PENALTY_GRID, reverse=True):
             if key == "probs":
-                m = LogisticRegression(C=1.0 / (lam * len(tr)), max_iter=500)
-                m.fit(xt, target[tr].astype(int))
+                m = logit.set_params(C=1.0 / (lam * len(tr))).fit(xt, target[tr].astype(int))
                 loss = _log_loss(_classes(m.predict_proba(xv), m.classes_, n_classes),
                                  target[va])
+                m = copy.deepcopy(m)
             else:
                 m = Ridge(alpha=lam * len(tr)).fit(xt, target[tr])
                 loss = float(np.mean((m.predict(xv) - target[va]) ** 2))

@@ -145,7 +145,7 @@ def markdown(v: dict, keys=None) -> str:
         ex = ", ".join(f"{n} ({m['pvalues'][n]:.2f})" for n in m["excluded"]) or "none"
         lines.append(f"| {LOSSES[k]} | {_names(m['included'])} | {ex} | {m['n_bars']} | "
                      f"{m['block']:.0f} |")
-    spa = {k: s for k, s in v["spa"].items() if k in keys and "error" not in s}
+    spa = {k: v["spa"][k] for k in keys if k in v["spa"] and "error" not in v["spa"][k]}
     if spa:
         bench = next(iter(spa.values()))["benchmark"]
         lines += ["", f"Does any network beat {bench}? Hansen's SPA p-value for \"none is "
@@ -195,8 +195,9 @@ def sentences(v: dict, keys=None) -> list[str]:
                        f"{1 - v['size']:.0%} confidence set (indistinguishable from the "
                        f"best); {_names(m['excluded'])} "
                        f"{'is' if len(m['excluded']) == 1 else 'are'} worse.")
-    for k, s in v["spa"].items():
-        if k not in keys or "error" in s:
+    for k in keys:
+        s = v["spa"].get(k)
+        if s is None or "error" in s:
             continue
         if s["superior"]:
             out.append(f"{LOSSES[k]}: StepM finds {_names(s['superior'])} better than "

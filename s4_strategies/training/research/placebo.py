@@ -147,7 +147,8 @@ def markdown(placed: dict) -> str:
     """The placebo table of one dataset."""
     meta = placed.get("_meta", {})
     n = meta.get("runs")
-    lines = [f"Placebo ({meta.get('kind', 'flip')}: the spec rerun {n} times on bars whose "
+    lines = [f"Placebo ({meta.get('kind', 'flip')}: the spec rerun {n} time{'s' * (n != 1)} "
+             "on bars whose "
              "returns carry no direction; volatility kept): where each real number falls in "
              "the null distribution.", "",
              "| model | statistic | real | null median [min, max] | percentile in the null | "
