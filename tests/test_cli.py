@@ -93,6 +93,20 @@ def test_compare_quick_runs_and_reports(tmp_path):
     assert md.index("### Skill") < md.index("### Which models") < md.index("### Trading")
     assert "| S4D | 2 |" in md and " ± " in md
     assert res["periods"]["test"][0].startswith("2021-07-01")
+    # the README's tables are written from the saved run by the committed script
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        import compare_models
+    finally:
+        sys.path.pop(0)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- compare:begin -->\nOLD BLOCK\n<!-- compare:end -->\n")
+    compare_models.write_readme(str(tmp_path / "compare.json"), readme)
+    text = readme.read_text()
+    assert "OLD BLOCK" not in text and "### Which models can be told apart" in text
 
 
 def test_unknown_strategy_is_refused():

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import feeds
+from s4_strategies.training import skill_report, verdicts
 from s4_strategies.training.research import parse_spec
 from s4_strategies.training.research.engine import SerialExecutor
 from s4_strategies.training.research.placebo import (
@@ -67,7 +68,9 @@ def test_the_real_number_is_placed_in_the_null():
     assert place({"m|ic_5": 0.1}, null)["m|ic_5"]["percentile"] == pytest.approx(0.375)
 
 
-def test_a_research_run_with_a_placebo(tmp_path):
+def test_a_research_run_with_a_placebo(tmp_path, monkeypatch):
+    monkeypatch.setattr(verdicts, "REPS", 100)  # the mechanics, not the last decimal
+    monkeypatch.setattr(skill_report, "N_BOOT", 100)
     spec = parse_spec({
         "name": "placebo", "datasets": ["yahoo:AAPL:1d"],
         "features": {"return_windows": [1, 5, 20], "vol_windows": [20, 60],

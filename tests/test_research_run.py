@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import feeds
+from s4_strategies.training import skill_report, verdicts
 from s4_strategies.training.research import parse_spec
 from s4_strategies.training.research.engine import SerialExecutor, run_trials
 from s4_strategies.training.research.run import plan_folds, research
@@ -32,6 +33,15 @@ TINY = {
     "decision": {"min_trades": 3}, "fees": {"per_side": 0.0005}, "funding": {"rate_per_8h": 0},
 }
 N_TRIALS = 2 * (2 + 1 + 1)  # folds × (two S4D settings, the chosen one's second seed, linear)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _few_replicates():
+    """The reports' bootstraps with 100 replicates: these tests check the mechanics."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(verdicts, "REPS", 100)
+        mp.setattr(skill_report, "N_BOOT", 100)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +179,23 @@ def test_a_trial_never_sees_a_bar_after_its_test_block(frames):
         assert a["row"]["status"] == "ok" == b["row"]["status"], a["row"]["error"]
         pd.testing.assert_frame_equal(a["predictions"], b["predictions"])
         assert a["row"]["val_log_loss"] == b["row"]["val_log_loss"]
+
+
+def test_the_scripts_put_the_report_where_readers_find_it(tiny_run, tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import research_readme
+
+    out = tiny_run[0]
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- research:tiny:begin -->\nOLD BLOCK\n<!-- research:tiny:end -->\n")
+    research_readme.write_readme("tiny", str(out), readme)
+    text = readme.read_text()
+    assert "OLD BLOCK" not in text and "### Research: tiny" in text and text.startswith("intro")
+    page = research_readme.write_page("docs/results/x.md", [str(out)], root=tmp_path)
+    text = page.read_text()
+    assert text.startswith("# Research: the quick studies") and "\n## Research: tiny" in text
+    assert f"`python scripts/research_readme.py --page docs/results/x.md {out}`" in text
+    assert "research_readme" in sys.modules

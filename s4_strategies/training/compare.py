@@ -23,7 +23,7 @@ from .evaluation import TAKER_FEE, time_per_bar
 from .fit import TrainConfig, prepare_arrays, train_model
 from .funding import DEFAULT_FUNDING_RATE, funding_per_bar
 from .splits import date_split
-from .tuned_baselines import LIGHTGBM, LINEAR
+from .tuned_baselines import LGBM_GRID, LIGHTGBM, LINEAR
 from .vol_baselines import har_windows
 
 # (name, layer, layer options, config overrides). The selective SSM uses Mamba's own
@@ -78,6 +78,10 @@ TRADING_COLUMNS = [
 ]
 
 
+#: ``--quick``'s bootstrap replicates (a smoke run: the mechanics, not the last decimal)
+QUICK_REPS = 200
+
+
 def quick_config(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, d_model=16, d_state=16, n_layers=2, epochs=1, seq_len=256, burn_in=64,
                    batch_size=8, steps_per_epoch=3, progress=False)
@@ -112,11 +116,11 @@ def markdown_table(rows: list[dict], columns=SKILL_COLUMNS) -> str:
 class _Context:
     """Data, split, targets, baseline inputs and funding shared by every row."""
 
-    def __init__(self, data: str, train, test):
+    def __init__(self, data: str, train, test, reps: int | None = None):
         import feeds
         from analyzers.metrics import infer_periods_per_year
 
-        self.data = data
+        self.data, self.reps = data, reps  # bootstrap replicates (None: the defaults)
         self.df = df = feeds.load_embedded(data, todate=test[1] + " 23:59")
         self.fspec, self.lspec = FeatureSpec(), LabelSpec()
         self.split = date_split(df.index, train[0], train[1], purge=self.lspec.max_horizon,
@@ -162,12 +166,13 @@ def run_model(name, layer, ctx: _Context, cfg: TrainConfig, seeds, layer_options
 
 def _baselines(ctx: _Context, log) -> tuple[dict, dict]:
     """Every baseline's forecasts (tuned on validation) and the trading runs of the two that
-    forecast returns (``tuned_baselines``)."""
+    forecast returns (``tuned_baselines``; ``--quick``: one LightGBM setting)."""
     lspec = ctx.lspec
     horizons = sorted({*skill_report.IC_HORIZONS, lspec.signal_horizon})
     fc = skill_report.baseline_forecasts(
         ctx.x, ctx.y, ctx.df, ctx.train_rows, ctx.val, lspec.n_classes, lspec.vol_window,
-        har_windows(bar_spacing(ctx.df.index).total_seconds()), horizons, lightgbm=True)
+        har_windows(bar_spacing(ctx.df.index).total_seconds()), horizons, lightgbm=True,
+        lgbm_grid=LGBM_GRID[:1] if ctx.reps else LGBM_GRID)
     values = signal_values(lspec.n_classes)
     trades = {}
     for name in (LINEAR, LIGHTGBM):
@@ -180,9 +185,11 @@ def _baselines(ctx: _Context, log) -> tuple[dict, dict]:
 
 
 def _skill_rows(results: list[dict], fc: dict, ctx: _Context) -> dict:
-    rows = {name: skill_report.score(name, [f], ctx.y, ctx.test) for name, f in fc.items()}
+    rows = {name: skill_report.score(name, [f], ctx.y, ctx.test, reps=ctx.reps)
+            for name, f in fc.items()}
     for r in results:
-        rows[r["name"]] = skill_report.score(r["name"], r["forecasts"], ctx.y, ctx.test)
+        rows[r["name"]] = skill_report.score(r["name"], r["forecasts"], ctx.y, ctx.test,
+                                             reps=ctx.reps)
         rows[r["name"]]["us_per_bar"] = r["us_per_bar"]
         rows[r["name"]]["runs"] = r["runs"]
     return rows
@@ -211,7 +218,7 @@ def _verdicts(results: list[dict], fc: dict, ctx: _Context, against, extra=None,
             returns["Buy & hold"] = extra[None, :]
     return verdicts.verdicts(forecasts, ctx.y, ctx.test, ctx.lspec, benchmark=LINEAR,
                              networks=[r["name"] for r in results], against=against,
-                             returns=returns)
+                             returns=returns, reps=ctx.reps)
 
 
 def run_comparison(data: str = "bybit:BTCUSDT:60", train=("2021-01-01", "2022-12-31"),
@@ -220,7 +227,7 @@ def run_comparison(data: str = "bybit:BTCUSDT:60", train=("2021-01-01", "2022-12
                    seeds: int = 5, log=print) -> dict:
     """Skill and trading tables of every model (``seeds`` seeds each) and the baselines."""
     t_start = time.perf_counter()
-    ctx = _Context(data, train, test)
+    ctx = _Context(data, train, test, reps=QUICK_REPS if quick else None)
     cfg = replace(TrainConfig(progress=False), **COMPARE_SIZE)
     if quick:
         cfg = quick_config(cfg)

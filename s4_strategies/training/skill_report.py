@@ -77,9 +77,11 @@ def bar_losses(forecasts: list[dict], y: dict, test: slice) -> dict[str, np.ndar
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def score(name: str, forecasts: list[dict], y: dict, test: slice, seed: int = 0) -> dict:
+def score(name: str, forecasts: list[dict], y: dict, test: slice, seed: int = 0,
+          reps: int | None = None) -> dict:
     """One row: every metric per seed (``forecasts`` one dict per seed), with mean and sd,
-    and the two-level bootstrap interval of each seed-mean IC."""
+    and the two-level bootstrap interval (``reps`` replicates, default ``N_BOOT``) of each
+    seed-mean IC."""
     per_seed: dict[str, list] = {}
 
     def add(key, value):
@@ -109,7 +111,7 @@ def score(name: str, forecasts: list[dict], y: dict, test: slice, seed: int = 0)
             preds = np.stack([f[f"ret_{h}"][test] for f in forecasts])  # (S, T)
             try:
                 ci = inference.paired_bootstrap("ic", preds, None, truth[f"fwd_{h}"],
-                                                overlap=h, reps=N_BOOT, seed=seed)
+                                                overlap=h, reps=reps or N_BOOT, seed=seed)
                 row[f"ic_{h}_ci"] = ci["ci"]
             except ValueError:  # fewer than 20 complete bars: no interval
                 row[f"ic_{h}_ci"] = [float("nan"), float("nan")]

@@ -160,11 +160,12 @@ def lightgbm_grid(x, y: dict, train: slice, val: slice, n_classes: int, horizons
 
 def baseline_forecasts(x, y: dict, bars, train: slice, val: slice, n_classes: int,
                        vol_window: int, windows: tuple[int, ...], horizons,
-                       lightgbm: bool = False) -> dict[str, dict]:
+                       lightgbm: bool = False, lgbm_grid=LGBM_GRID) -> dict[str, dict]:
     """Forecasts of every baseline for every bar. ``x`` (n, F) normalised features,
     ``bars`` the OHLC frame (volatility baselines), ``train``/``val`` row slices (fits on
     ``train``, tuning on ``val``; never the test rows), ``windows`` HAR's lags, ``horizons``
-    the forward returns forecast. ``lightgbm``: add the grid-tuned LightGBM row."""
+    the forward returns forecast. ``lightgbm``: add the LightGBM row, tuned over
+    ``lgbm_grid``."""
     n = len(x)
     cls = y["signal"][train]
     prior = ClassPrior().fit(cls, n_classes)
@@ -173,7 +174,8 @@ def baseline_forecasts(x, y: dict, bars, train: slice, val: slice, n_classes: in
     out[LINEAR], chosen = tuned_linear(x, y, train, val, n_classes, horizons)
     out[LINEAR]["chosen"] = chosen
     if lightgbm:
-        out[LIGHTGBM], settings = lightgbm_grid(x, y, train, val, n_classes, horizons)
+        out[LIGHTGBM], settings = lightgbm_grid(x, y, train, val, n_classes, horizons,
+                                                lgbm_grid)
         out[LIGHTGBM]["chosen"] = settings
     r = log_returns(bars["close"])
     out[f"Trailing vol ({vol_window} bars)"] = {

@@ -58,13 +58,14 @@ def _frames(forecasts: dict[str, list[dict]], y: dict, test: slice,
 
 def verdicts(forecasts: dict[str, list[dict]], y: dict, test: slice, lspec,
              benchmark: str | None = None, networks=(), against=(),
-             returns: dict[str, np.ndarray] | None = None, reps: int = REPS,
+             returns: dict[str, np.ndarray] | None = None, reps: int | None = None,
              seed: int = 0) -> dict:
     """Every verdict of one comparison. ``forecasts``: model -> one forecast dict per seed
     (full-length arrays, ``test`` the scored rows); ``benchmark``: the SPA/StepM reference;
     ``networks``: the models tested against it; ``against``: the references of the paired
     differences; ``returns``: model -> (seeds, T) net returns on the test bars (the
-    trading loss)."""
+    trading loss); ``reps``: bootstrap replicates (default ``REPS``)."""
+    reps = REPS if reps is None else int(reps)
     lap = overlaps(lspec)
     out = {"size": SIZE, "stepm_size": STEPM_SIZE, "reps": reps, "mcs": {}, "spa": {},
            "paired": []}
