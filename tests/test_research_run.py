@@ -190,7 +190,8 @@ def test_the_scripts_put_the_report_where_readers_find_it(tiny_run, tmp_path, mo
 
     out = tiny_run[0]
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- research:tiny:begin -->\nOLD BLOCK\n<!-- research:tiny:end -->\n")
+    readme.write_text("intro\n<!-- research:tiny:begin -->\nOLD BLOCK\n"
+                      "<!-- research:tiny:end -->\n")
     research_readme.write_readme("tiny", str(out), readme)
     text = readme.read_text()
     assert "OLD BLOCK" not in text and "### Research: tiny" in text and text.startswith("intro")

@@ -48,7 +48,7 @@ def test_simplex_lstsq_is_the_constrained_optimum():
         assert beta.min() >= 0 and beta.sum() == pytest.approx(1.0)
         assert a == pytest.approx(np.mean(y - X @ beta))
 
-        def sse(b):
+        def sse(b, y=y):
             e = y - np.mean(y - X @ b) - X @ b
             return float(e @ e)
 

@@ -104,6 +104,24 @@ def _ic_rows(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.divide(ac @ yc, den, out=np.full(len(a), np.nan), where=den > 0)  # (S,)
 
 
+def _bar_terms(score, A: np.ndarray, B: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The per-bar series whose mean the statistic follows (its block length is chosen on
+    it): the difference of the seed means' losses, or IC terms for ``"ic"``."""
+    if score == "mean":
+        return A.mean(axis=0) - (B.mean(axis=0) if len(B) else 0.0)  # (T,)
+    d = ic_losses(A.mean(axis=0), y)  # (T,)
+    return d - ic_losses(B.mean(axis=0), y) if len(B) else d
+
+
+def _scorer(score):
+    """``f(m (S, T), y (T,)) -> (S,)``: every seed's score on (resampled) bars."""
+    if score == "ic":
+        return _ic_rows  # Pearson of the ranks, one matrix product
+    if score == "mean":
+        return lambda m, yy: m.mean(axis=1)
+    return lambda m, yy: np.array([score(row, yy) for row in m])
+
+
 def paired_bootstrap(score, a, b, target, *, overlap: int = 1, reps: int = 1000,
                      level: float = 0.95, seed: int = 0, block: float | None = None) -> dict:
     """The two-level (seeds × time) bootstrap of ``mean_s score(a_s, y) − mean_s
@@ -134,26 +152,12 @@ def paired_bootstrap(score, a, b, target, *, overlap: int = 1, reps: int = 1000,
     if n < 20:
         raise ValueError(f"paired_bootstrap needs at least 20 complete bars, got {n}")
     if block is None:
-        if score == "mean":
-            d = A.mean(axis=0) - (B.mean(axis=0) if len(B) else 0.0)  # (T,)
-        else:
-            d = ic_losses(A.mean(axis=0), y)
-            if len(B):
-                d = d - ic_losses(B.mean(axis=0), y)  # (T,)
-        block = block_length(d, overlap)
+        block = block_length(_bar_terms(score, A, B, y), overlap)
     if score == "ic":  # ranks once; every replicate is a Pearson correlation of them
         A = np.apply_along_axis(stats.rankdata, 1, A)  # (Sa, T)
         B = np.apply_along_axis(stats.rankdata, 1, B) if len(B) else B  # (Sb, T)
         y = stats.rankdata(y)  # (T,)
-
-        def scores(m, yy):
-            return _ic_rows(m, yy)  # (S,)
-    elif score == "mean":
-        def scores(m, yy):
-            return m.mean(axis=1)  # (S,)
-    else:
-        def scores(m, yy):
-            return np.array([score(row, yy) for row in m])  # (S,)
+    scores = _scorer(score)
 
     def side(m, yy, draw):
         return float(np.mean(scores(m, yy)[draw])) if len(m) else 0.0

@@ -102,10 +102,10 @@ def tuned_linear(x, y: dict, train: slice, val: slice, n_classes: int,
         _, lam, m = best
         chosen[key] = lam
         if key == "probs":
-            fc[key] = _full(x, lambda z, m=m: _classes(m.predict_proba(scale.transform(z)),
-                                                        m.classes_, n_classes), n_classes)
+            fc[key] = _full(x, lambda z, m=m, s=scale: _classes(
+                m.predict_proba(s.transform(z)), m.classes_, n_classes), n_classes)
         else:
-            fc[key] = _full(x, lambda z, m=m: m.predict(scale.transform(z)))
+            fc[key] = _full(x, lambda z, m=m, s=scale: m.predict(s.transform(z)))
     return fc, chosen
 
 
