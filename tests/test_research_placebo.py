@@ -100,3 +100,14 @@ def test_a_research_run_with_a_placebo(tmp_path, monkeypatch):
     lgbm = res["reports"]["yahoo:AAPL:1d"]["dsr"]["LightGBM"]
     assert lgbm["n_paths"] == 2 and lgbm["searched"]
     assert isinstance(pd.read_parquet(tmp_path / "trials.parquet")["baseline_settings"][0], str)
+
+
+def test_the_placebo_sentences_say_what_n_runs_allow():
+    from s4_strategies.training.research.placebo import markdown
+
+    null = [{"m|ic_5": v, "m|dsr": v} for v in (0.0, 0.1, 0.2)]
+    placed = {**place({"m|ic_5": 0.5, "m|dsr": 0.15}, null), "_meta": {"runs": 3}}
+    md = markdown(placed)
+    assert "the smallest p-value possible is 0.25: no real number can reach 0.05" in md
+    assert "Better than every placebo run: m IC 5 bars." in md
+    assert "Inside the placebo distribution (some run as good or better): m DSR." in md

@@ -163,4 +163,30 @@ def markdown(placed: dict) -> str:
                      f"{fmt.format(float(np.median(v)))} [{fmt.format(v.min())}, "
                      f"{fmt.format(v.max())}] | {d['percentile']:.0%} of {d['n']} | "
                      f"{d['p']:.2f} |")
+    lines += [""] + [f"- {t}" for t in sentences(placed)]
     return "\n".join(lines)
+
+
+def sentences(placed: dict) -> list[str]:
+    """What the placebo table allows one to say, from its numbers only."""
+    n = placed.get("_meta", {}).get("runs")
+    rows = {k: d for k, d in placed.items() if not k.startswith("_")}
+    if not rows or not n:
+        return []
+    floor = 1.0 / (n + 1)
+    out = [f"With {n} placebo runs the smallest p-value possible is {floor:.2f}"
+           + (": no real number can reach 0.05 against this null." if floor > 0.05 else ".")]
+    beyond = [k for k, d in rows.items() if d["p"] <= 1.0 / (d["n"] + 1) + 1e-12]
+    inside = [k for k in rows if k not in beyond]
+
+    def name(k):
+        model, stat = k.split("|")
+        return f"{model} {STAT_NAMES[stat]}"
+
+    if beyond:
+        out.append("Better than every placebo run: " + ", ".join(name(k) for k in beyond)
+                   + ".")
+    if inside:
+        out.append("Inside the placebo distribution (some run as good or better): "
+                   + ", ".join(name(k) for k in inside) + ".")
+    return out

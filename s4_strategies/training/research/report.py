@@ -183,6 +183,11 @@ def markdown(report: dict, objective: str) -> str:
                   "the variance of their per-bar Sharpe ratios; no search: N = 1, SR₀ = 0, "
                   "DSR = PSR vs 0. The selected configuration counts every model's paths:", ""]
         lines += _dsr_table(report) + [""]
+        strong = [n for n, d in report["dsr"].items() if d["dsr"] >= 0.95]
+        lines += [("DSR at least 0.95 (the strategy's Sharpe survives its search at 5 %): "
+                   + ", ".join(strong) + ".") if strong else
+                  "No model's DSR reaches 0.95: no evidence that a chosen strategy's Sharpe "
+                  "ratio survives the search that chose it.", ""]
     if report["chosen"]:
         lines += ["When: each fold's test block alone (IC 5 bars / net Sharpe, mean over seeds; "
                   "the setting chosen on that fold's validation):", "",
