@@ -175,8 +175,8 @@ def markdown(v: dict, keys=None) -> str:
                     continue
                 fmt = "{:+.4f}" if k == "log_loss" else "{:+.3f}"
                 cells.append(f"{fmt.format(p['diff'])} [{fmt.format(p['ci'][0])}, "
-                             f"{fmt.format(p['ci'][1])}], p {_f(p['p_value'], '{:.2f}')} "
-                             f"(Holm {_f(p.get('p_holm'), '{:.2f}')})")
+                             f"{fmt.format(p['ci'][1])}], p {_f(p['p_value'], '{:.3f}')} "
+                             f"(Holm {_f(p.get('p_holm'), '{:.3f}')})")
             lines.append(f"| {name} − {ref} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
