@@ -75,3 +75,20 @@ def test_the_next_fold_takes_over_the_position_instead_of_starting_flat():
     assert path["position"].tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
     assert path["bar"].tolist() == list(range(10, 16))
     assert f1["position"].tolist() == [0.0, 0.0, 0.0]  # the stored predictions untouched
+
+
+def test_identical_candidate_paths_chose_nothing():
+    # every setting's band never traded: ties everywhere, and CSCV's rank of the in-sample
+    # best would read as "at the median" in every partition (PBO 1) for a choice never made
+    out = selection.pbo({"LightGBM": np.zeros((2, 300))}, {"LightGBM": True})
+    assert out["models"]["LightGBM"]["pbo"] is None
+    assert out["all"]["note"] == "the candidate paths are identical"
+
+
+def test_a_rule_that_never_traded_has_no_dsr():
+    rng = np.random.default_rng(2)
+    cand = {"LightGBM": np.zeros((2, 300)), "S4D": _paths(rng, 2, 300)}
+    out = selection.deflation({"LightGBM": np.zeros(300), "S4D": cand["S4D"][0]}, cand,
+                              {"LightGBM": True, "S4D": True}, chosen="LightGBM")
+    assert np.isnan(out["models"]["LightGBM"]["dsr"]) and out["models"]["LightGBM"]["note"]
+    assert np.isnan(out["selected"]["dsr"]) and np.isfinite(out["models"]["S4D"]["dsr"])

@@ -113,10 +113,11 @@ def statistics(report: dict) -> dict[str, float]:
         if v is not None and np.isfinite(v):
             out[f"{row['model']}|net_sharpe"] = float(v)
     for name, d in report["dsr"].items():
-        out[f"{name}|dsr"] = float(d["dsr"])
-    if report["pbo"].get("all"):
+        if np.isfinite(d["dsr"]):
+            out[f"{name}|dsr"] = float(d["dsr"])
+    if (report["pbo"].get("all") or {}).get("pbo") is not None:
         out["all|pbo"] = float(report["pbo"]["all"]["pbo"])
-    if report["selected_dsr"]:
+    if report["selected_dsr"] and np.isfinite(report["selected_dsr"]["dsr"]):
         out["selected|dsr"] = float(report["selected_dsr"]["dsr"])
     return out
 

@@ -132,6 +132,10 @@ def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dic
             "_stitched": stitched, "_returns": returns, "_candidates": candidates}
 
 
+def _num(x, fmt: str = "{:.2f}") -> str:
+    return fmt.format(x) if x is not None and np.isfinite(x) else "–"
+
+
 def _dsr_table(report: dict) -> list[str]:
     lines = ["| model | candidate paths N | V (per-bar SR) | SR₀ | SR (per bar) | DSR | "
              "PSR vs 0 |", "|---|---|---|---|---|---|---|"]
@@ -141,7 +145,8 @@ def _dsr_table(report: dict) -> list[str]:
     for name, d in rows:
         lines.append(f"| {name} | {d['n_paths'] if d.get('searched', True) else '1 (no search)'}"
                      f" | {d['var_sharpe']:.2e} | {d['sr0']:.4f} | {d['sharpe']:+.4f} | "
-                     f"{d['dsr']:.2f} | {d['psr_vs_zero']:.2f} |")
+                     f"{_num(d['dsr'])} | {_num(d['psr_vs_zero'])} |"
+                     + (f" ({d['note']})" if d.get("note") else ""))
     return lines
 
 
@@ -150,6 +155,10 @@ def _pbo_lines(pbo: dict) -> list[str]:
     for name, p in [*pbo["models"].items(), ("all models' paths together", pbo["all"])]:
         if p is None:
             out.append(f"- {name}: too few paths or bars for CSCV.")
+            continue
+        if p["pbo"] is None:
+            out.append(f"- {name}: {p['note']} ({p['n_configurations']} paths): nothing was "
+                       "chosen, no PBO.")
             continue
         out.append(f"- {name}: PBO **{p['pbo']:.2f}** over {p['n_configurations']} candidate "
                    f"paths, CSCV with {p['n_blocks']} blocks ({p['n_combinations']} "
@@ -183,7 +192,8 @@ def markdown(report: dict, objective: str) -> str:
                   "the variance of their per-bar Sharpe ratios; no search: N = 1, SR₀ = 0, "
                   "DSR = PSR vs 0. The selected configuration counts every model's paths:", ""]
         lines += _dsr_table(report) + [""]
-        strong = [n for n, d in report["dsr"].items() if d["dsr"] >= 0.95]
+        strong = [n for n, d in report["dsr"].items() if np.isfinite(d["dsr"]) and
+                  d["dsr"] >= 0.95]
         lines += [("DSR at least 0.95 (the strategy's Sharpe survives its search at 5 %): "
                    + ", ".join(strong) + ".") if strong else
                   "No model's DSR reaches 0.95: no evidence that a chosen strategy's Sharpe "
@@ -205,8 +215,8 @@ def markdown(report: dict, objective: str) -> str:
         d = report["selected_dsr"]
         lines.append(f"Selected on validation ({objective}): **{sel}**; its stitched net Sharpe "
                      f"per bar {d['sharpe']:+.4f} against SR₀ {d['sr0']:.4f} (N = "
-                     f"{d['n_paths']} paths) → DSR **{d['dsr']:.2f}** (PSR vs 0: "
-                     f"{d['psr_vs_zero']:.2f}).")
+                     f"{d['n_paths']} paths) → DSR **{_num(d['dsr'])}** (PSR vs 0: "
+                     f"{_num(d['psr_vs_zero'])}).")
     for why in report["incomplete"].values():
         lines.append(f"Not reported, incomplete: {why}.")
     pl = report.get("placebo")

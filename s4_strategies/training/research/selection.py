@@ -68,6 +68,14 @@ def candidate_returns(store, paths: list[list[dict]], folds, close, fee, funding
     return np.stack(out)
 
 
+def _flat(r: np.ndarray, d: dict) -> dict:
+    """A path without variance (a rule that never traded) has no Sharpe ratio to deflate:
+    DSR and PSR undefined (NaN), not the 0.5 of a zero Sharpe ratio."""
+    if np.nanstd(r) > 0:
+        return d
+    return {**d, "dsr": float("nan"), "psr_vs_zero": float("nan"), "note": "never trades"}
+
+
 def deflation(selected: dict[str, np.ndarray], candidates: dict[str, np.ndarray],
               searched: dict[str, bool], chosen: str | None) -> dict:
     """Per model the DSR of its ``selected`` path (T,) against its ``candidates`` (K, T)
@@ -83,14 +91,14 @@ def deflation(selected: dict[str, np.ndarray], candidates: dict[str, np.ndarray]
             d = deflated_sharpe(r, k, float(np.var(srs, ddof=1)))
         else:
             d = deflated_sharpe(r, 1, 0.0)
-        out["models"][name] = {**d, "n_paths": k, "searched": bool(searched[name])}
+        out["models"][name] = {**_flat(r, d), "n_paths": k, "searched": bool(searched[name])}
     if chosen is not None and chosen in selected:
         every = np.concatenate([candidates[n] for n in selected])  # (Σ K, T)
         srs = np.array([sharpe(p) for p in every])
         n = len(every)
         v = float(np.var(srs, ddof=1)) if n >= 2 else 0.0
-        out["selected"] = {**deflated_sharpe(selected[chosen], n, v), "model": chosen,
-                           "n_paths": n}
+        out["selected"] = {**_flat(selected[chosen], deflated_sharpe(selected[chosen], n, v)),
+                           "model": chosen, "n_paths": n}
     return out
 
 
@@ -100,6 +108,9 @@ def pbo(candidates: dict[str, np.ndarray], searched: dict[str, bool]) -> dict:
         blocks = cscv_blocks(m.shape[1])
         if m.shape[0] < 2 or blocks < 2:
             return None
+        if np.all(m == m[0]):  # e.g. every setting's rule never traded: nothing was chosen
+            return {"pbo": None, "n_configurations": int(m.shape[0]), "n_blocks": blocks,
+                    "configurations": names, "note": "the candidate paths are identical"}
         res = pbo_cscv(m.T, n_blocks=blocks)
         return {**{k: v for k, v in res.items() if k not in ("logits", "is_oos_sharpe")},
                 "configurations": names}
