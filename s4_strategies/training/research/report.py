@@ -187,10 +187,13 @@ def markdown(report: dict, objective: str) -> str:
               "the position the previous fold's band held):", "",
               markdown_table(report["trading"], RESEARCH_TRADING_COLUMNS), ""]
     if report["dsr"]:
-        lines += ["Deflated Sharpe ratio of each model's chosen settings (stitched path, "
-                  "search seed) against its N candidate paths (each fold's k-th proposal), V "
-                  "the variance of their per-bar Sharpe ratios; no search: N = 1, SR₀ = 0, "
-                  "DSR = PSR vs 0. The selected configuration counts every model's paths:", ""]
+        lines += ["Deflated Sharpe ratio (Bailey & López de Prado, 2014) of each model's chosen "
+                  "settings (stitched path, search seed; SR per bar over its T bars, γ₃ "
+                  "skewness, γ₄ kurtosis): DSR = Φ((SR − SR₀) √(T − 1) / √(1 − γ₃ SR + "
+                  "(γ₄ − 1)/4 SR²)) with SR₀ = √V ((1 − γ) Φ⁻¹(1 − 1/N) + γ Φ⁻¹(1 − 1/(N e))), "
+                  "N its candidate paths (each fold's k-th proposal laid end to end) and V the "
+                  "variance of their per-bar Sharpe ratios; no search: N = 1, SR₀ = 0, DSR = "
+                  "PSR vs 0. The selected configuration counts every model's paths:", ""]
         lines += _dsr_table(report) + [""]
         strong = [n for n, d in report["dsr"].items() if np.isfinite(d["dsr"]) and
                   d["dsr"] >= 0.95]
