@@ -111,3 +111,23 @@ def test_the_placebo_sentences_say_what_n_runs_allow():
     assert "the smallest p-value possible is 0.25: no real number can reach 0.05" in md
     assert "Better than every placebo run: m IC 5 bars." in md
     assert "Inside the placebo distribution (some run as good or better): m DSR." in md
+
+
+def test_the_command_takes_a_placebo(monkeypatch, capsys):
+    from s4_strategies.apps import cli
+    from s4_strategies.apps import research as app
+
+    seen = {}
+
+    def run_research(*args, **kwargs):  # what the command hands the runner
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(app, "run_research", run_research)
+    with pytest.raises(SystemExit):
+        cli.main(["research", "--spec", "s.yaml", "--out", "o", "--placebo", "3",
+                  "--placebo-kind", "blocks"])
+    assert seen["placebo"] == 3 and seen["placebo_kind"] == "blocks"
+    with pytest.raises(SystemExit):
+        cli.main(["research", "--spec", "s.yaml", "--out", "o", "--placebo", "0"])
+    assert "--placebo" in capsys.readouterr().err
