@@ -102,6 +102,11 @@ def test_download_in_chunks_then_resume_asks_only_for_what_is_missing(tmp_path):
         got = load_source("bybit:BTCUSDT:1", "2024-01-01", frame.index[-1].strftime(
             "%Y-%m-%d %H:%M"), cache_dir=tmp_path, session=Offline())
     pd.testing.assert_frame_equal(got[frame.columns], frame, check_freq=False)
+    # pybit's own client, built by the reader itself: nothing asked (sockets are disabled)
+    with pytest.warns(UserWarning, match="1 gaps"):
+        again = load_source("bybit:BTCUSDT:1", "2024-01-01", "2024-01-02",
+                            cache_dir=tmp_path)
+    assert len(again) == 1440 * 2 - 10
 
 
 class Interrupting(FrameKlines):
