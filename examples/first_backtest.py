@@ -10,13 +10,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: before backtrader, whose plotting forces TkAgg
 
-from datetime import datetime  # noqa: E402
+from datetime import datetime
 
-import backtrader as bt  # noqa: E402
+import backtrader as bt
 
-import analyzers  # noqa: E402
-import feeds  # noqa: E402
-from s4_strategies import S4DirectionalStrategy, default_checkpoint, load_model  # noqa: E402
+import analyzers
+import feeds
+from s4_strategies import S4DirectionalStrategy, default_checkpoint, load_model
 
 OUT = "runs/examples/first_backtest"
 

@@ -13,9 +13,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import sys  # noqa: E402
+import sys
 
-from s4_strategies import run_market_making  # noqa: E402
+from s4_strategies import run_market_making
 
 result = run_market_making(
     "ticks",                           # feeds.TickData over trades + BBO

@@ -13,17 +13,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import sys  # noqa: E402
-from datetime import datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+from datetime import datetime
+from pathlib import Path
 
-import backtrader as bt  # noqa: E402
+import backtrader as bt
 
-import analyzers  # noqa: E402
-import feeds  # noqa: E402
-from s4_strategies import S4MultiAssetStrategy  # noqa: E402
-from s4_strategies.training import TrainConfig  # noqa: E402
-from s4_strategies.training.multi_asset import frames_from, save_multi, train_multi  # noqa: E402
+import analyzers
+import feeds
+from s4_strategies import S4MultiAssetStrategy
+from s4_strategies.training import TrainConfig
+from s4_strategies.training.multi_asset import frames_from, save_multi, train_multi
 
 OUT = Path("runs/examples/multi_asset")
 ASSETS = ["bybit:BTCUSDT:60", "bybit:ETHUSDT:60", "bybit:SOLUSDT:60"]

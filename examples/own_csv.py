@@ -13,16 +13,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+from pathlib import Path
 
-import backtrader as bt  # noqa: E402
-import pandas as pd  # noqa: E402
+import backtrader as bt
+import pandas as pd
 
-import analyzers  # noqa: E402
-import feeds  # noqa: E402
-from s4_strategies import S4DirectionalStrategy, default_checkpoint  # noqa: E402
-from s4_strategies.apps.sources import load_source, timeframe_of  # noqa: E402
+import analyzers
+import feeds
+from s4_strategies import S4DirectionalStrategy, default_checkpoint
+from s4_strategies.apps.sources import load_source, timeframe_of
 
 OUT = Path("runs/examples/own_csv")
 

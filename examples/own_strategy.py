@@ -12,14 +12,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from datetime import datetime  # noqa: E402
+from datetime import datetime
 
-import backtrader as bt  # noqa: E402
+import backtrader as bt
 
-import analyzers  # noqa: E402
-import feeds  # noqa: E402
-from s4_strategies import S4Indicator, default_checkpoint  # noqa: E402
-from s4_strategies.fees import BYBIT_TAKER, apply_fees  # noqa: E402
+import analyzers
+import feeds
+from s4_strategies import S4Indicator, default_checkpoint
+from s4_strategies.fees import BYBIT_TAKER, apply_fees
 
 
 class TrendAndModel(bt.Strategy):

@@ -12,11 +12,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import yaml  # noqa: E402
+import yaml
 
-from s4_strategies.apps.research import run_research  # noqa: E402
+from s4_strategies.apps.research import run_research
 
 OUT = Path("runs/examples/research")
 SPEC = {

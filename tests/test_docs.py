@@ -28,10 +28,11 @@ PAGES = sorted(p for p in DOCS.rglob("*.md") if "python" in p.read_text(encoding
 _YAML = re.compile(r"^```yaml[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
-def test_the_site_builds_strictly(tmp_path):
+def test_the_site_builds_strictly(tmp_path, monkeypatch):
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
 
+    monkeypatch.chdir(ROOT)  # as `make docs` runs it: the snippets' and hooks' paths
     config = load_config(str(ROOT / "mkdocs.yml"), site_dir=str(tmp_path / "site"),
                          strict=True)
     build(config)  # raises on any warning (strict)

@@ -93,7 +93,7 @@ def test_own_csv_reads_a_file_given_on_the_command_line(user_folder, capsys):
 def test_shadow_mode_against_recorded_candles(user_folder, capsys, monkeypatch):
     frame = feeds.load_embedded("bybit:BTCUSDT:60", "2024-02-01", "2024-03-15")
     frame = frame[["open", "high", "low", "close", "volume"]]
-    k = 250  # bars of history (the shipped model warms up in 169); the rest arrives over the (recorded) WebSocket
+    k = 250  # history (the model warms up in 169 bars); the rest arrives as live candles
     spec = importlib.util.spec_from_file_location("shadow_mode", EXAMPLES / "shadow_mode.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "shadow_mode", module)  # backtrader looks classes up
