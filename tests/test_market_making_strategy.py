@@ -129,7 +129,7 @@ def test_writes_the_report_of_the_other_strategies_with_its_cash(tmp_path):
     them for every strategy; returns measured against ``cash``."""
     res = run_market_making("bars", "trade_through", out=tmp_path, cash=50_000.0, **MONTH)
     names = {"tearsheet.html", "metrics.json", "equity_drawdown.png", "mm_metrics.json",
-             "mm_inventory.png"}
+             "mm_inventory.png", "mm_report.html"}
     assert {p.name for p in tmp_path.iterdir()} == names
     assert {Path(p).name for p in res["files"]} == names
     data = json.loads((tmp_path / "metrics.json").read_text())
