@@ -155,7 +155,7 @@ def busiest_window(fills: pd.DataFrame, seconds: float) -> tuple | None:
     """``(start, end)`` of the ``seconds`` window holding the most fills (``None``: none)."""
     if not len(fills):
         return None
-    t = fills.index.asi8 / 1e9
+    t = fills.index.as_unit("ns").asi8 / 1e9
     counts = np.searchsorted(t, t + seconds, side="right") - np.arange(len(t))
     i = int(np.argmax(counts))
     start = fills.index[i]

@@ -32,7 +32,7 @@ MIN_TEARSHEET_DAYS = 30
 
 _CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;
 max-width:1150px;color:#222}h1{font-size:22px}h2{font-size:18px;margin-top:28px;
-border-bottom:1px solid #ddd}table{border-collapse:collapse;font-size:13px}
+border-bottom:1px solid #ddd}h3{font-size:15px;margin:18px 0 0}table{border-collapse:collapse;font-size:13px}
 td{padding:2px 14px 2px 4px;border-bottom:1px solid #eee}td.v{text-align:right;
 font-variant-numeric:tabular-nums}.note{background:#fff8e1;border-left:4px solid #f0b400;
 padding:8px 12px;margin:12px 0;font-size:14px}.meta{color:#555;font-size:14px}
@@ -48,7 +48,9 @@ def run_span(index) -> tuple:
 
 
 def format_span(seconds: float) -> str:
-    """``"11 min 12 s"``, ``"5.0 hours"``, ``"366 days"``."""
+    """``"43 s"``, ``"11 min 12 s"``, ``"5.0 hours"``, ``"366 days"``."""
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
     if seconds < 2 * 86_400:
@@ -65,6 +67,10 @@ def tearsheet_note(seconds: float, min_days: float = MIN_TEARSHEET_DAYS) -> str 
             f"day and annualises it (Sharpe, CAGR, volatility): it needs at least "
             f"{min_days:g} days of data, so none was written and the annualised ratios in "
             f"metrics.json are left out. The figures below are in quote currency, per event.")
+
+
+def _epoch(index) -> "pd.Index":
+    return index.as_unit("ns").asi8 / 1e9
 
 
 def _img(fig) -> str:
@@ -94,24 +100,27 @@ def _feed_section(analyzer, data, name: str, analysis: dict, currency: str) -> l
     out.append(f"<div class='cols'>{_table(rows[:half])}{_table(rows[half:])}</div>")
     if not len(series):
         return out
-    out.append(_img(mm_plots.figure_pnl(series, currency)))
-    out.append(_img(mm_plots.figure_inventory(series, limit)))
-    out.append(_img(mm_plots.figure_quotes(series, fills, quotes)))
-    window = mm_plots.busiest_window(fills, min(60.0, max(seconds / 10.0, 1.0)))
+    out += ["<h3>PnL over time</h3>", _img(mm_plots.figure_pnl(series, currency)),
+            "<h3>Inventory</h3>", _img(mm_plots.figure_inventory(series, limit)),
+            "<h3>Quotes and fills on the mid</h3>",
+            _img(mm_plots.figure_quotes(series, fills, quotes))]
+    length = max(seconds / 15.0, 20.0)  # a fifteenth of the run: 43 s of 11 minutes
+    window = mm_plots.busiest_window(fills, length)
     if window is not None and seconds > 120.0:
-        lo, hi = window
+        lo, _ = window
+        when = f"{lo:%H:%M:%S}" if seconds < 86_400 else f"{lo:%Y-%m-%d %H:%M}"
         out.append(_img(mm_plots.figure_quotes(
             series, fills, quotes, window,
-            title=f"Zoom: the busiest {(hi - lo).total_seconds():.0f} s, from "
-                  f"{lo:%H:%M:%S} UTC")))
+            title=f"Zoom: the {format_span(length)} with the most fills, from {when} UTC")))
     if len(fills):
-        curve = mm_fills.markouts(fills.index.asi8 / 1e9, fills["side"], fills["price"],
-                                  fills["size"], series.index.asi8 / 1e9, series["mid"],
+        curve = mm_fills.markouts(_epoch(fills.index), fills["side"], fills["price"],
+                                  fills["size"], _epoch(series.index), series["mid"],
                                   mm_plots.MARKOUT_CURVE, tol=1e-4)
-        out.append(_img(mm_plots.figure_markouts(curve)))
+        out += ["<h3>Markouts</h3>", _img(mm_plots.figure_markouts(curve))]
     kinds = analysis[name].get("fills_by_kind")
     if kinds:
-        out.append(_img(mm_plots.figure_fill_kinds(kinds, analysis[name].get("volume_by_kind"))))
+        out += ["<h3>Fills by kind</h3>",
+                _img(mm_plots.figure_fill_kinds(kinds, analysis[name].get("volume_by_kind")))]
     return out
 
 

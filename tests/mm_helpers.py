@@ -52,6 +52,7 @@ class Scripted(bt.Strategy):
         self.statuses = []
         self.reports = []  # (event the strategy learnt it on, ref, status)
         self.seen_fills = []  # executions as reported to the strategy
+        self.cancel_rejected = []  # (event, ref): the venue found no order to cancel
         self.orders = []
         self.i = -1
 
@@ -71,6 +72,8 @@ class Scripted(bt.Strategy):
         now = len(self.data) - 1
         self.statuses.append((order.ref, order.getstatusname()))
         self.reports.append((now, order.ref, order.getstatusname()))
+        if getattr(order, "cancel_rejected", False):
+            self.cancel_rejected.append((now, order.ref))
         for bit in order.executed.iterpending():
             self.seen_fills.append(dict(event=now, size=bit.size, price=bit.price))
         if not hasattr(self.broker, "add_exchange_listener"):

@@ -100,68 +100,94 @@ def _stamps_ns(raw, exchange: bool) -> np.ndarray:
     return raw["local_time_ns"].to_numpy("int64")
 
 
-def receive_times(dataset: str, frame) -> np.ndarray:
-    """Each event of ``frame`` (``load_ticks(dataset)``) as the recorder received it, epoch
-    seconds: a BBO row its own receive time, a run of prints the last print's. The
+def frame_from_recording(trades, bbo, recv: bool = True):
+    """Our event frame of a recording in ``feeds/data``'s layout (what ``load_ticks`` does
+    for an embedded dataset: ``merge_ticks`` on the exchange clock when the BBO has exchange
+    times, else on the receive clock), with a ``recv`` column (:func:`receive_times`)."""
+    import pandas as pd
+
+    from feeds.ticks import merge_ticks
+
+    exchange = bool(bbo["exch_time_ms"].notna().all())
+
+    def index(raw):
+        return pd.DatetimeIndex(pd.to_datetime(_stamps_ns(raw, exchange), unit="ns", utc=True))
+
+    t = pd.DataFrame({"price": trades["price"].to_numpy(float),
+                      "size": trades["size"].to_numpy(float), "side": trades["side"].to_numpy(),
+                      "match_id": trades["exch_time_ms"].to_numpy()}, index=index(trades))
+    b = pd.DataFrame({c: bbo[c].to_numpy(float) for c in ("bid", "ask", "bid_size", "ask_size")},
+                     index=index(bbo))
+    frame = merge_ticks(t, b)
+    return frame.assign(recv=receive_times(trades, bbo, frame)) if recv else frame
+
+
+def receive_times(trades, bbo, frame) -> np.ndarray:
+    """Each event of ``frame`` (:func:`frame_from_recording`) as the recorder received it,
+    epoch seconds: a BBO row its own receive time, a run of prints the last print's. The
     recorder's clock is moved as hftbacktest's ``correct_local_timestamp`` moves it (so that
     the smallest feed latency is 0). Rebuilt in ``merge_ticks``'s order and checked against
     the frame row by row (``ValueError`` when they part)."""
-    from feeds import embedded
-
-    rt, rb = embedded.read_raw(f"{dataset}:trades"), embedded.read_raw(f"{dataset}:bbo")
-    exchange = bool(rb["exch_time_ms"].notna().all())
-    t_ns, b_ns = _stamps_ns(rt, exchange), _stamps_ns(rb, exchange)
-    t_recv, b_recv = rt["local_time_ns"].to_numpy("int64"), rb["local_time_ns"].to_numpy("int64")
+    exchange = bool(bbo["exch_time_ms"].notna().all())
+    t_ns, b_ns = _stamps_ns(trades, exchange), _stamps_ns(bbo, exchange)
+    t_recv = trades["local_time_ns"].to_numpy("int64")
+    b_recv = bbo["local_time_ns"].to_numpy("int64")
     shift = max(0, -int(min((t_recv - t_ns).min(), (b_recv - b_ns).min())))
     order = np.argsort(t_ns, kind="stable")
     t_ns, t_recv = t_ns[order], t_recv[order]
-    key = rt["exch_time_ms"].to_numpy()[order]
-    sign = np.where(rt["side"].str.lower().to_numpy()[order] == "buy", 1, -1)
-    new = np.r_[True, (key[1:] != key[:-1]) | (sign[1:] != sign[:-1])]
-    run = np.cumsum(new) - 1
-    run_recv = np.maximum.reduceat(t_recv, np.flatnonzero(new)) if len(new) else t_recv
+    key = trades["exch_time_ms"].to_numpy()[order]
+    sign = np.where(trades["side"].astype(str).str.lower().to_numpy()[order] == "buy", 1, -1)
+    new = np.r_[True, (key[1:] != key[:-1]) | (sign[1:] != sign[:-1])] if len(key) else \
+        np.zeros(0, bool)
+    run_recv = np.maximum.reduceat(t_recv, np.flatnonzero(new)) if len(key) else t_recv
     b_order = np.argsort(b_ns, kind="stable")
     stamp = np.r_[t_ns[new], b_ns[b_order]]
     recv = np.r_[run_recv, b_recv[b_order]]
-    kind = np.r_[np.zeros(run.max() + 1 if len(run) else 0), np.ones(len(b_ns))]
-    first_bbo = b_ns.min()
+    kind = np.r_[np.zeros(int(new.sum())), np.ones(len(b_ns))]
     idx = np.lexsort((kind, stamp))  # merge_ticks: by stamp, prints first, stably
-    keep = ~((kind[idx] == 0) & (stamp[idx] < first_bbo))  # prints before any BBO: dropped
+    keep = ~((kind[idx] == 0) & (stamp[idx] < b_ns.min()))  # prints before any BBO: dropped
     stamp, recv = stamp[idx][keep], recv[idx][keep]
     if len(stamp) != len(frame) or not np.array_equal(stamp, frame.index.as_unit("ns").asi8):
-        raise ValueError(f"receive_times: the rebuilt events of {dataset} do not line up with "
-                         f"its frame ({len(stamp)} vs {len(frame)} rows)")
+        raise ValueError(f"receive_times: the rebuilt events do not line up with the frame "
+                         f"({len(stamp)} vs {len(frame)} rows)")
     return (recv + shift) / 1e9
+
+
+def cut_recording(trades, bbo, seconds: float | None):
+    """The first ``seconds`` of a recording (both streams cut at the same time on its
+    clock); all of it for ``None``."""
+    if seconds is None:
+        return trades, bbo
+    exchange = bool(bbo["exch_time_ms"].notna().all())
+    t_ns, b_ns = _stamps_ns(trades, exchange), _stamps_ns(bbo, exchange)
+    stop = min(t_ns.min(), b_ns.min()) + int(seconds * 1e9)
+    return trades[t_ns < stop], bbo[b_ns < stop]
 
 
 def load(dataset: str, seconds: float | None = None, recorded_feed: bool = True):
     """``(frame, events, info)``: our event frame and hftbacktest's events of ``dataset``
-    (the first ``seconds`` only when given; both cut at the same exchange time). With
-    ``recorded_feed`` the frame has a ``recv`` column (:func:`receive_times`): our broker
-    then gives each event the feed latency the recording has, as hftbacktest does."""
-    import pandas as pd
+    from its files (the first ``seconds`` only when given). With ``recorded_feed`` the frame
+    has a ``recv`` column: our broker then gives each event the feed latency the recording
+    has, as hftbacktest does."""
+    from feeds import embedded
 
-    from feeds.ticks import load_ticks
+    from .crosscheck_hbt import events_from_recording
 
-    from .crosscheck_hbt import recorded_events
-
-    inst = instrument(dataset)
-    events, info = recorded_events(dataset, seconds, **inst)
-    frame = load_ticks(dataset)
-    if recorded_feed:
-        frame = frame.assign(recv=receive_times(dataset, frame))
-    if seconds is not None:
-        stop = pd.Timestamp(info["start"] + seconds, unit="s", tz="UTC")
-        frame = frame[frame.index < stop]
-    return frame, events, info
+    trades, bbo = cut_recording(embedded.read_raw(f"{dataset}:trades"),
+                                embedded.read_raw(f"{dataset}:bbo"), seconds)
+    events, info = events_from_recording(trades, bbo, None, **instrument(dataset))
+    return frame_from_recording(trades, bbo, recv=recorded_feed), events, info
 
 
 def compare(frame, events, info, *, latency_ms: float, queue: str = "prob",
             queue_power: float = 3.0, tick: float = 0.1, lot_size: float = 0.001,
-            maker: float = BYBIT_MAKER, our_feed: float | None = None, **rule) -> tuple:
+            maker: float = BYBIT_MAKER, our_feed: float | None = None, partial: bool = True,
+            **rule) -> tuple:
     """Both engines on one sample (:func:`load`) at ``latency_ms`` (entry = response =
     cancel): ``(ours, hftbacktest)`` dicts with the keys of :data:`ROWS`. Our feed latency
-    is ``our_feed`` seconds (``None``: the data's median, ``info["feed_latency"]``)."""
+    is each event's recorded one when the frame has ``recv``, else ``our_feed`` seconds
+    (``None``: the data's median, ``info["feed_latency"]``); ``partial``: our broker's
+    partial fills (its default)."""
     from s4_strategies.market_making.latency import Latency
 
     from .crosscheck_hbt import run_reference
@@ -170,7 +196,7 @@ def compare(frame, events, info, *, latency_ms: float, queue: str = "prob",
     feed = info["feed_latency"] if our_feed is None else our_feed
     rule = {**RULE, **rule}
     ours = run_ours(frame, latency=Latency(feed, x, x, x), queue=queue, queue_power=queue_power,
-                    maker=maker, tick=tick, lot_size=lot_size, **rule)
+                    maker=maker, tick=tick, lot_size=lot_size, partial=partial, **rule)
     ref = run_reference(events, info, latency=x, queue=queue, queue_power=queue_power,
                         maker=maker, tick=tick, lot_size=lot_size, **rule)
     return ours, ref

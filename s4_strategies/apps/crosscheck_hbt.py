@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["QUEUE_MODELS", "recorded_events", "reference_quotes", "run_reference"]
+__all__ = ["QUEUE_MODELS", "events_from_recording", "recorded_events", "reference_quotes",
+           "run_reference"]
 
 QUEUE_MODELS = ("prob", "risk_averse")
 # hftbacktest.order's statuses: FILLED 3, CANCELED 4 and the refusals EXPIRED 2 (a GTX order
@@ -75,18 +76,32 @@ def recorded_events(dataset: str, seconds: float | None = None, tick: float = 0.
                     lot_size: float = 0.001, feed_latency: float | None = None
                     ) -> tuple[np.ndarray, dict]:
     """hftbacktest's event array of an embedded tick dataset (``"binance-usdm:BTCUSDT"``,
-    ``"binance:BTCUSDT"``), the first ``seconds`` only when given, through
-    ``tardis.convert_fuse`` (module doc). ``feed_latency`` (seconds): every event received
-    that long after its stamp instead of when it was recorded (a measurement: what a
-    constant feed latency changes). Returns ``(events, info)``; ``info`` holds
-    ``clock`` (``"exchange"`` or ``"local"``), ``start`` (epoch s of the first event kept)
+    ``"binance:BTCUSDT"``) read from its files as they are (``feeds.embedded.read_raw``),
+    the first ``seconds`` only when given: :func:`events_from_recording`."""
+    from feeds import embedded
+
+    return events_from_recording(embedded.read_raw(f"{dataset}:trades"),
+                                 embedded.read_raw(f"{dataset}:bbo"), seconds, tick, lot_size,
+                                 feed_latency)
+
+
+def events_from_recording(trades: pd.DataFrame, bbo: pd.DataFrame,
+                          seconds: float | None = None, tick: float = 0.1,
+                          lot_size: float = 0.001, feed_latency: float | None = None
+                          ) -> tuple[np.ndarray, dict]:
+    """hftbacktest's event array of a recording in the layout of ``feeds/data``'s files
+    (``trades``: ``price, size, side, trade_id, exch_time_ms, local_time_ns``; ``bbo``:
+    ``bid, bid_size, ask, ask_size, exch_time_ms, local_time_ns``), through
+    ``tardis.convert_fuse`` (module doc); the first ``seconds`` only when given.
+    ``feed_latency`` (seconds): every event received that long after its stamp instead of
+    when it was recorded (a measurement: what a constant feed latency changes).
+
+    Returns ``(events, info)``; ``info`` holds ``clock`` (``"exchange"`` when the BBO has
+    exchange times, else ``"local"``), ``start`` (epoch s of the first event kept),
     ``feed_latency`` (median ``local_ts − exch_ts`` of the events, seconds) and the
     recorded mid, ``mid_t`` (ns, the events' clock) and ``mid``, to mark fills to."""
-    from feeds import embedded
     from hftbacktest.data.utils import tardis
 
-    trades = embedded.read_raw(f"{dataset}:trades")
-    bbo = embedded.read_raw(f"{dataset}:bbo")
     exchange = bool(bbo["exch_time_ms"].notna().all())
     t_us, b_us = _stamp_us(trades, exchange), _stamp_us(bbo, exchange)
     start = int(min(t_us.min(), b_us.min()))
@@ -118,9 +133,11 @@ def recorded_events(dataset: str, seconds: float | None = None, tick: float = 0.
                                          str(root / "book_ticker.csv"), tick_size=tick,
                                          lot_size=lot_size)
     lat = (events["local_ts"] - events["exch_ts"]) / 1e9
+    order = np.argsort(b_us, kind="stable")  # the file is in receive order
+    mid = 0.5 * (bbo["bid"] + bbo["ask"]).to_numpy()
     return events, {"clock": "exchange" if exchange else "local", "start": start / 1e6,
                     "feed_latency": float(np.median(lat)) if len(lat) else 0.0,
-                    "mid_t": b_us * 1000, "mid": 0.5 * (bbo["bid"] + bbo["ask"]).to_numpy()}
+                    "mid_t": b_us[order] * 1000, "mid": mid[order]}
 
 
 def reference_quotes(best_bid: float, best_ask: float, position: float, *, half_spread: float,
@@ -244,8 +261,10 @@ def run_reference(events: np.ndarray, info: dict, *, half_spread: float, skew: f
     while True:
         code = hbt.wait_next_feed(False, 60_000_000_000)  # a minute without events: go on
         if code not in (0, 2):
-            if code == 1:
-                break  # the end of the data
+            if code == 1:  # the end of the data: let the responses in flight come back
+                hbt.elapse(2 * lat_ns + 1)
+                book.collect()
+                break
             raise RuntimeError(f"hftbacktest stopped with code {code} at "
                                f"{hbt.current_timestamp} ns")
         book.collect()

@@ -24,16 +24,17 @@ reported (:meth:`OrderView.position`); the true one can be ahead by fills in fli
 more than what the working orders (not final) had left when last reported, which is what
 :meth:`OrderView.worst_case` adds.
 
-With backtrader's own broker a cancel is done at once and an accepted order is in the book;
-``cancel_or_in_flight`` and ``in_book`` serve the ``requote="aggressive"`` quoter, which
-acts on the broker's side of things (``broker.cancel_pending``, ``broker.in_book``).
+With backtrader's own broker a cancel is done at once and an accepted order is in the book.
+:class:`TwoSidedQuoting` keeps a quoting strategy's bid and ask by these states;
+``cancel_or_in_flight`` serves its ``requote="aggressive"`` policy, which acts on the
+broker's side of things (``broker.cancel_pending``).
 """
 
 from __future__ import annotations
 
 import backtrader as bt
 
-__all__ = ["FINAL", "OrderView", "ViewedOrder", "cancel_or_in_flight", "in_book"]
+__all__ = ["FINAL", "OrderView", "TwoSidedQuoting", "ViewedOrder", "cancel_or_in_flight"]
 
 PENDING_NEW, OPEN, PENDING_CANCEL = "pending_new", "open", "pending_cancel"
 FILLED, CANCELLED, REJECTED = "filled", "cancelled", "rejected"
@@ -171,12 +172,6 @@ def cancel_or_in_flight(strategy, order) -> bool:
     strategy.cancel(order)
     pending = getattr(strategy.broker, "cancel_pending", None)
     return not order.alive() or (pending is not None and pending(order))
-
-
-def in_book(strategy, order) -> bool:
-    """Whether ``order`` has reached the book (always, for a broker without latency)."""
-    reached = getattr(strategy.broker, "in_book", None)
-    return reached is None or reached(order)
 
 
 def _floor_step(x: float, step: float) -> float:
