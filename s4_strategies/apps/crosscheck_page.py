@@ -166,8 +166,8 @@ def _why(grid: list[dict], explain: list[dict], feed_ms: float) -> list[str]:
             f"{h['inventory_pnl']:.2f}: the position carried through the moves, which a few "
             "fills at other moments change, makes the difference.", ""]
     out += [
-        "Not measured one by one, and smaller than the above by the runs where nothing of it "
-        "applies: hftbacktest's converter drops book tickers that change nothing (its "
+        "Other differences of convention remain, not measured one by one: hftbacktest's "
+        "converter drops book tickers that change nothing (its "
         "strategy does not wake on them, ours does); a request reaching the book on an "
         "event's stamp goes before the event in ours and after it in hftbacktest; behind the "
         "best hftbacktest keeps the size last shown at a level, ours treats the place there as "
