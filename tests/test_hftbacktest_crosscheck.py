@@ -1,8 +1,8 @@
 """The cross-check against hftbacktest (a dev dependency): hftbacktest reads the recorded
 files with its own converter, our frame and receive times line up with ``load_ticks``, the
 rule written for hftbacktest quotes what ``ConstantSpreadStrategy`` quotes, both engines fill
-a hand-made recording the same known way, and on the first minute of the USD-M sample at
-10 ms they agree within the band of ``docs/results/market_making.md``."""
+a hand-made recording the same known way, and on the first 45 s of the USD-M sample at 10 ms
+they agree within the band of ``docs/results/market_making.md``."""
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,16 @@ from s4_strategies.apps import crosscheck_hbt as ref  # noqa: E402
 from s4_strategies.fees import BYBIT_MAKER  # noqa: E402
 
 USDM = "binance-usdm:BTCUSDT"
+SECONDS = 45.0  # the first 45 s of the USD-M sample: 14,000 events
+
+
+@pytest.fixture(scope="module")
+def usdm_start():
+    """The first :data:`SECONDS` of the USD-M recording: ``(trades, bbo)`` as in the files,
+    and ``(frame, events, info)`` for both engines."""
+    raw = crosscheck.cut_recording(embedded.read_raw(f"{USDM}:trades"),
+                                   embedded.read_raw(f"{USDM}:bbo"), SECONDS)
+    return raw, crosscheck.load(USDM, SECONDS)
 
 
 def _replay(events, tick=0.1, lot_size=0.001):
@@ -34,10 +44,8 @@ def _replay(events, tick=0.1, lot_size=0.001):
 
 
 # ----------------------------------------------------------------- the data, each engine's
-def test_hftbacktest_converts_the_recorded_files_itself():
-    trades, bbo = crosscheck.cut_recording(embedded.read_raw(f"{USDM}:trades"),
-                                           embedded.read_raw(f"{USDM}:bbo"), 20.0)
-    events, info = ref.events_from_recording(trades, bbo)
+def test_hftbacktest_converts_the_recorded_files_itself(usdm_start):
+    (trades, bbo), (_, events, info) = usdm_start
     assert info["clock"] == "exchange" and 0.001 < info["feed_latency"] < 0.01
     # the recorder's clock ran 1.27 s behind: hftbacktest moved it so that no event is
     # received before it happened
@@ -153,17 +161,17 @@ def test_our_broker_does_not_count_consecutive_trades_as_cancellations():
 
 
 # ----------------------------------------------------------------- the USD-M sample
-#: the first minute of the USD-M sample at 10 ms (entry = response = cancel), each engine at
+#: the first 45 s of the USD-M sample at 10 ms (entry = response = cancel), each engine at
 #: its defaults, our feed latency the recording's. Measured: tight (half-spread 0.05, skew
-#: 0.1, 5 lots) 82 / 82 fills and PnL −12.36 / −12.92 (risk-averse), 84 / 84 and −12.23 /
-#: −13.31 (prob); wide (5.0, 2.0) 20 / 20 and −2.76 / −2.79. The band is the results page's
-#: "done" band (fills 10 %, total PnL 15 %); the whole sample's numbers are on that page.
+#: 0.1, 5 lots) 52 / 52 fills and PnL −7.76 / −8.17 (risk-averse), 54 / 54 and −7.75 / −8.56
+#: (prob); wide (5.0, 2.0) 14 / 14 and −1.94 / −1.97. The band is the results page's "done"
+#: band (fills 10 %, total PnL 15 %); the whole sample's numbers are on that page.
 BAND = {"fills": 0.10, "total_pnl": 0.15}
 
 
 @pytest.mark.slow
-def test_usdm_first_minute_at_10ms_agrees_with_hftbacktest_within_the_band():
-    frame, events, info = crosscheck.load(USDM, 60.0)
+def test_usdm_start_at_10ms_agrees_with_hftbacktest_within_the_band(usdm_start):
+    _, (frame, events, info) = usdm_start
     inst = crosscheck.instrument(USDM)
     for spread, queue in (("tight", "risk_averse"), ("tight", "prob"), ("wide", "prob")):
         ours, theirs = crosscheck.compare(frame, events, info, latency_ms=10, queue=queue,

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -30,7 +31,11 @@ def tick_report(tmp_path_factory):
 def test_a_tick_run_of_minutes_gets_the_market_making_report_and_no_tear_sheet(tick_report):
     out, res = tick_report
     names = {p.name for p in out.iterdir()}
-    assert "mm_report.html" in names and "tearsheet.html" not in names
+    assert names == {"mm_report.html", "metrics.json", "equity_drawdown.png", "mm_metrics.json",
+                     "mm_inventory.png"}  # no tearsheet.html
+    assert {Path(p).name for p in res["files"]} == names
+    assert (out / "mm_inventory.png").stat().st_size > 10_000
+    assert json.loads((out / "mm_metrics.json").read_text())["metrics"]["total"]["reconciles"]
     metrics = json.loads((out / "metrics.json").read_text())
     (note,) = metrics["notes"]
     assert re.search(r"spans \d+ s\.", note) and f"at least {MIN_TEARSHEET_DAYS} days" in note
