@@ -32,7 +32,8 @@ MIN_TEARSHEET_DAYS = 30
 
 _CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;
 max-width:1150px;color:#222}h1{font-size:22px}h2{font-size:18px;margin-top:28px;
-border-bottom:1px solid #ddd}h3{font-size:15px;margin:18px 0 0}table{border-collapse:collapse;font-size:13px}
+border-bottom:1px solid #ddd}h3{font-size:15px;margin:18px 0 0}
+table{border-collapse:collapse;font-size:13px}
 td{padding:2px 14px 2px 4px;border-bottom:1px solid #eee}td.v{text-align:right;
 font-variant-numeric:tabular-nums}.note{background:#fff8e1;border-left:4px solid #f0b400;
 padding:8px 12px;margin:12px 0;font-size:14px}.meta{color:#555;font-size:14px}
@@ -69,7 +70,8 @@ def tearsheet_note(seconds: float, min_days: float = MIN_TEARSHEET_DAYS) -> str 
             f"metrics.json are left out. The figures below are in quote currency, per event.")
 
 
-def _epoch(index) -> "pd.Index":
+def _epoch(index):
+    """Epoch seconds of a DatetimeIndex, whatever its unit."""
     return index.as_unit("ns").asi8 / 1e9
 
 

@@ -135,7 +135,7 @@ def test_the_order_view_walks_the_states_of_a_live_venue():
 def test_order_view_position_and_worst_case_count_what_working_orders_can_still_fill():
     view = OrderView()
 
-    class O:  # the parts of a backtrader order the view reads
+    class Report:  # the parts of a backtrader order the view reads
         def __init__(self, ref, size, status, done=0.0):
             self.ref, self.data, self.status = ref, "X", status
             self.created = type("C", (), {"price": 100.0, "size": size})()
@@ -144,17 +144,17 @@ def test_order_view_position_and_worst_case_count_what_working_orders_can_still_
         def isbuy(self):
             return self.created.size > 0
 
-    bid, ask = O(1, 2.0, bt.Order.Submitted), O(2, -1.0, bt.Order.Submitted)
+    bid, ask = Report(1, 2.0, bt.Order.Submitted), Report(2, -1.0, bt.Order.Submitted)
     rb, ra = view.sent(bid), view.sent(ask)
     assert view.worst_case("X") == (2.0, -1.0)
-    view.on_report(O(1, 2.0, bt.Order.Partial, 0.5))
+    view.on_report(Report(1, 2.0, bt.Order.Partial, 0.5))
     assert view.position("X") == 0.5 and rb.state == "open" and rb.remaining == 1.5
     assert view.worst_case("X") == (2.0, -0.5)
     view.cancel_sent(ra)
     assert ra.state == "pending_cancel"
-    view.on_report(O(2, -1.0, bt.Order.Canceled))
+    view.on_report(Report(2, -1.0, bt.Order.Canceled))
     assert ra.final and view.worst_case("X") == (2.0, 0.5)
-    view.on_report(O(1, 2.0, bt.Order.Completed, 2.0))
+    view.on_report(Report(1, 2.0, bt.Order.Completed, 2.0))
     assert rb.state == "filled" and view.position("X") == 2.0
     assert view.worst_case("X") == (2.0, 2.0) and view.working("X") == []
 

@@ -210,17 +210,6 @@ def ratio(a: float, b: float) -> float:
     return a / b if b not in (0, 0.0) and math.isfinite(b) else math.nan
 
 
-def format_pair(ours: dict, ref: dict, title: str = "") -> str:
-    """A markdown table of :data:`ROWS`: ours, hftbacktest and ours/hftbacktest."""
-    lines = [f"**{title}**", ""] if title else []
-    lines += ["| metric | ours | hftbacktest | ours/hbt |", "|---|---:|---:|---:|"]
-    for key in ROWS:
-        a, b = ours.get(key, math.nan), ref.get(key, math.nan)
-        fmt = "{:,.0f}" if isinstance(a, int) and isinstance(b, int) else "{:,.4g}"
-        lines.append(f"| {key} | {fmt.format(a)} | {fmt.format(b)} | {ratio(a, b):.3g} |")
-    return "\n".join(lines)
-
-
 def band_table(datasets=("usdm", "spot"), spreads=("tight", "wide"),
                latencies_ms=(1.0, 10.0, 50.0), queues=("risk_averse", "prob"),
                seconds: float | None = None, log=print) -> tuple[str, list[dict]]:
@@ -268,9 +257,3 @@ def _markdown(rows: list[dict]) -> str:
         cells.append(f"{r['pnl_ratio']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def median_delay(log: list[dict]) -> float:
-    """Median seconds from sending an order to each of its executions."""
-    d = [f["t"] - f["placed"] for f in log]
-    return float(np.median(d)) if d else math.nan

@@ -6,9 +6,10 @@ reaches the strategy later, as on a live venue:
 - **Reports** (backtrader's ``notify_order`` notifications) are delivered ``response`` after
   the exchange acted, on the first event the strategy sees at or after that (it sees the
   event stamped ``s`` at ``s + feed``, or at its own receive time when the feed has a
-  ``recv`` line: :meth:`VenueResponses.feed_delay`): the acknowledgement (``Accepted``) when the order
-  reaches the book, a post-only ``Rejected`` on arrival, each fill (``Partial`` /
-  ``Completed``) on the event that made it, ``Canceled`` when the cancel takes effect.
+  ``recv`` line: :meth:`VenueResponses.feed_delay`): the acknowledgement (``Accepted``)
+  when the order reaches the book, a post-only ``Rejected`` on arrival, each fill
+  (``Partial`` / ``Completed``) on the event that made it, ``Canceled`` when the cancel takes
+  effect.
   ``Submitted`` is local (the strategy knows what it sent) and immediate. On bars the
   whole round trip fits in a bar: reports arrive on the bar that made them, and a cancel
   takes effect at once (nothing can trade in between).
