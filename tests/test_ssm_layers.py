@@ -8,8 +8,8 @@ import torch
 from s4_strategies.ssm import (
     DSSLayer,
     S4DLayer,
-    S5Layer,
     S4Layer,
+    S5Layer,
     SelectiveSSM,
     discretize_bilinear,
     discretize_zoh,
