@@ -155,7 +155,7 @@ def _add_train(sub) -> None:
                     metavar="DATE",
                     help="last bar of the validation period (UTC; a date includes its day)")
     tr.add_argument("--layer", default="s4d", help="sequence layer",
-                    choices=["s4", "s4d", "mamba", "lstm", "gru", "transformer"])
+                    choices=["s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer"])
     from ..training.fit import TrainConfig
 
     d = TrainConfig()

@@ -32,7 +32,7 @@ from ..fit import TrainConfig
 from ..funding import DEFAULT_FUNDING_RATE
 from .walkforward import Layout
 
-NETWORKS = ("s4", "s4d", "mamba", "lstm", "gru", "transformer")
+NETWORKS = ("s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer")
 BASELINES = ("linear",)
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 OBJECTIVES = {"val_log_loss": "minimize", "val_ic": "maximize", "val_net_sharpe": "maximize"}
