@@ -193,7 +193,7 @@ def _add_train(sub) -> None:
 
 
 def _add_compare(sub) -> None:
-    cp = sub.add_parser("compare", help="S4 vs S4D vs selective SSM vs LSTM/GRU/Transformer",
+    cp = sub.add_parser("compare", help="S4, S4D, S5, DSS, selective SSM vs LSTM/GRU/Transformer",
                         formatter_class=_formatter)
     cp.add_argument("--data", default="bybit:BTCUSDT:60", help="an embedded dataset name")
     cp.add_argument("--train-from", default="2021-01-01", type=_date_arg,

@@ -18,11 +18,15 @@ class PredictorStream:
     ``next()``.
     """
 
-    def __init__(self, predictor):
-        """``predictor``: the :class:`~s4_strategies.model.predictor.Predictor` to stream."""
+    def __init__(self, predictor, hidden: bool = False):
+        """``predictor``: the :class:`~s4_strategies.model.predictor.Predictor` to stream;
+        ``hidden``: keep the model's hidden state of the last bar in ``self.hidden`` (H,) (the
+        row ``Predictor.states`` gives for it) and add ``"hidden"`` (L, H) to ``run``."""
         self.p = predictor
         self.features = FeatureStream(predictor.feature_spec)
-        self.stepper = predictor.model.stepper()
+        self.stepper = predictor.model.stepper(hidden=True) if hidden else \
+            predictor.model.stepper()
+        self.hidden = None  # the last bar's hidden state (H,), a buffer the next step replaces
         self._mean = np.asarray(predictor.normalizer.mean, dtype=np.float64)
         self._inv_std = 1.0 / np.asarray(predictor.normalizer.std, dtype=np.float64)
         self._clip = predictor.normalizer.clip
@@ -30,6 +34,12 @@ class PredictorStream:
         self._decode_bar = predictor.decoder.decode_bar
         self._m = predictor.decoder.move_index
         self.raw = None  # the last bar's raw features (F,), a buffer the next step overwrites
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """The last bar's normalised features (F,), as the model saw them (a buffer the
+        next step overwrites)."""
+        return self._z
 
     def reset(self) -> None:
         self.features.reset()
@@ -43,6 +53,7 @@ class PredictorStream:
         np.clip(z, -self._clip, self._clip, out=z)
         z[np.isnan(z)] = 0.0
         out = self.stepper.step(z)
+        self.hidden = out.get("hidden")
         r = out["returns"]
         return self._decode_bar(out["logits"].tolist(), float(r[0]), float(r[self._m]),
                                 float(out["log_vol"]))
@@ -51,7 +62,10 @@ class PredictorStream:
         """Normalised features ``x`` (L, F) of consecutive bars through the model's recurrent
         view from its current state, in one compiled loop (the indicator's ``once()``)."""
         out = self.stepper.run(x)
-        return self.p.decode(out["logits"], out["returns"], out["log_vol"])
+        dec = self.p.decode(out["logits"], out["returns"], out["log_vol"])
+        if "hidden" in out:
+            dec["hidden"] = out["hidden"]
+        return dec
 
     def get_state(self) -> dict:
         return {"features": self.features.get_state(), "model": self.stepper.get_state()}
