@@ -11,7 +11,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: 2.13.0 resolves to the CPU wheel; an open range pulls CUDA.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,research]'
+	# setuptools' generic note on editable installs is silenced; the data folders are declared
+	# packages (setup.cfg), so nothing else is left to warn about
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[dev,research]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -12,6 +12,10 @@ Use it for your own frames::
 Timestamps are stored in UTC (naive UTC inside backtrader, as its own feeds do); pass
 ``tz=`` to have backtrader show them in another zone.
 
+Bar times: a bar is stamped with its open, as the frame's index. ``cerebro.resampledata`` and
+``cerebro.replaydata`` of these feeds give the bins pandas' ``df.resample`` gives (backtrader
+alone would bin by the stamp as a close time): see :mod:`feeds.resample`.
+
 Every frame passes through :func:`feeds.validate.clean_ohlcv` when the feed starts (the same
 checks as every other feed: sorted unique UTC index, no NaT, finite positive consistent
 OHLC, non-negative volume), so bad input is a ``DataError`` naming the rows, never a silent
@@ -26,9 +30,10 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from . import resample as _resample
 from .bartime import index_to_num, to_utc_index, utc_naive
 from .errors import DataError
-from .validate import clean_ohlcv
+from .validate import MAX_JUMP, PRICE_RANGE, clean_ohlcv
 
 
 class ArrayData(bt.feed.DataBase):
@@ -41,12 +46,16 @@ class ArrayData(bt.feed.DataBase):
         extra lines a subclass declares). Missing extra columns become NaN. The frame
         is validated by ``clean_ohlcv`` (``DataError`` on bad bars).
       - ``fromdate`` / ``todate``: optional bounds (naive values are UTC).
+      - ``price_range``, ``max_jump``, ``off_grid``: the plausibility checks of
+        ``clean_ohlcv`` (defaults ``feeds.validate.PRICE_RANGE``, ``MAX_JUMP``, ``"warn"``;
+        ``None``/``"allow"`` turn them off for data that really looks like that).
 
     Subclasses add lines the backtrader way (``lines = ("bid", "ask")``) and get them filled
     from the columns of the same name.
     """
 
-    params = (("dataframe", None),)
+    params = (("dataframe", None), ("price_range", PRICE_RANGE), ("max_jump", MAX_JUMP),
+              ("off_grid", "warn"))
 
     def __init__(self):
         super().__init__()
@@ -71,7 +80,8 @@ class ArrayData(bt.feed.DataBase):
         without history."""
         if len(df) == 0 and self.islive():
             return df
-        return clean_ohlcv(df, name=self._label())
+        return clean_ohlcv(df, name=self._label(), price_range=self.p.price_range,
+                           max_jump=self.p.max_jump, off_grid=self.p.off_grid)
 
     def _column(self, df: pd.DataFrame, name: str) -> np.ndarray:
         try:
@@ -118,3 +128,13 @@ class ArrayData(bt.feed.DataBase):
 
     def haslivedata(self):
         return False
+
+    # bins as pandas makes them from open-stamped bars (feeds.resample)
+    def resample(self, **kwargs):
+        _resample._resample(self, **kwargs)
+
+    def replay(self, **kwargs):
+        _resample._replay(self, **kwargs)
+
+    def clone(self, **kwargs):
+        return _resample.BarOpenClone(dataname=self, **kwargs)

@@ -17,7 +17,14 @@ conversion the project makes goes through the functions here:
 ``parse_hhmm(value)``       ``"HH:MM[:SS]"`` / ``datetime.time`` -> ``datetime.time``
 ``seconds_after_midnight``  a daily time of day (``"HH:MM"``, ``time`` or seconds) -> s
 ``bar_spacing(index)``      the median spacing of bars (the data's frequency)
+``bar_open(data)``          the open of a backtrader data's current bar
 ==========================  ===========================================================
+
+The convention: **a bar is stamped with its open**, in DataFrames and in backtrader alike
+(``data.datetime[0]`` of our feeds is the bar's open; the bar is complete one bar length
+later). ``cerebro.resampledata``/``replaydata`` of our feeds bin as pandas does and stamp a
+bin with the open of its last base bar, so that every data of a cerebro runs on the same
+clock (see :mod:`feeds.resample`); :func:`bar_open` gives such a bin's own open.
 
 Only pandas and numpy: ``feeds``, ``analyzers`` and ``s4_strategies`` all import it.
 """
@@ -38,7 +45,7 @@ SECONDS_PER_DAY = 86_400.0
 _NS_PER_DAY = 86_400e9
 
 __all__ = [
-    "EPOCH_ORDINAL", "SECONDS_PER_DAY", "bar_spacing", "epoch_to_iso", "epoch_to_num",
+    "EPOCH_ORDINAL", "SECONDS_PER_DAY", "bar_open", "bar_spacing", "epoch_to_iso", "epoch_to_num",
     "index_to_num", "num_to_epoch", "num_to_index", "num_to_iso", "parse_hhmm",
     "seconds_after_midnight", "to_naive_utc", "to_utc_index", "utc_naive", "utc_timestamp",
 ]
@@ -127,6 +134,15 @@ def bar_spacing(index: pd.DatetimeIndex) -> pd.Timedelta:
     if len(index) < 2:
         raise ValueError("need at least two bars to tell the bar spacing")
     return pd.Timedelta(int(np.median(np.diff(index.as_unit("ns").asi8))), unit="ns")
+
+
+def bar_open(data, num: float | None = None) -> float:
+    """The open (backtrader float date) of ``data``'s bar stamped ``num`` (default: the
+    current bar): the stamp itself for our feeds' bars, the bin's open for a bar that
+    ``resampledata``/``replaydata`` built from them (:mod:`feeds.resample`)."""
+    num = data.datetime[0] if num is None else num
+    binning = getattr(data, "_s4_binning", None)
+    return num if binning is None else binning.open_of(num)
 
 
 # ------------------------------------------------------------------ times of day

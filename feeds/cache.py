@@ -13,8 +13,13 @@ Contract:
   :class:`CacheWarning` and never served. File names keep the parts readable; when a part
   had to be changed to be safe in a file name, a hash of the exact parts is added, so two
   series never share a name.
-- **Stale temporary files are cleaned.** Temporary files of interrupted writes older than
-  an hour (``STALE_TMP``) in the folder are removed when the cache is next used.
+- **One writer at a time, nothing lost.** :func:`cached_fetch` holds the file's lock
+  (:func:`feeds.atomic.file_lock`, ``.<name>.lock`` beside it) from reading the cache to
+  writing it back, so two processes filling the same file take turns and the second
+  merges into what the first wrote, instead of overwriting it.
+- **Temporary files of killed writes are cleaned.** Those of a file are removed the next
+  time it is written (under its lock, so they cannot belong to a write in progress); other
+  temporary files in the folder older than an hour (``STALE_TMP``) when the cache is used.
 
 - **Atomic writes.** A file is written to a temporary file in the same folder and moved over
   the old one with ``os.replace``; a write that fails or is interrupted leaves the old file
@@ -47,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import write_atomically
+from .atomic import file_lock, write_atomically
 from .bartime import utc_timestamp
 from .validate import OHLCV, clean_ohlcv
 
@@ -224,6 +229,11 @@ def cached_fetch(
     if path is None:
         return _in_range(fetch(start, end), start, end)
     clean_stale_temporaries(Path(path).parent)
+    with file_lock(path):  # read, download what is missing, write back: one process at a time
+        return _fill(path, fetch, start, end, overlap, stale_after, name, meta)
+
+
+def _fill(path, fetch, start, end, overlap, stale_after, name, meta) -> pd.DataFrame:
     cached = read_cache(path, name=name, meta=meta)
     if cached is None or len(cached) == 0:
         fresh = fetch(start, end)
@@ -243,7 +253,7 @@ def cached_fetch(
                 f"{name}: no new bars after the cached {last} (nothing closed yet, market "
                 "shut, or the source is unreachable)",
                 CacheWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         parts.append(after)
     if not parts:
@@ -253,7 +263,7 @@ def cached_fetch(
             f"{name}: the source changed bars that are in the cache (dividend or split "
             "adjustment?); discarding the cache and downloading the whole range again",
             CacheWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         fresh = fetch(start, end)
         if len(fresh):

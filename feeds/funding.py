@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import file_lock
 from .bartime import to_utc_index, utc_timestamp
 from .bybit_rest import (
     _at,
@@ -188,6 +189,11 @@ def _read_cache(path: Path, name: str, identity: dict):
 
 def _cached(path: Path, fetch, start, end, known_to, name: str, identity: dict) -> pd.Series:
     clean_stale_temporaries(path.parent)
+    with file_lock(path):  # read, download what is missing, write back: one process at a time
+        return _fill(path, fetch, start, end, known_to, name, identity)
+
+
+def _fill(path: Path, fetch, start, end, known_to, name: str, identity: dict) -> pd.Series:
     found = _read_cache(path, name, identity)
     if found is None:
         rates, lo, hi, parts = empty_rates(), start, min(end, known_to), [fetch(start, end)]

@@ -227,6 +227,7 @@ class TickData(ArrayData):
 
     lines = TICK_LINES
     params = (("name", None), ("clock", "auto"), ("aggregate", True), ("max_events", None))
+    _serves_ticks = True  # events, not bars: resampled as backtrader resamples ticks
 
     def __init__(self):
         super().__init__()

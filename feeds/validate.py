@@ -15,6 +15,13 @@ conflicting duplicates      ``DataError`` naming the timestamps
 NaN / inf in OHLC           ``DataError`` naming the first rows (``nan="drop"`` drops them)
 NaN volume                  ``DataError`` (``nan="drop"`` drops the rows)
 non-positive prices         ``DataError``
+implausible prices          ``DataError`` naming the rows: a price outside
+                            ``price_range`` (default ``PRICE_RANGE``, 1e-12 .. 1e12), or a
+                            jump by more than ``max_jump`` times (default ``MAX_JUMP``,
+                            100) from the previous close to a bar's prices, or from a
+                            bar's open/close to its own high/low (a fat-finger spike, a
+                            scale mix-up); ``price_range=None``/``max_jump=None`` turn
+                            them off for data that really does that (a token's collapse)
 high < low, or open/close   ``DataError`` naming the rows
 outside [low, high]
 negative volume             ``DataError``
@@ -22,6 +29,10 @@ zero volume                 kept: real markets have empty bars (exchange outages
 gaps (``freq`` given)       ``gaps="warn"`` (default) warns with the count,
                             ``"raise"`` raises, ``"allow"`` is silent,
                             ``"fill"`` inserts flat bars at the previous close, volume 0
+bars off the grid           ``off_grid="warn"`` (default) warns with the count and the
+                            first: a stamp that is not the first bar's plus a multiple
+                            of the bar spacing (``freq``, or the median spacing when it
+                            is under a day); ``"raise"`` raises, ``"allow"`` is silent
 ==========================  ==========================================================
 
 Tick (event) frames go through :func:`clean_ticks` instead: several events may share a
@@ -45,6 +56,11 @@ from .errors import DataError
 
 PRICE_COLS = ("open", "high", "low", "close")
 OHLCV = (*PRICE_COLS, "volume")
+#: Prices outside this range are taken for a data error (override: ``price_range=``).
+PRICE_RANGE = (1e-12, 1e12)
+#: A bar's prices more than this many times above or below the previous close, or its
+#: high/low that far from its own open/close, are taken for a data error (``max_jump=``).
+MAX_JUMP = 100.0
 
 
 def _fmt(idx, limit=5) -> str:
@@ -76,33 +92,100 @@ def clean_ohlcv(
     gaps: str = "warn",
     nan: str = "raise",
     name: str = "data",
+    price_range: tuple[float, float] | None = PRICE_RANGE,
+    max_jump: float | None = MAX_JUMP,
+    off_grid: str = "warn",
 ) -> pd.DataFrame:
     """Validate and (where documented) repair an OHLCV frame. Returns a new frame.
 
     ``df`` must have columns ``open, high, low, close, volume`` (extra columns are kept)
     and a datetime index (bar open). The result has a sorted, unique UTC index and
-    float64 columns.
+    float64 columns. ``price_range``, ``max_jump`` and ``off_grid``: see the module doc.
     """
-    _check_options(gaps, nan)
+    _check_options(gaps, nan, off_grid, price_range, max_jump)
     _check_columns(df, name)
     out = _to_utc_float(df, name)
     out = _sort_rows(out)
     out = _drop_duplicates(out, name)
     out = _handle_nonfinite(out, nan, name)
     _check_positive_prices(out, name)
+    _check_plausible_prices(out, price_range, max_jump, name)
     _check_bar_consistency(out, name)
     _check_volume(out, name)
+    # stacklevel 3: the warnings point at the caller of clean_ohlcv
+    if off_grid != "allow":
+        _check_grid(out, freq, off_grid, name, stacklevel=3)
     if freq is not None and gaps != "allow":
-        # stacklevel 3: the warning points at the caller of clean_ohlcv
         out = _handle_gaps(out, freq, gaps, name, stacklevel=3)
     return out
 
 
-def _check_options(gaps: str, nan: str) -> None:
+def _check_options(gaps: str, nan: str, off_grid: str = "warn", price_range=None,
+                   max_jump=None) -> None:
     if gaps not in ("warn", "raise", "allow", "fill"):
         raise ValueError(f"gaps must be warn, raise, allow or fill, not {gaps!r}")
     if nan not in ("raise", "drop"):
         raise ValueError(f"nan must be raise or drop, not {nan!r}")
+    if off_grid not in ("warn", "raise", "allow"):
+        raise ValueError(f"off_grid must be warn, raise or allow, not {off_grid!r}")
+    if price_range is not None and not (
+            len(price_range) == 2 and 0 <= price_range[0] < price_range[1]):
+        raise ValueError(f"price_range must be (low, high) with 0 <= low < high, or None; "
+                         f"got {price_range!r}")
+    if max_jump is not None and not max_jump > 1:
+        raise ValueError(f"max_jump must be a ratio above 1, or None; got {max_jump!r}")
+
+
+def _check_plausible_prices(out: pd.DataFrame, price_range, max_jump, name: str) -> None:
+    """Prices outside ``price_range`` or jumping more than ``max_jump`` times: ``DataError``."""
+    o, h, l, c = (out[k].to_numpy() for k in PRICE_COLS)
+    if price_range is not None:
+        lo, hi = price_range
+        bad = (np.minimum(l, np.minimum(o, c)) < lo) | (np.maximum(h, np.maximum(o, c)) > hi)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(
+                f"{name}: {int(bad.sum())} bars with prices outside {lo:g} .. {hi:g}, first "
+                f"{out.index[i]} (open {o[i]:g}, high {h[i]:g}, low {l[i]:g}, close {c[i]:g}): "
+                "a data error? (price_range=None accepts them)")
+    if max_jump is not None and len(out):
+        prev = np.concatenate([[np.nan], c[:-1]])
+        body_hi, body_lo = np.maximum(o, c), np.minimum(o, c)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bad = ((np.maximum(h, body_hi) > max_jump * prev)
+                   | (np.minimum(l, body_lo) * max_jump < prev)
+                   | (h > max_jump * body_hi) | (l * max_jump < body_lo))
+        if bad.any():
+            i = int(np.argmax(bad))
+            before = f"previous close {prev[i]:g}, " if i else ""
+            raise DataError(
+                f"{name}: {int(bad.sum())} bars jump more than {max_jump:g} times, first "
+                f"{out.index[i]} ({before}open {o[i]:g}, high {h[i]:g}, low {l[i]:g}, close "
+                f"{c[i]:g}): a data error? (max_jump=None accepts them)")
+
+
+def _check_grid(out: pd.DataFrame, freq, off_grid: str, name: str, stacklevel: int) -> None:
+    """Bars whose stamp is not the first bar's plus a multiple of the spacing."""
+    if len(out) < 3:
+        return
+    ns = out.index.as_unit("ns").asi8
+    if freq is not None:
+        step = pd.Timedelta(freq).value
+    else:
+        step = int(np.median(np.diff(ns)))
+        if step >= pd.Timedelta(days=1).value:
+            return  # trading days, weeks, months: no fixed grid to hold bars to
+    if step <= 0:
+        return
+    off = (ns - ns[0]) % step != 0
+    if off.any():
+        every = pd.Timedelta(step, "ns").to_pytimedelta()
+        msg = (f"{name}: {int(off.sum())} bars off the every-{every} grid of the "
+               f"first bar, first at {out.index[int(np.argmax(off))]} (off_grid='allow' "
+               "accepts them)")
+        if off_grid == "raise":
+            raise DataError(msg)
+        warnings.warn(msg, stacklevel=stacklevel + 1)
 
 
 def _check_columns(df: pd.DataFrame, name: str) -> None:

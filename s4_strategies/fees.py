@@ -9,7 +9,9 @@
 - ``set_bybit_fees(broker)``: install ``PercentCommission`` at the taker rate.
 - ``apply_fees(broker, datas, fees)``: what the strategies' ``fees`` param does: ``"bybit"``
   installs Bybit's taker fee only where the broker still has backtrader's default (zero)
-  commission, so a commission the user set is never replaced.
+  commission, so a commission the user set is never replaced. The default is recognised
+  by a mark it carries, so this also holds in ``cerebro.optstrategy``'s worker processes,
+  which receive a pickled copy of the broker.
 - ``target_size(broker, data, weight)``: the fractional position size worth ``weight`` of
   the portfolio, whatever commission scheme is installed (backtrader's ``getsize`` rounds
   down to whole units, so without this 10,000 USDT buys no BTC at all).
@@ -54,23 +56,39 @@ def set_bybit_fees(broker, taker: float = BYBIT_TAKER, leverage: float = 1.0, na
     broker.addcommissioninfo(PercentCommission(commission=taker, leverage=leverage), name=name)
 
 
-def _backtrader_default(broker):
-    """The commission object a broker holds until someone sets one (backtrader's zero fee)."""
-    params = getattr(type(broker), "params", None)
+#: Attribute that marks backtrader's default commission object. ``optstrategy`` (and any
+#: multiprocessing) pickles the broker into worker processes, where the default arrives as
+#: a copy: identity no longer tells it apart from a commission the user set, the mark does
+#: (it travels in the object's ``__dict__``).
+_DEFAULT_MARK = "_s4_backtrader_default"
+
+
+def _backtrader_default(broker_cls):
+    """The commission object a broker class holds until someone sets one (backtrader's
+    zero fee), marked; ``None`` for a class without that param."""
+    params = getattr(broker_cls, "params", None)
     try:
-        return params._getkwargsdefault().get("commission")
+        default = params._getkwargsdefault().get("commission")
     except AttributeError:  # not a backtrader broker
         return None
+    if default is not None and not getattr(default, _DEFAULT_MARK, False):
+        setattr(default, _DEFAULT_MARK, True)
+    return default
+
+
+# Mark it now, in the process that builds the cerebro, before optstrategy pickles a broker.
+_backtrader_default(bt.brokers.BackBroker)
 
 
 def has_default_commission(broker, data=None) -> bool:
     """True while ``data`` (or the broker's default, ``data=None``) is charged backtrader's
-    default commission, i.e. nobody called ``setcommission``/``addcommissioninfo`` for it."""
-    default = _backtrader_default(broker)
+    default commission, i.e. nobody called ``setcommission``/``addcommissioninfo`` for it;
+    also in ``optstrategy``'s worker processes, where the broker is an unpickled copy."""
+    default = _backtrader_default(type(broker))
     if default is None:
         return False
     current = broker.getcommissioninfo(data) if data is not None else broker.comminfo.get(None)
-    return current is default
+    return current is default or bool(getattr(current, _DEFAULT_MARK, False))
 
 
 def apply_fees(broker, datas, fees, taker: float = BYBIT_TAKER) -> list:

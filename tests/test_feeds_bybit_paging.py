@@ -203,7 +203,7 @@ def test_testnet_and_mainnet_bars_never_share_a_cache_file(tmp_path):
     df = load(mainnet, tmp_path)
     assert len(mainnet.calls) == 1  # not served from the testnet file
     pd.testing.assert_frame_equal(df, REC.iloc[:100], check_names=False, check_freq=False)
-    assert sorted(os.listdir(tmp_path)) == [
+    assert sorted(p for p in os.listdir(tmp_path) if not p.endswith(".lock")) == [
         "bybit_mainnet_linear_BTCUSDT_60.parquet",
         "bybit_testnet_linear_BTCUSDT_60.parquet",
     ]
@@ -256,15 +256,17 @@ def test_stale_temporary_files_are_cleaned(tmp_path):
     old = time.time() - STALE_TMP - 60
     stale = tmp_path / ".bybit_mainnet_linear_BTCUSDT_60.parquet.k3j_x9a2.tmp"
     other = tmp_path / ".yahoo_AAPL_1d_adj.parquet.abcd1234.tmp"  # another series, also stale
-    fresh = tmp_path / ".bybit_mainnet_linear_BTCUSDT_60.parquet.zz99yy88.tmp"  # being written
+    fresh = tmp_path / ".bybit_mainnet_linear_BTCUSDT_60.parquet.zz99yy88.tmp"  # young, killed
     notes = tmp_path / ".notes.tmp"  # not ours
     for p in (stale, other, fresh, notes):
         p.write_bytes(b"PAR1 half")
     for p in (stale, other, notes):
         os.utime(p, (old, old))
     load(Server(), tmp_path)
-    left = sorted(os.listdir(tmp_path))
-    assert left == sorted([fresh.name, notes.name, "bybit_mainnet_linear_BTCUSDT_60.parquet"])
+    left = sorted(p for p in os.listdir(tmp_path) if not p.endswith(".lock"))
+    # the file's own temporaries go however young (its lock says nobody is writing it),
+    # another series' only when stale, and a file that is not ours stays
+    assert left == sorted([notes.name, "bybit_mainnet_linear_BTCUSDT_60.parquet"])
 
 
 @responses.activate
@@ -275,5 +277,6 @@ def test_bybit_data_on_testnet_caches_as_testnet(tmp_path):
         fromdate=T0.to_pydatetime(), todate=REC.index[9].to_pydatetime(),
     )  # fmt: skip
     data.start()
-    assert os.listdir(tmp_path) == ["bybit_testnet_linear_BTCUSDT_60.parquet"]
+    assert [p for p in os.listdir(tmp_path) if not p.endswith(".lock")] == [
+        "bybit_testnet_linear_BTCUSDT_60.parquet"]
     assert len(responses.calls) == 1

@@ -191,7 +191,8 @@ def test_cache_hit_makes_no_calls_and_extends_only_the_missing_part(tmp_path):
     first = FakeBybit()
     got = load_funding_rates("BTCUSDT", T0, MARKS[300], session=first, cache_dir=tmp_path, now=NOW)
     assert_rates(got, EXPECTED.iloc[:301])
-    assert [p.name for p in tmp_path.iterdir()] == ["bybit_mainnet_linear_BTCUSDT_funding.parquet"]
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == [
+        "bybit_mainnet_linear_BTCUSDT_funding.parquet"]
     again = FakeBybit()
     got = load_funding_rates("BTCUSDT", T0 + HOUR, MARKS[300], session=again,
                              cache_dir=tmp_path, now=NOW)

@@ -212,7 +212,8 @@ def test_failed_write_leaves_the_old_file(saved, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_state(path, saved[1])
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]  # no temporary files left
+    left = sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock")  # and its lock
+    assert left == ["s.json"]  # no temporary files left
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "format", "empty"])
@@ -325,3 +326,18 @@ def test_long_float_lists_are_packed_bit_for_bit():
     assert set(enc["w"]) == {"__floats__"} and isinstance(enc["short"], list)
     assert isinstance(enc["mixed"], list)  # an int among them: not packed, types kept
     assert _same(codec.decode(json.loads(json.dumps(enc))), obj)
+
+
+@pytest.mark.parametrize("field, value", [("target", float("nan")), ("side", 2),
+                                          ("vols", [0.01, float("inf")]), ("cool", -1)])
+def test_a_strategy_state_that_cannot_be_is_refused_even_with_a_good_checksum(
+        model, bars, saved, tmp_path, field, value):
+    from s4_strategies.live.codec import dump_bytes, write_atomic
+    from s4_strategies.live.state import FORMAT, VERSION, StateError
+
+    sf = load_state(saved[0])
+    body = dict(sf.body, strategy={**sf.strategy, "state": {**sf.strategy["state"],
+                                                            field: value}})
+    path = write_atomic(tmp_path / "s.json", dump_bytes(body, FORMAT, VERSION))
+    with pytest.raises(StateError, match=f"unusable: Rec state: {field}"):
+        run(model, bars.iloc[K - BACKFILL:], path=path)

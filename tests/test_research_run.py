@@ -114,9 +114,14 @@ def test_a_partial_run_resumes_where_it_stopped(frames, tmp_path):
     assert (rest["already_done"], rest["ran"], rest["complete"]) == (3, N_TRIALS - 3, True)
 
 
-def test_a_failing_trial_is_recorded_and_the_run_goes_on(frames, tmp_path):
-    broken = {**TINY, "models": [{"name": "Broken", "layer": "s4d",
-                                  "params": {"no_such_option": 1}},
+def test_a_failing_trial_is_recorded_and_the_run_goes_on(frames, tmp_path, monkeypatch):
+    from s4_strategies.training.research import trial
+
+    def out_of_memory(task, *args):  # what the machine, not the spec, can do to a trial
+        raise MemoryError(f"no_such_option: {task.model.name} ran out of memory")
+
+    monkeypatch.setattr(trial, "_forecast_network", out_of_memory)
+    broken = {**TINY, "models": [{"name": "Broken", "layer": "s4d"},
                                  {"name": "Linear", "layer": "linear"}]}
     lines = []
     res = research(parse_spec(broken), frames, tmp_path, SerialExecutor(), log=lines.append)

@@ -130,3 +130,31 @@ def test_the_command_reports_a_bad_spec_in_one_line(tmp_path, capsys):
                     "purge: 24}\nmodels: [{layer: linear}]\n")
     assert main(["research", "--spec", str(late), "--out", str(tmp_path / "o")]) == 2
     assert "training bars" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seeds": "two"}, "seeds: a count (3) or a list of distinct integers >= 0 ([0, 7]), got "
+                       "'two'"),
+    ({"seeds": [0, 0]}, "seeds: must be distinct, [0] repeated"),
+    ({"walk_forward": {"purge": 24}}, "walk_forward.test_start: required"),
+    ({"models": [{"name": "S4D", "layer": "s4d",
+                  "space": {"learning_rate": {"log_uniform": [1e-4, 1e-2]}}}]},
+     "models.S4D.space.learning_rate: not a TrainConfig field or an option of the s4d layer "
+     "(did you mean 'lr'?)"),
+    ({"models": [{"name": "S4D", "layer": "s4d",
+                  "space": {"dropout": {"uniform": [0.0, 1.5]}}}]},
+     "models.S4D.space.dropout: dropout must be in [0, 1), got 1.5"),
+    ({"fees": {"per_side": -0.001}}, "fees.per_side: must be >= 0.0, got -0.001"),
+    ({"fees": {"per_side": 5.0}}, "fees.per_side: must be < 0.05, got 5.0"),
+    ({"funding": {"rate_per_8h": 1}}, "funding.rate_per_8h: must be < 0.05, got 1"),
+    ({"labels": {"signal_horizon": 3}},
+     "labels.signal_horizon: 3 must be one of the label horizons [1, 5, 20]"),
+    ({"to": "yesterday"}, "to: a date (YYYY-MM-DD or 'YYYY-MM-DD HH:MM', UTC), got 'yesterday'"),
+    ({"from": "2023-01-01", "to": "2022-01-01"}, "from: 2023-01-01 is after to: 2022-01-01"),
+    ({"search": {"trials_per_fold": "many"}},
+     "search.trials_per_fold: must be a whole number, got 'many'"),
+])
+def test_what_was_accepted_or_unclear_is_one_line_naming_the_key(change, message):
+    with pytest.raises(SpecError) as err:
+        parse_spec({**BASE, **change})
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)

@@ -29,7 +29,8 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 def test_a_grid_is_every_combination_in_order(aapl):
     table = sweep(bt.strategies.MA_CrossOver, datas=[aapl],
-                  grid={"fast": [5, 10], "slow": [20, 40, 60]}, analyzers=ANALYZERS, serial=True)
+                  grid={"fast": [5, 10], "slow": [20, 40, 60]}, analyzers=ANALYZERS, serial=True,
+                  fees=None)
     assert table[["fast", "slow"]].values.tolist() == [
         [5, 20], [5, 40], [5, 60], [10, 20], [10, 40], [10, 60]]
     assert {"value", "sharpe.sharperatio", "trades.total.closed", "dd.max.drawdown"} <= set(

@@ -7,11 +7,13 @@ import json
 import warnings
 from pathlib import Path
 
+import pandas as pd
+
 from feeds.bartime import utc_timestamp
 from feeds.errors import DataError
 
 from ..model import default_checkpoint
-from .sources import DEFAULT_CACHE, end_of, load_source, make_feed, parse_source
+from .sources import DEFAULT_CACHE, check_period, end_of, load_source, make_feed, parse_source
 
 STRATEGIES = ("directional", "portfolio", "market-making")
 DEFAULT_CASH = 100_000.0
@@ -40,15 +42,26 @@ def seen_span(predictor) -> dict | None:
         return None
     spans = {k: (utc_timestamp(v[0]), utc_timestamp(v[1])) for k, v in
              (("train", train), ("val", val)) if v}
+    spacing = meta.get("bar_spacing_s")
     return {**spans, "end": max(b for _, b in spans.values()),
-            "horizon": int(predictor.label_spec.max_horizon)}
+            "horizon": int(predictor.label_spec.max_horizon),
+            "spacing": None if spacing is None else pd.Timedelta(seconds=float(spacing))}
 
 
 def first_unseen_bar(index, seen: dict):
     """The first bar of ``index`` that no training or validation label read (as
     ``training.date_split`` starts its test period): ``horizon`` bars after the last
-    validation bar. None when ``index`` ends before it."""
-    i = int(index.searchsorted(seen["end"], side="right")) + seen["horizon"]
+    validation bar. When ``index`` starts after that bar, the labels reached ``horizon``
+    of the checkpoint's bar lengths past it (the spacing of ``index`` if the checkpoint does
+    not record its own). None when ``index`` ends before it."""
+    after = int(index.searchsorted(seen["end"], side="right"))
+    spacing = seen.get("spacing")
+    if spacing is None and len(index) > 1:
+        spacing = (index[1:] - index[:-1]).median()
+    if after > 0 or spacing is None:  # the bars after the last seen one are here: count
+        i = after + seen["horizon"]
+    else:
+        i = int(index.searchsorted(seen["end"] + seen["horizon"] * spacing, side="right"))
     return index[i] if i < len(index) else None
 
 
@@ -86,12 +99,42 @@ def resolve_period(seen: dict | None, frames: dict, fromdate=None, todate=None):
     return start, end, warns
 
 
+def _param_type(default):
+    """The type a strategy param takes, from its default (pydantic checks it)."""
+    from typing import Any
+
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float)):
+        return float if isinstance(default, float) else int | float
+    if isinstance(default, str):
+        return str
+    if isinstance(default, (dict, list, tuple)):
+        return type(default) | None
+    return Any
+
+
 def _check_params(strategy_cls, strategy: str, params: dict) -> None:
+    """Unknown names and values of the wrong type (a number given as text, a flag as a
+    number): ``ValueError`` naming the parameter."""
+    from pydantic import ConfigDict, ValidationError, create_model
+
     accepted = [k for k in strategy_cls.params._getkeys() if k != "model"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"unknown {strategy} parameter(s) {', '.join(unknown)}; accepted: "
                          f"{', '.join(accepted)} (the model comes from --model)")
+    defaults = strategy_cls.params._getkwargsdefault()
+    fields = {k: (_param_type(defaults[k]) | None if defaults[k] is None else
+                  _param_type(defaults[k]), defaults[k]) for k in params}
+    schema = create_model(f"{strategy}_params", __config__=ConfigDict(strict=True), **fields)
+    try:
+        schema.model_validate(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"{strategy} parameter {err['loc'][0]}: {err['msg'].lower()}, got "
+                         f"{err.get('input')!r} (default {defaults[err['loc'][0]]!r})"
+                         ) from None
 
 
 def build_cerebro(strategy: str, data: list, model=None, fromdate=None, todate=None,
@@ -149,12 +192,13 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
     sources = [parse_source(spec) for spec in data]  # bad names fail before the model loads
     if strategy == "directional" and len(data) != 1:
         raise ValueError("the directional strategy trades one data; pass one --data")
+    check_period(fromdate, todate)
     predictor = load_predictor(model)
     seen = seen_span(predictor)
     frames = {}
     for spec, src in zip(data, sources):
         lo = fromdate
-        if src.remote and seen is not None:  # fetch enough to find the first unseen bar
+        if seen is not None:  # read from the last seen bar: its label bars are counted
             lo = seen["end"] if fromdate is None else min(utc_timestamp(fromdate), seen["end"])
         frames[spec] = load_source(src, lo, todate, cache_dir=cache_dir, bars_only=False)
     start, end, warns = resolve_period(seen, frames, fromdate, todate)

@@ -79,14 +79,29 @@ def _cmd_train(args) -> int:
     return 0
 
 
+#: ``compare``'s periods and seeds: the full study, and ``--quick``, a smoke run of every
+#: model (tiny, one seed, months not years: about a minute on two cores)
+COMPARE_FULL = {"train_from": "2021-01-01", "train_to": "2022-12-31",
+                "test_from": "2023-01-01", "test_to": "2024-12-31", "seeds": 5}
+COMPARE_QUICK = {"train_from": "2021-01-01", "train_to": "2021-05-31",
+                 "test_from": "2021-07-01", "test_to": "2021-08-31", "seeds": 1}
+
+
 def _cmd_compare(args) -> int:
     from ..training.compare import run_comparison
 
+    given = {k: getattr(args, k) for k in COMPARE_FULL}
+    plan = {k: v if v is not None else (COMPARE_QUICK if args.quick else COMPARE_FULL)[k]
+            for k, v in given.items()}
+    from .sources import check_period
+
+    check_period(plan["train_from"], plan["train_to"])
+    check_period(plan["test_from"], plan["test_to"])
     models = args.models.split(",") if args.models else None
-    res = run_comparison(data=args.data, train=(args.train_from, args.train_to),
-                         test=(args.test_from, args.test_to), quick=args.quick,
+    res = run_comparison(data=args.data, train=(plan["train_from"], plan["train_to"]),
+                         test=(plan["test_from"], plan["test_to"]), quick=args.quick,
                          ablations=not args.no_ablations, models=models, out=args.out,
-                         seed=args.seed, seeds=args.seeds)
+                         seed=args.seed, seeds=plan["seeds"])
     print(f"\n{args.data}: train {res['periods']['train']}, validation {res['periods']['val']}, "
           f"test {res['periods']['test']}; taker fee {res['fee_per_side']:.3%} per side, "
           f"funding {res['funding_rate_per_8h']:.2%} per 8 h; seeds {res['seeds']}\n")
@@ -100,7 +115,8 @@ def _cmd_research(args) -> int:
 
     res = run_research(args.spec, args.out, address=args.address, workers=args.workers,
                        serial=args.serial, max_trials=args.max_trials,
-                       cache_dir=args.cache_dir, command=args.command_line)
+                       cache_dir=args.cache_dir, command=args.command_line,
+                       storage=args.storage)
     print()
     print(res["markdown"])
     c = res["counts"]
@@ -196,19 +212,22 @@ def _add_compare(sub) -> None:
     cp = sub.add_parser("compare", help="S4, S4D, S5, DSS, selective SSM vs LSTM/GRU/Transformer",
                         formatter_class=_formatter)
     cp.add_argument("--data", default="bybit:BTCUSDT:60", help="an embedded dataset name")
-    cp.add_argument("--train-from", default="2021-01-01", type=_date_arg,
-                    help="first training bar")
-    cp.add_argument("--train-to", default="2022-12-31", type=_date_arg,
-                    help="last validation bar")
-    cp.add_argument("--test-from", default="2023-01-01", type=_date_arg,
-                    help="first test bar (after a purge gap)")
-    cp.add_argument("--test-to", default="2024-12-31", type=_date_arg, help="last test bar")
+    full, quick = COMPARE_FULL, COMPARE_QUICK
+    for flag, key, what in (("--train-from", "train_from", "first training bar"),
+                            ("--train-to", "train_to", "last validation bar"),
+                            ("--test-from", "test_from", "first test bar (after a purge gap)"),
+                            ("--test-to", "test_to", "last test bar")):
+        cp.add_argument(flag, dest=key, default=None, type=_date_arg,
+                        help=f"{what} (default: {full[key]}; --quick: {quick[key]})")
     cp.add_argument("--models", default=None, help="comma list of layers (default: all)")
-    cp.add_argument("--quick", action="store_true", help="tiny models, one short epoch")
+    cp.add_argument("--quick", action="store_true",
+                    help="a smoke run: every model tiny, one short epoch, one seed, a few "
+                         "months, no ablations (about a minute)")
     cp.add_argument("--no-ablations", action="store_true", help="skip the ablation table")
     cp.add_argument("--seed", type=int, default=0, help="first random seed")
-    cp.add_argument("--seeds", type=_positive(int), default=5,
-                    help="seeds per network (mean ± sd and paired differences)")
+    cp.add_argument("--seeds", type=_positive(int), default=None,
+                    help=f"seeds per network, for mean ± sd and paired differences "
+                         f"(default: {full['seeds']}; --quick: {quick['seeds']})")
     cp.add_argument("--out", default="runs/compare", help="folder for the tables (and JSON)")
     cp.set_defaults(func=_cmd_compare)
 
@@ -231,6 +250,9 @@ def _add_research(sub) -> None:
                     help="stop after this many trials (rerun to resume)")
     rs.add_argument("--cache-dir", default=DEFAULT_CACHE,
                     help="parquet cache for bybit:/yahoo: data")
+    rs.add_argument("--storage", default=None, metavar="URL",
+                    help="where the Optuna studies live: a database URL (postgresql://..., "
+                         "sqlite:///...) or a journal file (default: DIR/optuna.journal)")
     rs.set_defaults(func=_cmd_research)
 
 

@@ -168,7 +168,7 @@ def build_live(spec, mode="shadow", *, model=None, out="runs/live", cash=10_000.
                              category=src.category, session=session, ws_factory=ws_factory)
     if mode != "shadow" and not store.has_credentials:
         raise ValueError(f"--{mode} trades on Bybit: set BYBIT_API_KEY and BYBIT_API_SECRET "
-                         "(keys of a {mode} account), or run --shadow")
+                         f"(keys of a {mode} account), or run --shadow")
     warm = int(predictor.feature_spec.warmup)
     data = store.getdata(src.symbol, interval=src.interval, now=now, qcheck=qcheck,
                          backfill=int(backfill if backfill is not None else max(4 * warm, 500)))

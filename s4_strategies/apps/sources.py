@@ -4,8 +4,10 @@ Accepted forms, tried in this order:
 
 - an embedded name (``feeds.list_embedded()``, e.g. ``bybit:BTCUSDT:60``): always wins;
 - a ``.csv`` / ``.parquet`` file of OHLCV bars (a ``datetime``/``timestamp``/``date``/``time``
-  column or the first column is the bar open, naive = UTC), passed through
-  ``feeds.clean_ohlcv``;
+  column or the first column is the bar open), passed through ``feeds.clean_ohlcv``. Bar
+  times are ISO 8601 text with or without a zone (naive = UTC), or epoch numbers, whose
+  unit (seconds, milliseconds, microseconds, nanoseconds) is told by their magnitude; a
+  column that is neither is an error naming it and showing the row;
 - ``bybit:SYMBOL:INTERVAL[:CATEGORY]`` (``bybit:BTCUSDT:15``, ``bybit:ETHUSDT:D:spot``), fetched
   with ``feeds.load_bybit_klines`` through the parquet cache;
 - ``yahoo:TICKER:INTERVAL`` (``yahoo:AAPL:1d``), fetched with ``feeds.load_yfinance`` through
@@ -99,6 +101,62 @@ def end_of(value):
     return utc_timestamp(value)
 
 
+def check_period(fromdate=None, todate=None) -> None:
+    """``ValueError`` when ``--from`` comes after ``--to``."""
+    if fromdate is not None and todate is not None \
+            and utc_timestamp(fromdate) > end_of(todate):
+        raise ValueError(f"--from {fromdate} is after --to {todate}")
+
+
+#: epoch numbers of dates in 1980 .. 2100, by unit (what a bar time column can hold)
+_EPOCH_UNITS = (("s", 3.15e8, 4.11e9), ("ms", 3.15e11, 4.11e12), ("us", 3.15e14, 4.11e15),
+                ("ns", 3.15e17, 4.11e18))
+_TIME_HELP = ("bar times are ISO 8601 text (2024-01-01 00:00, 2024-01-01T00:00:00Z, "
+              "+02:00 offsets; naive = UTC) or epoch seconds, milliseconds or microseconds")
+
+
+def _bad_row(where: str, col, values: pd.Series, i: int, why: str):
+    value = values.iloc[i]
+    value = value.item() if hasattr(value, "item") else value  # numpy scalars as plain ones
+    return feeds.DataError(f"{where}: column {col!r} is not a bar time: row {i + 1} holds "
+                           f"{value!r} ({why}); {_TIME_HELP}")
+
+
+def parse_bar_times(values: pd.Series, col="time", where: str = "data") -> pd.DatetimeIndex:
+    """A column of bar times as a UTC ``DatetimeIndex``: ISO 8601 text with or without a
+    zone (naive = UTC), or epoch numbers in seconds, milliseconds, microseconds or
+    nanoseconds, told apart by magnitude (every value in one unit, dates 1980 .. 2100).
+    ``feeds.DataError`` names the column and shows the first row that is neither."""
+    values = values.reset_index(drop=True)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):  # a parquet time column
+        return feeds.to_utc_index(pd.DatetimeIndex(values))
+    missing = values.isna()
+    if missing.any():
+        raise _bad_row(where, col, values, int(missing.to_numpy().argmax()), "empty")
+    numbers = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_bool_dtype(
+        values) else pd.Series(float("nan"), index=values.index)
+    if numbers.notna().all() and len(values):
+        magnitude = numbers.abs().to_numpy(dtype=float)
+        for unit, lo, hi in _EPOCH_UNITS:
+            inside = (magnitude >= lo) & (magnitude < hi)
+            if inside[0]:
+                if not inside.all():
+                    raise _bad_row(where, col, values, int((~inside).argmax()),
+                                   f"not epoch {unit} as the first row is")
+                return pd.DatetimeIndex(pd.to_datetime(numbers.to_numpy(), unit=unit,
+                                                       utc=True))
+        raise _bad_row(where, col, values, 0, "a number, but not an epoch time of a date "
+                                              "between 1980 and 2100 in s, ms, us or ns")
+    try:
+        out = pd.to_datetime(values.astype(str), utc=True, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError) as exc:
+        raise _bad_row(where, col, values, 0, str(exc)) from None
+    bad = out.isna().to_numpy()
+    if bad.any():
+        raise _bad_row(where, col, values, int(bad.argmax()), "not ISO 8601 text")
+    return pd.DatetimeIndex(out)
+
+
 def check_date(value: str) -> str:
     """``--from``/``--to`` values: ``YYYY-MM-DD`` or ``YYYY-MM-DD HH:MM[:SS]`` (UTC)."""
     try:
@@ -116,11 +174,10 @@ def _read_file(path: Path) -> pd.DataFrame:
         raise feeds.DataError(f"{path}: cannot read it ({type(exc).__name__}: {exc})") from None
     if not isinstance(df.index, pd.DatetimeIndex):
         df.columns = [str(c).strip().lower() for c in df.columns]
+        if not len(df.columns):
+            raise feeds.DataError(f"{path}: no columns")
         col = next((c for c in _TIME_COLUMNS if c in df.columns), df.columns[0])
-        try:
-            df = df.set_index(pd.DatetimeIndex(pd.to_datetime(df.pop(col), utc=True)))
-        except (ValueError, TypeError) as exc:
-            raise feeds.DataError(f"{path}: column {col!r} is not a bar time: {exc}") from None
+        df = df.set_index(parse_bar_times(df.pop(col), col, str(path)))
     df.columns = [str(c).strip().lower() for c in df.columns]
     return feeds.clean_ohlcv(df, name=str(path))
 
@@ -159,6 +216,7 @@ def load_source(spec, fromdate=None, todate=None, *, cache_dir=DEFAULT_CACHE, se
     Raises :class:`SourceError`, ``feeds.FeedError`` or ``feeds.DataError``; never returns an
     empty frame."""
     src = spec if isinstance(spec, Source) else parse_source(spec)
+    check_period(fromdate, todate)
     start = None if fromdate is None else utc_timestamp(fromdate)
     end = end_of(todate)
     if src.kind == "embedded":

@@ -18,6 +18,11 @@ A grid is the cartesian product of its lists; a ``space`` (the research spec's f
 ``{name: {log_uniform|uniform|int|choice: [...]}}``) is searched by Optuna's TPE sampler
 for ``n_trials`` trials, told the ``objective`` (an analyzer path such as
 ``"sharpe.sharperatio"`` or a function of the row) as each backtest finishes.
+
+Fees: ``fees="bybit"`` (the default) charges Bybit's taker fee to every data still on
+backtrader's zero default commission, inside each task's own cerebro (so it reaches every
+worker); a commission the strategy or the ``cerebro_factory`` set is kept. ``fees=None``
+leaves the broker as backtrader builds it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 
 import pandas as pd
 
+from ..fees import apply_fees
 from ..training.research.engine import RayExecutor, SerialExecutor
 from ..training.research.scheduler import distributions
 from ..training.research.spec import check_space
@@ -61,13 +67,15 @@ def _build(strategy, datas, analyzers, cash, params):
     return cerebro
 
 
-def run_backtest_task(params: dict, factory, strategy, datas, analyzers, cash) -> dict:
+def run_backtest_task(params: dict, factory, strategy, datas, analyzers, cash,
+                      fees="bybit") -> dict:
     """One backtest of ``params``: its final value and analyzers, flattened."""
     t0 = time.perf_counter()
     row = dict(params)
     try:
         cerebro = factory(dict(params)) if factory is not None else _build(
             strategy, datas, analyzers, cash, params)
+        apply_fees(cerebro.broker, cerebro.datas, fees)
         strat = cerebro.run(maxcpus=1)[0]
         row["value"] = float(cerebro.broker.getvalue())
         for name in strat.analyzers.getnames():
@@ -99,14 +107,15 @@ def _grid_sets(grid: dict) -> list[dict]:
 def sweep(strategy=None, *, datas=(), analyzers=None, cerebro_factory=None, grid=None,
           space=None, n_trials=None, objective=None, direction="maximize",
           cash: float = 100_000.0, address=None, workers=None, serial=False, seed: int = 0,
-          log=None) -> pd.DataFrame:
+          fees="bybit", log=None) -> pd.DataFrame:
     """Backtest every parameter set of ``grid`` (or ``n_trials`` Optuna proposals in
     ``space``) as Ray tasks; a DataFrame of parameters and results, in proposal order.
 
     Either ``strategy`` (a ``bt.Strategy`` class) with ``datas`` (DataFrames for
     ``bt.feeds.PandasData``, or functions returning a feed) and ``analyzers`` (``{name:
     AnalyzerClass}`` or ``{name: (AnalyzerClass, kwargs)}``), or ``cerebro_factory(params)``
-    returning a ready ``bt.Cerebro`` with the strategy added with those params."""
+    returning a ready ``bt.Cerebro`` with the strategy added with those params. ``fees``:
+    ``"bybit"`` or ``None`` (see the module docstring)."""
     if (strategy is None) == (cerebro_factory is None):
         raise ValueError("pass either a strategy class (with datas) or a cerebro_factory")
     if (grid is None) == (space is None):
@@ -115,7 +124,8 @@ def sweep(strategy=None, *, datas=(), analyzers=None, cerebro_factory=None, grid
         raise ValueError("a strategy class needs datas (DataFrames or feed factories)")
     analyzers = {k: v if isinstance(v, tuple) else (v, {}) for k, v in (analyzers or {}).items()}
     log = log or (lambda s: None)
-    args = (cerebro_factory, strategy, list(datas), analyzers, cash)
+    apply_fees(None, [], fees)  # a wrong value fails here, not in every task
+    args = (cerebro_factory, strategy, list(datas), analyzers, cash, fees)
     if grid is not None:
         sets = _grid_sets(grid)
         study = None

@@ -7,14 +7,30 @@ from collections import deque
 
 import numpy as np
 
+from feeds.errors import DataError
+
 from .spec import EPS, FeatureSpec
+
+_INF = math.inf
+
+
+def refused_bar(o, h, l, c, v, hour=0.0, dow=0.0) -> DataError:
+    """The error for a bar a stream cannot take (NaN, inf, non-positive price...)."""
+    values = " ".join(f"{k}={float(x):g}" for k, x in zip(
+        ("open", "high", "low", "close", "volume", "hour", "dow"), (o, h, l, c, v, hour, dow)))
+    return DataError(f"a bar with {values} was refused: prices must be finite and positive, "
+                     "volume finite and non-negative, hour and dow finite (one NaN would stay "
+                     "in the running windows, the moving averages and the RSI for good); "
+                     "nothing was updated")
 
 
 class FeatureStream:
     """The features of ``make_features``, one bar at a time, O(1) per bar.
 
     ``update(o, h, l, c, v, hour, dow)`` returns the raw feature vector of that bar (NaN
-    where a window is not yet full). ``get_state``/``set_state`` save and restore it.
+    where a window is not yet full); a bar with a NaN, an infinity, a non-positive price
+    or a negative volume is refused (``feeds.DataError``) before any window moves.
+    ``get_state``/``set_state`` save and restore it.
     """
 
     def __init__(self, spec: FeatureSpec | None = None):
@@ -42,6 +58,9 @@ class FeatureStream:
         return acc[0] / len(buf) if len(buf) == buf.maxlen else math.nan
 
     def update(self, o, h, l, c, v, hour=0.0, dow=0.0) -> np.ndarray:
+        if not (0.0 < o < _INF and 0.0 < h < _INF and 0.0 < l < _INF and 0.0 < c < _INF
+                and 0.0 <= v < _INF and -_INF < hour < _INF and -_INF < dow < _INF):
+            raise refused_bar(o, h, l, c, v, hour, dow)  # false for NaN too
         spec = self.spec
         closes = self._closes
         prev = closes[-1] if closes else math.nan

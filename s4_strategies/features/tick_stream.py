@@ -14,7 +14,11 @@ from collections import deque
 
 import numpy as np
 
+from feeds.errors import DataError
+
 from .tick import FLOOR, NS, VOL_EPS, TickFeatureSpec
+
+_INF = math.inf
 
 
 class _Scale:
@@ -44,7 +48,10 @@ class TickFeatureStream:
     nanoseconds since the epoch, ``trade_side`` NaN on a book update) returns the feature
     rows (``(F,)`` arrays, ``spec.names`` order) of the grid steps this event closed: none,
     usually, or several after a quiet spell. ``flush()`` closes the open step (end of data).
-    ``steps`` counts the rows given so far (the next row is grid step ``steps``).
+    ``steps`` counts the rows given so far (the next row is grid step ``steps``). An event
+    with a NaN or infinite price or size (bid, ask, mid positive; sizes and volume
+    non-negative; ``trade_side`` NaN or finite) is refused (``feeds.DataError``) before any
+    state moves.
     """
 
     def __init__(self, spec: TickFeatureSpec | None = None):
@@ -76,6 +83,14 @@ class TickFeatureStream:
     # -- events ------------------------------------------------------------------------
     def update(self, t_ns: int, bid: float, ask: float, bid_size: float, ask_size: float,
                mid: float, trade_side: float = math.nan, volume: float = 0.0) -> list:
+        if not (0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 < mid < _INF
+                and 0.0 <= bid_size < _INF and 0.0 <= ask_size < _INF and 0.0 <= volume < _INF
+                and (trade_side != trade_side or -_INF < trade_side < _INF)):
+            raise DataError(
+                f"an event at {t_ns} ns with bid={bid!r} ask={ask!r} bid_size={bid_size!r} "
+                f"ask_size={ask_size!r} mid={mid!r} trade_side={trade_side!r} volume="
+                f"{volume!r} was refused: prices must be finite and positive, sizes finite and "
+                "non-negative (a NaN would stay in the running features); nothing was updated")
         g = self.spec.grid_ns
         rows = []
         if self.origin is None:

@@ -35,7 +35,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from feeds.bartime import SECONDS_PER_DAY, num_to_index, parse_hhmm
+from feeds.bartime import SECONDS_PER_DAY, bar_open, num_to_index, parse_hhmm
 
 from ..model import Predictor, load_model
 from ..model.guards import bad_bar
@@ -294,9 +294,10 @@ class S4Indicator(bt.Indicator):
         if self._is_boundary(num, self._last_num):
             self.reset_state()
         self._last_num = num
-        frac = num - math.floor(num)
+        onum = bar_open(d, num)  # a resampled bar's bin open (feeds.resample), as trained
+        frac = onum - math.floor(onum)
         hour = frac * 24.0
-        dow = float((int(math.floor(num)) - 1) % 7)
+        dow = float((int(math.floor(onum)) - 1) % 7)
         out = self._stream.step(o, h, l, c, v, hour, dow)
         self._since_reset += 1
         self._after_step(out)

@@ -278,10 +278,14 @@ def restore_strategy(strategy, state, allow_gap: bool | None = None,
     if strat is not None or callable(put):
         mine = type(strategy).__name__ if callable(get) and callable(put) else None
         _check(sf.path, "the strategy", None if strat is None else strat["class"], mine)
+    if strat is not None:  # first: a strategy refusing its state leaves nothing moved
+        try:
+            put(strat["state"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"{sf.path}: the strategy's saved state is unusable: "
+                             f"{exc}") from exc
     for name, ind in inds.items():
         ind.resume(saved[name], allow_gap=allow_gap)
-    if strat is not None:
-        put(strat["state"])
     broker = sf.body.get("broker")
     if broker is not None and callable(getattr(strategy.broker, "set_state", None)):
         strategy.broker.set_state(broker, strategy.datas)

@@ -10,14 +10,15 @@ checkpoints (``save_model``/``load_model``, ``weights_only=True``) and the shipp
 
 from __future__ import annotations
 
-from .checkpoint import FORMAT, load_model, save_model
-from .errors import CheckpointError
+from .checkpoint import FORMAT, load_model, save_model, seal_checkpoint
+from .errors import CheckpointError, CheckpointWarning
 from .predictor import Predictor, Targets
 from .pretrained import default_checkpoint
 from .sequence import predict_sequence
 from .stream import PredictorStream
 
 __all__ = [
-    "FORMAT", "CheckpointError", "Predictor", "PredictorStream", "Targets",
-    "default_checkpoint", "load_model", "predict_sequence", "save_model",
+    "FORMAT", "CheckpointError", "CheckpointWarning", "Predictor", "PredictorStream",
+    "Targets", "default_checkpoint", "load_model", "predict_sequence", "save_model",
+    "seal_checkpoint",
 ]

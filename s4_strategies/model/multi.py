@@ -28,7 +28,14 @@ import numpy as np
 import pandas as pd
 
 from ..features import FeatureSpec, FeatureStream, LabelSpec, Normalizer, make_features
-from .checkpoint import _load_weights, _section, library_versions, read_payload
+from .checkpoint import (
+    _load_weights,
+    _section,
+    check_digest,
+    library_versions,
+    read_payload,
+    write_payload,
+)
 from .decode import Decoder
 from .errors import CheckpointError
 from .predictor import Targets
@@ -213,7 +220,6 @@ class MultiStream:
 # -- checkpoints -----------------------------------------------------------------------------
 def save_multi_predictor(path, p: MultiPredictor, meta: dict | None = None) -> Path:
     """Write ``p`` as an "s4-multi/1" checkpoint, atomically (temporary file, then rename)."""
-    import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,10 +237,7 @@ def save_multi_predictor(path, p: MultiPredictor, meta: dict | None = None) -> P
         "meta": dict(p.meta if meta is None else meta),
         "versions": library_versions(),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return write_payload(path, payload)
 
 
 def load_multi(path, map_location="cpu") -> MultiPredictor:
@@ -258,6 +261,9 @@ def load_multi(path, map_location="cpu") -> MultiPredictor:
     meta = dict(payload.get("meta") or {})
     meta["versions"] = payload.get("versions", {})
     try:
-        return MultiPredictor(model, spec, norms, lspec, targets, list(payload["assets"]), meta)
+        predictor = MultiPredictor(model, spec, norms, lspec, targets, list(payload["assets"]),
+                                   meta)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
+    check_digest(path, payload)
+    return predictor

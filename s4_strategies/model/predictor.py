@@ -76,7 +76,10 @@ class Predictor:
             )
         self._check_consistency()
         hs = list(label_spec.horizons)
-        m = hs.index(label_spec.signal_horizon) if label_spec.signal_horizon in hs else 0
+        if label_spec.signal_horizon not in hs:  # the move would be read off another output
+            raise CheckpointError(f"label_spec.signal_horizon {label_spec.signal_horizon} is "
+                                  f"not one of its horizons {tuple(hs)}")
+        m = hs.index(label_spec.signal_horizon)
         self.decoder = Decoder(label_spec.n_classes, targets.return_scale[0], targets.vol_mean,
                                targets.vol_std, move_index=m,
                                move_scale=targets.return_scale[m])
@@ -140,8 +143,9 @@ class Predictor:
             raise CheckpointError(
                 f"the model was trained on bars {spacing:g} s apart "
                 f"({self.meta.get('data_name', '?')}), this data has bars {seconds:g} s apart; "
-                "its features would not mean what they meant in training "
-                "(pass strict=False to override)"
+                "its features would not mean what they meant in training (to use it all the "
+                "same: S4Indicator(strict=False); s4trade backtest: --params "
+                "'{\"indicator\": {\"strict\": false}}')"
             )
 
     def spacing_watch(self, strict: bool = True) -> SpacingWatch:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from feeds.errors import DataError
+
 from ..features import FeatureStream
 
 
@@ -15,7 +17,9 @@ class PredictorStream:
 
     ``step`` returns the same numbers as ``Predictor.decode`` on the batch outputs, through
     the same ``Decoder`` (its scalar ``decode_bar``): the per-bar hot path of the indicator's
-    ``next()``.
+    ``next()``. A bar with a NaN or an infinity is refused (``feeds.DataError``, from
+    ``FeatureStream.update``) before the features or the model state move; ``run`` refuses
+    features that are not finite.
     """
 
     def __init__(self, predictor, hidden: bool = False):
@@ -61,6 +65,12 @@ class PredictorStream:
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Normalised features ``x`` (L, F) of consecutive bars through the model's recurrent
         view from its current state, in one compiled loop (the indicator's ``once()``)."""
+        x = np.asarray(x, dtype=np.float64)
+        if not np.isfinite(x).all():
+            bad = np.argwhere(~np.isfinite(x))[0]
+            raise DataError(f"PredictorStream.run: features must be finite; row {bad[0]}, "
+                            f"column {bad[-1]} holds {x[tuple(bad)]!r} (normalised features "
+                            "of the warm-up are 0, not NaN); nothing was updated")
         out = self.stepper.run(x)
         dec = self.p.decode(out["logits"], out["returns"], out["log_vol"])
         if "hidden" in out:

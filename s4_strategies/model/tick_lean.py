@@ -24,7 +24,14 @@ import pandas as pd
 
 from ..features.tick import TickFeatureSpec, tick_features
 from ..features.tick_stream import TickFeatureStream
-from .checkpoint import _load_weights, _section, library_versions, read_payload
+from .checkpoint import (
+    _load_weights,
+    _section,
+    check_digest,
+    library_versions,
+    read_payload,
+    write_payload,
+)
 from .errors import CheckpointError
 
 FORMAT = "s4-tick-lean/1"
@@ -162,7 +169,6 @@ class TickLeanStream:
 # -- checkpoints -------------------------------------------------------------------------
 def save_tick_lean(path, predictor: TickLeanPredictor) -> Path:
     """Write a tick-lean checkpoint atomically (temporary file, then rename)."""
-    import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,10 +184,7 @@ def save_tick_lean(path, predictor: TickLeanPredictor) -> Path:
         "meta": _plain(p.meta),
         "versions": library_versions(),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return write_payload(path, payload)
 
 
 def _plain(obj):
@@ -214,8 +217,10 @@ def load_tick_lean(path, map_location="cpu") -> TickLeanPredictor:
     meta = dict(payload.get("meta") or {})
     meta["versions"] = payload.get("versions", {})
     try:
-        return _section(path, "targets", lambda: TickLeanPredictor(
+        predictor = _section(path, "targets", lambda: TickLeanPredictor(
             model, spec, float(t["return_scale"]), float(t["slope"]), dict(payload["gate"]),
             meta))
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
+    check_digest(path, payload)
+    return predictor

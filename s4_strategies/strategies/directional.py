@@ -117,17 +117,33 @@ class S4DirectionalStrategy(bt.Strategy):
                 "aim": self._aim}
 
     def set_state(self, state: dict) -> None:
-        """Continue from :meth:`get_state` (before the first bar)."""
+        """Continue from :meth:`get_state` (before the first bar). ``ValueError`` naming the
+        field for a value that cannot be (a NaN, a side outside -1..1); nothing is set then."""
+        def num(key, optional=False, low=-math.inf):
+            v = state.get(key) if optional else state[key]
+            if v is None and optional:
+                return None
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < low:
+                raise ValueError(f"{type(self).__name__} state: {key} is {v!r}, not a finite "
+                                 f"number{f' >= {low:g}' if low > -math.inf else ''}")
+            return float(v)
+
         vols = deque(float(v) for v in state["vols"])
+        if not all(math.isfinite(v) and v >= 0 for v in vols):
+            raise ValueError(f"{type(self).__name__} state: vols holds a value that is not a "
+                             "finite number >= 0")
+        target, aim = num("target", optional=True), num("aim", optional=True)
+        side, cool = num("side"), num("cool", low=0)
+        entry, stopped = num("entry", optional=True), num("stopped_out", low=0)
+        if side not in (-1.0, 0.0, 1.0):
+            raise ValueError(f"{type(self).__name__} state: side is {side:g}, not -1, 0 or 1")
         while len(vols) > self.p.regime_window:
             vols.popleft()
         self._vols, self._sorted_vols = vols, sorted(vols)
-        self._target = None if state["target"] is None else float(state["target"])
-        self._aim = None if state.get("aim") is None else float(state["aim"])
-        self._side = int(state["side"])
-        self._cool = int(state["cool"])
-        self._entry = state["entry"]
-        self.stopped_out = int(state["stopped_out"])
+        self._target, self._aim = target, aim
+        self._side, self._cool = int(side), int(cool)
+        self._entry, self.stopped_out = entry, int(stopped)
 
     def notify_reconcile(self, data, position, open_orders) -> None:
         """The account as an exchange's broker found it (before the first bar, after a

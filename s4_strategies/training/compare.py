@@ -170,7 +170,7 @@ def run_model(name, layer, ctx: _Context, cfg: TrainConfig, seeds, layer_options
                      "val_signal_loss": res.meta["best_val_loss"]})
         log(f"  {name} seed {seed}: val CE {res.meta['best_val_loss']:.4f}, "
             f"{recipe['steps_taken']} steps, {res.train_seconds:.0f}s; test net "
-            f"Sharpe {trades[-1]['band']['net_sharpe']:+.2f}")
+            f"Sharpe {_fmt('{:+.2f}', trades[-1]['band']['net_sharpe'])}")
     us = time_per_bar(res.predictor, ctx.df.iloc[ctx.test])
     return {"name": name, "forecasts": forecasts, "trades": trades, "runs": info,
             "us_per_bar": us}

@@ -6,12 +6,19 @@ flight, waits for the first to finish, stores it, tells its study, and goes on. 
 once per dataset through Ray's object store (``ray.put``), so workers on other nodes need the
 package installed but no shared disk; checkpoints come back as bytes and the driver writes
 them under ``--out``.
+
+A local Ray started for the run dies with the driver, however the driver ends: a small
+reaper process (``reaper.py``) waits on a pipe from the driver and, when it closes, ends
+every process ``ray.init`` started (they carry a token in their environment).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+import uuid
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +63,71 @@ class SerialExecutor:
         pass
 
 
+_reaper: subprocess.Popen | None = None  # ties the local Ray this process started to it
+
+
+def _start_reaper() -> str:
+    """Start the reaper (see ``reaper.py``) and return the token ``ray.init`` must pass on."""
+    global _reaper
+    import ray
+
+    from .reaper import ENV_KEY
+
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if k != ENV_KEY}
+    vendored = Path(ray.__file__).parent / "thirdparty_files"  # psutil, where no /proc
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(vendored), env.get("PYTHONPATH")) if p)
+    _reaper = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("reaper.py")), token, str(os.getpid()),
+         str(Path(ray.__file__).parent)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, start_new_session=True, text=True)
+    return token
+
+
+def _tell_reaper_the_session() -> None:
+    """The session folder of the Ray just started (its agents hold files open in it)."""
+    import ray
+
+    try:
+        session = ray._private.worker._global_node.get_session_dir_path()
+    except AttributeError:  # another Ray version: the token alone
+        return
+    try:
+        _reaper.stdin.write(os.path.realpath(session) + "\n")
+        _reaper.stdin.flush()
+    except OSError:  # the reaper is gone: Ray's own fate sharing is what is left
+        pass
+
+
+def ray_shutdown() -> None:
+    """``ray.shutdown()``, then let the reaper end whatever of a local Ray is left."""
+    global _reaper
+    import ray
+
+    ray.shutdown()
+    if _reaper is not None:
+        try:
+            _reaper.stdin.close()  # end of file: the reaper cleans up and exits
+        except OSError:
+            pass
+        try:
+            _reaper.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        _reaper = None
+
+
 def ray_init(address: str | None = None, num_cpus: int | None = None, **kwargs):
     """Join ``address`` ("auto" or "host:port"), or start a new local Ray on 127.0.0.1 with
-    ``num_cpus`` (default: this machine's cores) even where a ``ray start`` head is running.
-    Usage statistics are never sent. Returns whether this call connected (and so whose
-    ``ray.shutdown()`` is due: it stops a local Ray, and only disconnects from a cluster)."""
+    ``num_cpus`` (default: this machine's cores) even where a ``ray start`` head is running;
+    a local Ray dies with this process (however it ends). Usage statistics are never sent.
+    Returns whether this call connected (and so whose shutdown is due: :func:`ray_shutdown`
+    stops a local Ray, and only disconnects from a cluster)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
+
+    from .reaper import ENV_KEY
 
     if ray.is_initialized():
         return False
@@ -72,9 +137,19 @@ def ray_init(address: str | None = None, num_cpus: int | None = None, **kwargs):
         with _loopback_only() if host in ("127.0.0.1", "localhost", "::1") else nullcontext():
             ray.init(address=address, log_to_driver=False, **kwargs)
         return True
-    with _loopback_only():
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 _node_ip_address="127.0.0.1", log_to_driver=False, **kwargs)
+    token = _start_reaper()  # first: a driver killed while Ray starts leaves nothing either
+    os.environ[ENV_KEY] = token  # every process Ray starts inherits it
+    try:
+        with _loopback_only():
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                     include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False, **kwargs)
+        _tell_reaper_the_session()
+    except BaseException:
+        ray_shutdown()
+        raise
+    finally:
+        os.environ.pop(ENV_KEY, None)
     return True
 
 
@@ -150,7 +225,7 @@ class RayExecutor:
 
     def close(self):
         if self._owned:
-            self._ray.shutdown()
+            ray_shutdown()
 
 
 @dataclass
@@ -190,13 +265,15 @@ class Progress:
 
 
 def run_trials(spec, frames: dict, folds: dict, store: ResultStore, executor,
-               log=print, max_trials: int | None = None) -> dict:
+               log=print, max_trials: int | None = None, storage=None) -> dict:
     """Run every trial of ``spec`` not already in ``store``. ``frames``: bars by dataset;
-    ``folds``: walk-forward folds by dataset. ``max_trials`` stops after that many trials
-    have run (a partial run that a rerun resumes). Returns counts and the wall time."""
+    ``folds``: walk-forward folds by dataset; ``storage``: the Optuna storage the studies
+    live in (``store.optuna_storage()``; None keeps them in memory). ``max_trials`` stops
+    after that many trials have run (a partial run that a rerun resumes). Returns counts
+    and the wall time; ``complete`` and ``finished`` count what the spec asks for."""
     t0 = time.perf_counter()
     recorded = store.recorded()
-    plan = studies(spec, folds, recorded)
+    plan = studies(spec, folds, recorded, storage)
     total = sum(s.total for s in plan)
     already = sum(s.done for s in plan)
     progress = Progress(total, getattr(executor, "workers", 1), log, skipped=already)
@@ -224,4 +301,5 @@ def run_trials(spec, frames: dict, folds: dict, store: ResultStore, executor,
     store.consolidate()
     return {"total": total, "already_done": already, "ran": progress.done + progress.failed,
             "failed": progress.failed, "wall_seconds": time.perf_counter() - t0,
-            "complete": progress.done + already == total}
+            "finished": sum(s.done for s in plan),
+            "complete": all(s.complete for s in plan)}

@@ -23,6 +23,8 @@ def slug(text: str) -> str:
 
 
 def _write_stitched(root: Path, dataset: str, report: dict) -> None:
+    from feeds.atomic import write_atomically
+
     folder = root / "stitched" / slug(dataset)
     folder.mkdir(parents=True, exist_ok=True)
     for name, runs in report["_stitched"].items():
@@ -34,7 +36,7 @@ def _write_stitched(root: Path, dataset: str, report: dict) -> None:
         frame = pd.DataFrame(cols, index=runs[0].index)
         frame["net_return_mean"] = frame[[c for c in cols if c.startswith("net_")]].mean(axis=1)
         frame["equity"] = (1.0 + frame["net_return_mean"]).cumprod()
-        frame.to_parquet(folder / f"{slug(name)}.parquet")
+        write_atomically(folder / f"{slug(name)}.parquet", frame.to_parquet, lock=False)
 
 
 def plan_folds(spec, frames: dict[str, pd.DataFrame]) -> dict:
@@ -44,16 +46,26 @@ def plan_folds(spec, frames: dict[str, pd.DataFrame]) -> dict:
 
 
 def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
-             max_trials: int | None = None, command: str | None = None) -> dict:
+             max_trials: int | None = None, command: str | None = None,
+             storage: str | None = None) -> dict:
     """Run (or resume) ``spec`` on ``frames`` with ``executor``; write the report under
-    ``out``. Returns the counts, the per-dataset reports and the markdown."""
+    ``out``. ``storage``: where the Optuna studies live (default ``out/optuna.journal``; a
+    database URL for Optuna's RDB storage). Returns the counts, the per-dataset reports and
+    the markdown. The counts' ``complete`` says whether every trial the spec asks for has
+    finished, whatever else ``out`` holds."""
+    with ResultStore(out) as store:
+        return _research(spec, frames, store, executor, log, max_trials, command,
+                         store.optuna_storage(storage))
+
+
+def _research(spec, frames, store, executor, log, max_trials, command, storage) -> dict:
     from analyzers.metrics import json_safe
 
     t0 = time.perf_counter()
-    store = ResultStore(out)
     store.write_spec(spec.to_dict())
     folds = plan_folds(spec, frames)
-    counts = run_trials(spec, frames, folds, store, executor, log=log, max_trials=max_trials)
+    counts = run_trials(spec, frames, folds, store, executor, log=log, max_trials=max_trials,
+                        storage=storage)
     rows = store.recorded()
     reports = {ds: dataset_report(spec, ds, frames[ds], folds[ds], store, rows)
                for ds in spec.datasets}
@@ -69,10 +81,13 @@ def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
     how = "; ".join(f"{r['ran']} in {r['wall_seconds']:.0f} s on {r['executor']} with "
                     f"{r['workers']} worker(s)" + (f" (`{r['command']}`)" if r["command"] else "")
                     for r in ran) or "none run"
+    state = "complete" if counts["complete"] else "**incomplete**: rerun the same command " \
+        "to resume"
     md = [f"### Research: {spec.name}", "",
-          f"{counts['total']} trials, {len(failed)} failed; run: {how}. Objective "
-          f"{spec.objective}; fee {spec.fee:.3%} per side, funding "
-          f"{spec.funding_rate:.3%} per 8 h.", ""]
+          f"{counts['finished']} of {counts['total']} trials finished ({state}); "
+          f"{len(failed)} failed attempt(s) recorded. Objective {spec.objective}; fee "
+          f"{spec.fee:.3%} per side, funding {spec.funding_rate:.3%} per 8 h.", "",
+          f"Run: {how}.", ""]
     md += [markdown(rep, spec.objective) + "\n" for rep in reports.values()]
     text = "\n".join(md)
     counts["report_seconds"] = time.perf_counter() - t0 - counts["wall_seconds"]
@@ -83,6 +98,6 @@ def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
                "reports": public,
                "failed": [{k: r[k] for k in ("trial_id", "dataset", "fold", "model", "seed",
                                               "error")} for r in failed]}
-    (store.root / "report.json").write_text(json.dumps(json_safe(payload), indent=2))
-    (store.root / "report.md").write_text(text + "\n")
+    store.write_text("report.json", json.dumps(json_safe(payload), indent=2))
+    store.write_text("report.md", text + "\n")
     return {"counts": counts, "reports": reports, "markdown": text, "store": store}

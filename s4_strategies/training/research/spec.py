@@ -24,46 +24,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...fees import BYBIT_TAKER
 from ..fit import TrainConfig
 from ..funding import DEFAULT_FUNDING_RATE
+from .schema import (  # noqa: F401 (re-exported)
+    BASELINES,
+    DISTRIBUTIONS,
+    NETWORKS,
+    OBJECTIVES,
+    TRAIN_FIELDS,
+)
 from .walkforward import Layout
-
-NETWORKS = ("s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer")
-BASELINES = ("linear",)
-DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
-OBJECTIVES = {"val_log_loss": "minimize", "val_ic": "maximize", "val_net_sharpe": "maximize"}
-_TRAIN_FIELDS = {f.name for f in fields(TrainConfig)} - {"layer", "seed", "progress", "device"}
 
 
 class SpecError(ValueError):
     """A research spec that cannot run; the message names the key."""
 
 
-def _check_keys(where: str, got: dict, allowed) -> None:
-    extra = sorted(set(got) - set(allowed))
-    if extra:
-        raise SpecError(f"{where}: unknown key(s) {extra}; allowed: {sorted(allowed)}")
-
-
 def check_space(model: str, space: dict) -> dict:
-    out = {}
-    for name, dist in space.items():
-        if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
-            raise SpecError(f"models.{model}.space.{name}: one of {DISTRIBUTIONS} with its "
-                            f"values, e.g. {{log_uniform: [0.0005, 0.005]}}; got {dist!r}")
-        kind, values = next(iter(dist.items()))
-        if kind != "choice" and (len(values) != 2 or not values[0] < values[1]):
-            raise SpecError(f"models.{model}.space.{name}: {kind} needs [low, high], low < high")
-        if kind == "log_uniform" and values[0] <= 0:
-            raise SpecError(f"models.{model}.space.{name}: log_uniform needs low > 0")
-        if kind == "choice" and not values:
-            raise SpecError(f"models.{model}.space.{name}: choice needs values")
-        out[name] = {kind: list(values)}
-    return out
+    """A search space (``{name: {log_uniform|uniform|int|choice: [...]}}``), checked;
+    ``SpecError`` naming ``models.<model>.space.<name>``."""
+    from .schema import _distribution
+
+    try:
+        return {k: _distribution(f"models.{model}.space.{k}", d) for k, d in space.items()}
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -131,42 +120,11 @@ class ResearchSpec:
         """The TrainConfig of one network trial: spec ``train``, then the model's fixed
         ``params``, then the searched ``params``; unknown names go to ``layer_options``."""
         merged = {**self.train, **model.params, **params}
-        base = {k: v for k, v in merged.items() if k in _TRAIN_FIELDS}
+        base = {k: v for k, v in merged.items() if k in TRAIN_FIELDS}
         options = {**base.pop("layer_options", {}),
-                   **{k: v for k, v in merged.items() if k not in _TRAIN_FIELDS}}
+                   **{k: v for k, v in merged.items() if k not in TRAIN_FIELDS}}
         return TrainConfig(layer=model.layer, seed=seed, progress=False, device="cpu",
                            layer_options=options, **base)
-
-
-def _model(i: int, m) -> ModelSpec:
-    if not isinstance(m, dict) or "layer" not in m:
-        raise SpecError(f"models[{i}]: a mapping with at least 'layer' ({NETWORKS + BASELINES})")
-    _check_keys(f"models[{i}]", m, ("name", "layer", "params", "space"))
-    layer = str(m["layer"]).lower()
-    if layer not in NETWORKS + BASELINES:
-        raise SpecError(f"models[{i}].layer: {layer!r} is not one of {NETWORKS + BASELINES}")
-    name = str(m.get("name", layer))
-    space = check_space(name, dict(m.get("space") or {}))
-    if layer in BASELINES and (space or m.get("params")):
-        raise SpecError(f"models.{name}: the linear baseline takes no params or space")
-    return ModelSpec(name, layer, dict(m.get("params") or {}), space)
-
-
-def _layout(raw, horizon: int) -> Layout:
-    """The walk-forward layout; dates as YAML reads them become strings, and the purge must
-    cover the labels' longest ``horizon``."""
-    if not isinstance(raw, dict):
-        raise SpecError("walk_forward: a mapping (test_start, test_length, purge, ...)")
-    raw = {k: str(v) if k in ("test_start", "test_end") and v is not None else v
-           for k, v in raw.items()}
-    try:
-        layout = Layout(**raw)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"walk_forward: {exc}") from None
-    if layout.purge < horizon:
-        raise SpecError(f"walk_forward.purge: {layout.purge} bars is less than the labels' "
-                        f"longest horizon ({horizon} bars)")
-    return layout
 
 
 def _feature_label_specs(raw: dict):
@@ -176,75 +134,75 @@ def _feature_label_specs(raw: dict):
 
     try:
         features = FeatureSpec.from_dict(dict(raw.get("features") or {}))
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"features: {exc}") from None
+    try:
         labels = LabelSpec.from_dict(dict(raw.get("labels") or {}))
     except (TypeError, ValueError) as exc:
-        raise SpecError(f"features/labels: {exc}") from None
+        raise SpecError(f"labels: {exc}") from None
     if not set(IC_HORIZONS) <= set(labels.horizons):
         raise SpecError(f"labels.horizons must include {IC_HORIZONS} (the skill table's IC)")
+    if labels.signal_horizon not in labels.horizons:  # the decoder reads its return output
+        raise SpecError(f"labels.signal_horizon: {labels.signal_horizon} must be one of the "
+                        f"label horizons {list(labels.horizons)}")
     return features, labels
 
 
-def _sections(raw: dict) -> tuple[dict, ...]:
-    """The optional sections, each checked for unknown keys."""
-    search = dict(raw.get("search") or {})
-    _check_keys("search", search, ("trials_per_fold", "concurrency", "objective"))
-    if search.get("objective", "val_log_loss") not in OBJECTIVES:
-        raise SpecError(f"search.objective: one of {sorted(OBJECTIVES)}, "
-                        f"got {search['objective']!r}")
-    train = dict(raw.get("train") or {})
-    bad = sorted(set(train) - _TRAIN_FIELDS)
-    if bad:
-        raise SpecError(f"train: unknown TrainConfig field(s) {bad}")
-    decision, fees = dict(raw.get("decision") or {}), dict(raw.get("fees") or {})
-    funding = dict(raw.get("funding") or {})
-    _check_keys("decision", decision, ("min_trades",))
-    _check_keys("fees", fees, ("per_side",))
-    _check_keys("funding", funding, ("rate_per_8h",))
-    return search, train, decision, fees, funding
+def _check_train(spec: ResearchSpec) -> None:
+    """Every network's TrainConfig and model config build, at the ends of every searched
+    range too (a bad field surfaces now, not in a worker an hour later)."""
+    from ...ssm.config import SSM_KINDS, ModelConfig
+
+    for m in spec.models:
+        if not m.network:
+            continue
+        trials = [{}]
+        for name, dist in m.space.items():
+            kind, values = next(iter(dist.items()))
+            trials += [{name: v} for v in (values if kind == "choice" else values[:2])]
+        for params in trials:
+            try:
+                cfg = spec.train_config(m, params, 0)
+                ModelConfig(m.layer, input_dim=1, d_model=cfg.d_model, n_layers=cfg.n_layers,
+                            dropout=cfg.dropout, **cfg.layer_options,
+                            **({"d_state": cfg.d_state} if m.layer in SSM_KINDS else {}))
+            except (TypeError, ValueError) as exc:
+                where = f"models.{m.name}" + (f".space.{next(iter(params))}" if params else "")
+                raise SpecError(f"{where}: {exc}") from None
 
 
 def parse_spec(raw: dict) -> ResearchSpec:
-    """A checked :class:`ResearchSpec` from a mapping; :class:`SpecError` names the key."""
+    """A checked :class:`ResearchSpec` from a mapping; :class:`SpecError` names the key
+    (``schema.SpecSchema``: types, ranges, unknown keys)."""
+    from pydantic import ValidationError
+
+    from .schema import SpecSchema, first_problem
+
     if not isinstance(raw, dict):
         raise SpecError("a research spec is a mapping (YAML or JSON object)")
-    _check_keys("spec", raw, ("name", "datasets", "from", "to", "walk_forward", "models",
-                              "seeds", "search", "train", "decision", "fees", "funding",
-                              "features", "labels"))
-    for key in ("datasets", "walk_forward", "models"):
-        if not raw.get(key):
-            raise SpecError(f"spec: '{key}' is required")
-    datasets = raw["datasets"]
-    datasets = (datasets,) if isinstance(datasets, str) else tuple(str(d) for d in datasets)
+    try:
+        s = SpecSchema.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(first_problem(exc)) from None
     features, labels = _feature_label_specs(raw)
-    layout = _layout(raw["walk_forward"], labels.max_horizon)
-    models = tuple(_model(i, m) for i, m in enumerate(raw["models"]))
-    names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise SpecError(f"models: names must be unique, got {names}")
-    seeds = raw.get("seeds", 1)
-    seeds = tuple(range(int(seeds))) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
-    if not seeds:
-        raise SpecError("seeds: at least one")
-    search, train, decision, fees, funding = _sections(raw)
+    wf = s.walk_forward.model_dump()
+    try:
+        layout = Layout(**wf)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"walk_forward: {exc}") from None
+    if layout.purge < labels.max_horizon:
+        raise SpecError(f"walk_forward.purge: {layout.purge} bars is less than the labels' "
+                        f"longest horizon ({labels.max_horizon} bars)")
+    models = tuple(ModelSpec(m.name or m.layer, m.layer, dict(m.params), dict(m.space))
+                   for m in s.models)
     spec = ResearchSpec(
-        name=str(raw.get("name", "research")), datasets=datasets, layout=layout, models=models,
-        seeds=seeds, trials_per_fold=int(search.get("trials_per_fold", 1)),
-        concurrency=int(search.get("concurrency", 2)),
-        objective=search.get("objective", "val_log_loss"), train=train,
-        min_trades=int(decision.get("min_trades", 20)),
-        fee=float(fees.get("per_side", BYBIT_TAKER)),
-        funding_rate=float(funding.get("rate_per_8h", DEFAULT_FUNDING_RATE)),
-        date_from=None if raw.get("from") is None else str(raw["from"]),
-        date_to=None if raw.get("to") is None else str(raw["to"]),
+        name=s.name, datasets=tuple(s.datasets), layout=layout, models=models,
+        seeds=tuple(s.seeds), trials_per_fold=s.search.trials_per_fold,
+        concurrency=s.search.concurrency, objective=s.search.objective, train=dict(s.train),
+        min_trades=s.decision.min_trades, fee=s.fees.per_side,
+        funding_rate=s.funding.rate_per_8h, date_from=s.date_from, date_to=s.date_to,
         features=features.to_dict(), labels=labels.to_dict())
-    if spec.trials_per_fold < 1 or spec.concurrency < 1:
-        raise SpecError("search: trials_per_fold and concurrency must be >= 1")
-    for m in models:  # a bad field surfaces now, not in a worker an hour later
-        if m.network:
-            try:
-                spec.train_config(m, {}, 0)
-            except (TypeError, ValueError) as exc:
-                raise SpecError(f"models.{m.name}: {exc}") from None
+    _check_train(spec)
     return spec
 
 

@@ -15,7 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from .scheduler import best_row
+from .scheduler import best_row, search_index
 from .spec import ModelSpec, ResearchSpec
 from .trial import Task
 from .walkforward import Fold
@@ -38,8 +38,9 @@ def current_rows(rows: dict[str, dict], spec: ResearchSpec, dataset: str,
         m = models[r["model"]]
         if fold is None:
             continue
+        index = search_index(r)
         task = Task(dataset, fold, m, json.loads(r["params"]), int(r["seed"]), "",
-                    spec.fingerprint(m))
+                    spec.fingerprint(m), None if index < 0 else index)
         if task.trial_id == r["trial_id"]:
             out.append(r)
     return out
@@ -53,12 +54,15 @@ def chosen(rows: list[dict], spec: ResearchSpec, model: ModelSpec, folds: list[F
     out = {}
     for fold in folds:
         mine = [r for r in rows if r["model"] == model.name and int(r["fold"]) == fold.number]
-        search = [r for r in mine if r["phase"] == "search" and int(r["seed"]) == seeds[0]]
+        search = sorted((r for r in mine if r["phase"] == "search"
+                         and int(r["seed"]) == seeds[0]), key=search_index)
         if len(search) < budget:
             raise IncompleteError(f"{model.name}: fold {fold.number} has {len(search)} of "
                                   f"{budget} search trials")
-        best = best_row(search, spec.objective)
-        picked = {int(r["seed"]): r for r in mine if r["params"] == best["params"]}
+        best = best_row(search[:budget], spec.objective)  # the spec's budget, in order
+        picked = {int(r["seed"]): r for r in mine
+                  if r["phase"] == "seed" and r["params"] == best["params"]}
+        picked[seeds[0]] = best
         missing = [s for s in seeds if s not in picked]
         if missing:
             raise IncompleteError(f"{model.name}: fold {fold.number} lacks seeds {missing}")

@@ -46,17 +46,22 @@ class Task:
     seed: int = 0
     phase: str = "search"  # "search": Optuna's proposals; "seed": the chosen params, more seeds
     fingerprint: str = ""
+    index: int | None = None  # a proposal's place in its Optuna study (None: no search)
 
     @property
     def trial_id(self) -> str:
-        key = json.dumps([self.dataset, self.fold.number, self.model.name, self.params,
-                          self.seed, self.fingerprint], sort_keys=True, default=str)
+        parts = [self.dataset, self.fold.number, self.model.name, self.params, self.seed,
+                 self.fingerprint]
+        if self.index is not None:
+            parts.append(self.index)
+        key = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def describe(self) -> dict:
         return {"trial_id": self.trial_id, "dataset": self.dataset, "fold": self.fold.number,
                 "model": self.model.name, "layer": self.model.layer, "seed": self.seed,
-                "phase": self.phase, "params": json.dumps(self.params, sort_keys=True)}
+                "phase": self.phase, "params": json.dumps(self.params, sort_keys=True),
+                "index": -1 if self.index is None else int(self.index)}
 
 
 def _forecast_network(task: Task, spec: ResearchSpec, data, fspec, lspec):
