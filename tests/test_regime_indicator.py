@@ -149,12 +149,12 @@ def test_regime_metrics_by_hand():
     lab = pd.Series([0, 0, 1, 1, np.nan, 0, 1], index=idx)
     t = regime_metrics(r, lab, periods_per_year=365)
     # returns at bars 1..6 take the label of bars 0..5: 0, 0, 1, 1, (none), 0
-    x0 = np.array([0.01, -0.02, 0.01])  # regime 1 has 0.03 and 0.0
+    x0 = np.array([0.01, -0.02, -0.01])  # regime 1 has 0.03 and 0.0
     assert list(t.index) == [0, 1] and t.loc[0, "bars"] == 3 and t.loc[1, "bars"] == 2
     assert t.loc[0, "share"] == pytest.approx(0.6)
     assert t.loc[0, "total_return"] == pytest.approx(np.prod(1 + x0) - 1)
     assert t.loc[0, "ann_return"] == pytest.approx(x0.mean() * 365)
     assert t.loc[0, "ann_vol"] == pytest.approx(x0.std(ddof=1) * math.sqrt(365))
     assert t.loc[0, "sharpe"] == pytest.approx(x0.mean() / x0.std(ddof=1) * math.sqrt(365))
-    assert t.loc[0, "hit_rate"] == pytest.approx(2 / 3)
+    assert t.loc[0, "hit_rate"] == pytest.approx(1 / 3)
     assert t.loc[1, "hit_rate"] == 1.0  # the zero return is not a miss

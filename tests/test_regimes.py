@@ -117,12 +117,14 @@ def test_fit_regimes_uses_the_training_period_only(predictor, bars):
 
 
 @pytest.mark.slow
-def test_planted_regimes_are_read_better_from_the_state_than_from_the_features():
+def test_planted_regimes_are_recovered_from_the_hidden_state():
     """Bars that switch between calm, a rising trend and a turbulent fall (mean stay 200
     bars). A small S4D trained on the first 60 % (its heads forecast returns and
-    volatility); regimes fitted on that period; adjusted Rand index with the truth on the
-    last 40 %, for the same HMM on the hidden state and on the model's raw input features.
-    Measured (this configuration): state 0.77, features 0.41."""
+    volatility); regimes fitted on that period; adjusted Rand index (chance: 0) with the
+    truth on the last 40 %, for the HMM on the hidden state and the same HMM on the model's
+    raw input features. Measured here: state 0.77, features 0.77 (the features carry
+    realised volatility over 24 and 168 bars, which is most of what tells these regimes
+    apart); the comparison over seeds is in docs/results/regimes.md."""
     from s4_strategies.features import FeatureSpec, LabelSpec
     from s4_strategies.training import TrainConfig, date_split, train_model
     from s4_strategies.training.synthetic import regime_bars
@@ -142,5 +144,4 @@ def test_planted_regimes_are_read_better_from_the_state_than_from_the_features()
     for source in ("state", "features"):
         m = fit_regimes(p, df, kind="hmm", source=source)
         ari[source] = adjusted_rand(truth[test], m.labels(regime_inputs(p, df, source))[test])
-    assert ari["state"] > ari["features"] + 0.1, ari
-    assert ari["state"] > 0.5, ari
+    assert ari["state"] > 0.6 and ari["features"] > 0.6, ari
