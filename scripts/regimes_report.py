@@ -96,6 +96,7 @@ def real(out_dir: Path) -> dict:
                                          ret=("ret", "mean"))
         res[source] = {
             "ari_hindsight": adjusted_rand(truth[test], lt.to_numpy()),
+            "changes": float((lt.diff().fillna(0) != 0).mean() * 100),
             "forward": by,
             "buyhold": regime_metrics(df["close"].pct_change()[test], lt, ppy),
             "train_share": m.info["share"],
@@ -149,9 +150,12 @@ def page(syn: list[dict], rl: dict, command: str, seconds: float) -> str:
         "centred 168-bar window, future bars included on purpose, thresholds from the "
         "training period); then what followed each label.",
         "",
-        "| input | ARI with the hindsight volatility terciles |",
-        "|---|---|",
-        *(f"| {src} | {rl[src]['ari_hindsight']:.3f} |" for src in SOURCES),
+        "| input | ARI with the hindsight volatility terciles | label changes per 100 bars |",
+        "|---|---|---|",
+        *(f"| {src} | {rl[src]['ari_hindsight']:.3f} | {rl[src]['changes']:.1f} |"
+          for src in SOURCES),
+        "",
+        _real_verdict(rl),
         "",
     ]
     for src in SOURCES:
@@ -169,6 +173,16 @@ def page(syn: list[dict], rl: dict, command: str, seconds: float) -> str:
               "A regime's Sharpe in one period says what happened, not what a rule would "
               "earn: no trading rule was chosen on these numbers."]
     return "\n".join(lines) + "\n"
+
+
+def _real_verdict(rl: dict) -> str:
+    a, b = rl["state"]["ari_hindsight"], rl["features"]["ari_hindsight"]
+    better, worse = ("hidden state", "raw features") if a > b else ("raw features",
+                                                                    "hidden state")
+    return (f"On this one period and yardstick the regimes of the {better} follow the hindsight "
+            f"volatility terciles more closely ({max(a, b):.3f} against {min(a, b):.3f} for the "
+            f"{worse}); one period and no interval: a description, not a ranking. The label "
+            "changes per 100 bars say how much each labelling flickers from bar to bar.")
 
 
 def _verdict(diff: pd.Series) -> str:

@@ -76,6 +76,24 @@ def test_fit_orders_regimes_by_volatility_and_round_trips(tmp_path):
         RegimeModel.from_dict({**m.to_dict(), "colour": 1})
 
 
+@pytest.mark.parametrize("kind", ["s5", "dss", "mamba", "gru", "transformer"])
+def test_every_steppers_hidden_vector_is_the_parallel_views(kind):
+    """What the heads read, bar by bar (numba or torch stepper) and in parallel."""
+    from s4_strategies.model.sequence import predict_sequence
+    from s4_strategies.ssm import build_model
+
+    torch.manual_seed(0)
+    m = build_model(kind, 5, d_model=8, d_state=8, n_layers=2).double().eval()
+    x = np.random.default_rng(0).normal(size=(40, 5))
+    with torch.no_grad():
+        ref = predict_sequence(m, torch.as_tensor(x[None]), hidden=True)
+    sp = m.stepper(hidden=True)
+    steps = [sp.step(v) for v in x]
+    np.testing.assert_allclose([s["hidden"] for s in steps], ref["hidden"][0], atol=1e-10)
+    np.testing.assert_allclose([s["logits"] for s in steps], ref["logits"][0], atol=1e-10)
+    assert m.stepper().step(x[0]).keys() == {"logits", "returns", "log_vol"}
+
+
 @pytest.fixture(scope="module")
 def predictor(tiny_result):
     return tiny_result.predictor
@@ -122,9 +140,10 @@ def test_planted_regimes_are_recovered_from_the_hidden_state():
     bars). A small S4D trained on the first 60 % (its heads forecast returns and
     volatility); regimes fitted on that period; adjusted Rand index (chance: 0) with the
     truth on the last 40 %, for the HMM on the hidden state and the same HMM on the model's
-    raw input features. Measured here: state 0.77, features 0.77 (the features carry
-    realised volatility over 24 and 168 bars, which is most of what tells these regimes
-    apart); the comparison over seeds is in docs/results/regimes.md."""
+    raw input features. Measured here: state 0.77, features 0.77; over other seeds the
+    state gave 0.43 to 0.80 and the features 0.68 to 0.77 (they carry realised volatility
+    over 24 and 168 bars, most of what tells these regimes apart): the bar is "far above
+    chance", and the comparison over seeds is in docs/results/regimes.md."""
     from s4_strategies.features import FeatureSpec, LabelSpec
     from s4_strategies.training import TrainConfig, date_split, train_model
     from s4_strategies.training.synthetic import regime_bars
@@ -144,4 +163,4 @@ def test_planted_regimes_are_recovered_from_the_hidden_state():
     for source in ("state", "features"):
         m = fit_regimes(p, df, kind="hmm", source=source)
         ari[source] = adjusted_rand(truth[test], m.labels(regime_inputs(p, df, source))[test])
-    assert ari["state"] > 0.6 and ari["features"] > 0.6, ari
+    assert ari["state"] > 0.3 and ari["features"] > 0.3, ari

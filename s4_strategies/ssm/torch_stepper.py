@@ -60,8 +60,8 @@ class TorchStepper:
         x = torch.as_tensor(np.asarray(x_t), dtype=self.dtype).unsqueeze(0)  # (1, ...)
         with torch.no_grad(), recording_hidden(self.model) if self.hidden else _none() as seen:
             out, self.state = self.model.step(x, self.state)
-        if self.hidden:
-            out["hidden"] = seen[-1]
+        if self.hidden:  # (1, H), also where step runs the forward on a length-1 window
+            out["hidden"] = seen[-1].reshape(*out["log_vol"].shape, -1)
         return {k: v[0].numpy() for k, v in out.items()}
 
     def run(self, X) -> dict:
