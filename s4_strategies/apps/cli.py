@@ -290,8 +290,9 @@ def _add_backtest(sub) -> None:
     from ..market_making.broker import QUEUE_RULES
 
     bk.add_argument("--latency-ms", default=None, type=_latency_ms, metavar="MS",
-                    help="market making: 'ENTRY[,CANCEL[,FEED]]' milliseconds or a preset: "
-                         "none, colocated, cloud, retail (default: cloud)")
+                    help="market making: milliseconds, 'MS' (entry = response = cancel) or "
+                         "'FEED,ENTRY,RESPONSE[,CANCEL]', or a preset: none, colocated, cloud, "
+                         "retail (default: cloud)")
     bk.add_argument("--queue-model", default=None, choices=QUEUE_RULES,
                     help="market making: queue position of resting quotes (default: prob)")
     bk.add_argument("--queue-power", default=None, type=_positive(float),
