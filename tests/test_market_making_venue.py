@@ -213,3 +213,20 @@ def test_the_analyzer_books_the_exchange_side_not_the_delayed_reports():
     quotes = strat.analyzers.mm.quote_log()
     assert len(quotes) == 1 and math.isclose(quotes["start"].iloc[0].timestamp() -
                                              T0.timestamp(), 0.010, abs_tol=1e-5)
+
+
+@pytest.mark.parametrize("step", [-1, 0, float("nan"), "0.001", {"BTCUSDT": -0.5}])
+def test_a_size_step_that_is_not_a_positive_number_is_refused(step):
+    from s4_strategies.market_making.broker import MarketMakingBroker
+
+    with pytest.raises(ValueError, match="size_step.* must be a number > 0 or None"):
+        MarketMakingBroker(size_step=step)
+
+
+@pytest.mark.parametrize("step", [0, -0.001])
+def test_the_strategys_size_step_must_be_positive_or_none(step):
+    from s4_strategies.market_making.instrument import validate_params
+
+    with pytest.raises(ValueError, match="size_step must be a finite number > 0 or None"):
+        validate_params({"size_step": step})
+    assert validate_params({"size_step": None}) == {"size_step": None}

@@ -173,7 +173,7 @@ def _add_train(sub) -> None:
                     metavar="DATE",
                     help="last bar of the validation period (UTC; a date includes its day)")
     tr.add_argument("--layer", default="s4d", help="sequence layer",
-                    choices=["s4", "s4d", "mamba", "lstm", "gru", "transformer"])
+                    choices=["s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer"])
     from ..training.fit import TrainConfig
 
     d = TrainConfig()
@@ -211,7 +211,7 @@ def _add_train(sub) -> None:
 
 
 def _add_compare(sub) -> None:
-    cp = sub.add_parser("compare", help="S4 vs S4D vs selective SSM vs LSTM/GRU/Transformer",
+    cp = sub.add_parser("compare", help="S4, S4D, S5, DSS, selective SSM vs LSTM/GRU/Transformer",
                         formatter_class=_formatter,
                         description="Trains every model (and its ablations) with several seeds "
                                     "on one split of an embedded dataset, then prints the "

@@ -141,6 +141,13 @@ class MarketMakingBroker(VenueResponses, IntensityFills, BackBrokerHooks):
         super().init()
         if self.p.fill_model not in FILL_MODELS:
             raise ValueError(f"fill_model must be one of {FILL_MODELS}, got {self.p.fill_model!r}")
+        steps = self.p.size_step
+        for name, step in (steps.items() if isinstance(steps, dict) else [("", steps)]):
+            if step is not None and not (isinstance(step, (int, float))
+                                         and not isinstance(step, bool)
+                                         and math.isfinite(step) and step > 0):
+                raise ValueError(f"size_step{f' for {name}' if name else ''} must be a number "
+                                 f"> 0 or None (no step), got {step!r}")
         self.queue_rule = normalise_queue_model(self.p.queue)
         if self.queue_rule not in QUEUE_RULES:
             raise ValueError(f"queue must be one of {QUEUE_RULES}, got {self.p.queue!r}")

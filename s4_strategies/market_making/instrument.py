@@ -23,11 +23,12 @@ __all__ = ["InstrumentParams", "instrument_params", "param_keys", "validate_para
 
 _POSITIVE = ("gamma", "lot", "tick", "horizon", "sigma_window", "calib_window", "trend_fast",
              "trend_slow")
-_POSITIVE_OR_NONE = ("sigma", "A", "kappa", "bar_seconds", "trend_horizon", "half_spread")
+_POSITIVE_OR_NONE = ("sigma", "A", "kappa", "bar_seconds", "trend_horizon", "half_spread",
+                     "size_step")
 _NON_NEGATIVE = ("max_inventory", "eta", "recalibrate", "close_window", "flatten_before",
                  "min_spread", "min_spread_bps", "close_skew", "trend_cap", "inventory_nudge",
                  "requote_threshold", "skew")
-_NON_NEGATIVE_OR_NONE = ("size_step",)
+_NON_NEGATIVE_OR_NONE = ()
 _FINITE = ("trend_weight",)  # any sign: a negative weight leans against the trend
 _COUNTS = ("min_trades", "min_bars")  # integers >= 1
 _FLAGS = ("post_only", "stamp_at_open", "flatten_at_close")
@@ -171,8 +172,9 @@ def validate_params(params, name: str = ""):
     ``gamma, lot, tick, horizon`` and the windows / EMA time constants must be > 0;
     ``sigma, A, kappa, bar_seconds, trend_horizon`` > 0 when given; ``max_inventory, eta,
     recalibrate, close_window, flatten_before, min_spread, min_spread_bps, close_skew,
-    trend_cap, inventory_nudge, requote_threshold, skew`` ≥ 0 and ``size_step`` ≥ 0 or None;
-    ``half_spread`` > 0 when given (and given for ``model="linear"``);
+    trend_cap, inventory_nudge, requote_threshold, skew`` ≥ 0; ``size_step`` > 0 or None (no
+    step; 0 used to mean that and is refused); ``half_spread`` > 0 when given (and given
+    for ``model="linear"``);
     ``trend_weight`` any number; every number finite except ``horizon, max_inventory,
     recalibrate`` and the windows, which may be ``inf``; ``min_trades, min_bars`` integers
     ≥ 1; ``post_only, stamp_at_open, flatten_at_close`` booleans; ``model`` in

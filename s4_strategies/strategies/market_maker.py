@@ -116,8 +116,8 @@ class AvellanedaStoikovStrategy(TwoSidedQuoting, bt.Strategy):
     - ``close_window``, ``close_skew``: in the last ``close_window`` seconds the inventory
       skew grows linearly to ``close_skew`` half-spreads per lot
     - ``flatten_at_close``, ``flatten_before``: pull quotes and flatten before the close
-    - ``lot``: base order size (contracts, > 0); ``size_step``: size increment (≥ 0;
-      ``None`` or 0: none)
+    - ``lot``: base order size (contracts, > 0); ``size_step``: size increment (> 0;
+      ``None``: none)
     - ``max_inventory``: hard limit in lots (≥ 0); ``eta``: size decay per lot of inventory
     - ``tick``: price increment (> 0); ``min_spread`` (price) / ``min_spread_bps``: minimum
       width
