@@ -57,10 +57,9 @@ feed that did not move is not re-matched). Every execution is logged in ``fill_l
 ``through, queue, book, taker, market, intensity, touch``). Fees: ``MakerTakerCommInfo``
 charges ``maker`` on passive fills and ``taker`` on the rest.
 
-backtrader has no public hook for order matching: what must override its ``BackBroker``
-internals lives in :mod:`.bt_adapter` (``BackBrokerHooks``, pinned to the backtrader version
-it was written for). This module is only the exchange, written against its hooks (``match``,
-``fill``, ``executing``, ``on_submit``, ``on_cancel``, ``cancel_now``).
+backtrader has no public hook for order matching: its ``BackBroker`` internals are overridden
+in :mod:`.bt_adapter` (``BackBrokerHooks``, pinned to its backtrader version); this module is
+the exchange, on its hooks (``match``, ``fill``, ``executing``, ``on_submit``, ``on_cancel``).
 """
 
 from __future__ import annotations
@@ -73,6 +72,7 @@ import numpy as np
 
 from ..fees import MAKER, TAKER
 from .bt_adapter import BackBrokerHooks
+from .instrument import check_size_steps
 from .intensity_fill import IntensityFills
 from .latency import parse_latency
 from .queue import QueuePosition, displayed_ahead, normalise_queue_model
@@ -141,13 +141,7 @@ class MarketMakingBroker(VenueResponses, IntensityFills, BackBrokerHooks):
         super().init()
         if self.p.fill_model not in FILL_MODELS:
             raise ValueError(f"fill_model must be one of {FILL_MODELS}, got {self.p.fill_model!r}")
-        steps = self.p.size_step
-        for name, step in (steps.items() if isinstance(steps, dict) else [("", steps)]):
-            if step is not None and not (isinstance(step, (int, float))
-                                         and not isinstance(step, bool)
-                                         and math.isfinite(step) and step > 0):
-                raise ValueError(f"size_step{f' for {name}' if name else ''} must be a number "
-                                 f"> 0 or None (no step), got {step!r}")
+        check_size_steps(self.p.size_step)
         self.queue_rule = normalise_queue_model(self.p.queue)
         if self.queue_rule not in QUEUE_RULES:
             raise ValueError(f"queue must be one of {QUEUE_RULES}, got {self.p.queue!r}")

@@ -166,6 +166,14 @@ def _check_other(params, name, present):
             _fail(name, "session_close", "None, 'HH:MM' (UTC) or seconds in [0, 86400)", value)
 
 
+def check_size_steps(steps) -> None:
+    """A broker's ``size_step``: None, a number > 0, or ``{feed name: None | number > 0}``."""
+    for name, step in (steps.items() if isinstance(steps, Mapping) else [("", steps)]):
+        if step is not None and not (_is_number(step) and math.isfinite(step) and step > 0):
+            raise ValueError(f"size_step{f' for {name}' if name else ''} must be a number > 0 "
+                             f"or None (no step), got {step!r}")
+
+
 def validate_params(params, name: str = ""):
     """Check the market maker's parameter values (those present in ``params``); returns
     ``params``. Raises ``ValueError`` naming the parameter and the instrument ``name``:
