@@ -10,8 +10,10 @@ One line adds everything to a Cerebro, one call writes the report of a finished 
 The metric formulas are plain functions in ``analyzers.metrics`` (``compute_metrics``,
 ``infer_periods_per_year``, ``bootstrap_sharpe_ci``) usable without backtrader; the policies
 for ruin, NaN, a late benchmark and intraday returns on the (daily) tear sheet are in
-``analyzers.returns``. ``DriftMonitor`` watches a model's features, predictions and realised
-skill against its training statistics (``reference_from_predictor``) and warns on drift.
+``analyzers.returns``. ``RegimeAnalyzer`` splits the returns by the regime a strategy's
+``RegimeIndicator`` reads (``analyzers.regimes``). ``DriftMonitor`` watches a model's
+features, predictions and realised skill against its training statistics
+(``reference_from_predictor``) and warns on drift.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .quantstats_analyzer import (
     write_metrics_json,
     write_tearsheet,
 )
+from .regimes import RegimeAnalyzer, plot_price_by_regime, regime_metrics
 from .returns import check_returns, equity_returns, is_intraday, to_daily
 from .trades import TradeStats, summarize_trades
 
@@ -44,6 +47,7 @@ __all__ = [
     "DriftMonitor",
     "MarketMakingAnalyzer",
     "QuantStatsAnalyzer",
+    "RegimeAnalyzer",
     "TradeStats",
     "add_all",
     "align_benchmark",
@@ -61,9 +65,11 @@ __all__ = [
     "make_reference",
     "plot_equity_drawdown",
     "plot_inventory",
+    "plot_price_by_regime",
     "quantstats_table",
     "quiet_fonts",
     "reference_from_predictor",
+    "regime_metrics",
     "save_cerebro_plot",
     "summarize_trades",
     "to_daily",
@@ -104,7 +110,9 @@ def write_report(strategy, outdir, cerebro=None, tearsheet: bool = True) -> dict
     not two rows for it),
     ``metrics.json`` (labels, span, annualisation, metrics, and ``trades`` when ``TradeStats``
     is attached), ``equity_drawdown.png`` and, given ``cerebro``, ``cerebro.png``
-    (backtrader's own chart). Needs ``QuantStatsAnalyzer`` on the strategy
+    (backtrader's own chart). With a ``RegimeAnalyzer``: ``regimes.png`` (the price coloured
+    by regime), the returns by regime on the tear sheet and under ``regimes`` in
+    ``metrics.json``. Needs ``QuantStatsAnalyzer`` on the strategy
     (``add_all(cerebro)`` before ``cerebro.run()``).
 
     Returns ``{"metrics": {...}, "trades": {...} or None, "files": {name: Path}}``.
@@ -121,10 +129,21 @@ def write_report(strategy, outdir, cerebro=None, tearsheet: bool = True) -> dict
     files = {}
     trade_an = find_analyzer(strategy, TradeStats)
     trades = trade_an.get_analysis() if trade_an is not None else None
-    files["metrics"] = qs_an.write_json(outdir / "metrics.json",
-                                        extra={"trades": trades} if trades is not None else None)
+    regime_an = find_analyzer(strategy, RegimeAnalyzer)
+    regimes = regime_an.get_analysis() if regime_an is not None else None
+    extra = {**({"trades": trades} if trades is not None else {}),
+             **({"regimes": regimes["metrics"]} if regimes is not None else {})}
+    files["metrics"] = qs_an.write_json(outdir / "metrics.json", extra=extra or None)
     if tearsheet and qs_an.can_write_html(warn=True):
         files["tearsheet"] = qs_an.write_html(outdir / "tearsheet.html")
+    if regimes is not None:
+        from .regimes import html_table, insert_into_tearsheet
+
+        files["regimes"] = plot_price_by_regime(regimes["close"], regimes["regimes"],
+                                                outdir / "regimes.png",
+                                                title=f"{qs_an.title}: price by regime")
+        if "tearsheet" in files:
+            insert_into_tearsheet(files["tearsheet"], html_table(regimes["table"]))
     files["equity_drawdown"] = plot_equity_drawdown(
         res["returns"], outdir / "equity_drawdown.png", benchmark=res["benchmark"],
         title=qs_an.title,

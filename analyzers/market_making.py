@@ -26,6 +26,13 @@ resting ask − best resting bid while both sides rest) and ``quoted_spread_bps`
 ``adverse_selection`` = effective − realised, in price and in bps; ``close_inventory``
 (position at each session close) and ``final_inventory``.
 
+The fills, inventory and quotes are the exchange's: with a broker that delays its reports
+to the strategy (``MarketMakingBroker``'s response latency) the analyzer listens to the
+broker's undelayed side (``add_exchange_listener``), so its numbers are not the strategy's
+late view; with other brokers it reads ``notify_order``. ``series()``, ``fills()`` and
+``quote_log()`` hand the per-event mid, position and PnL, every execution and every quote's
+time in the book to the report (:mod:`analyzers.mm_report`).
+
 Fill quality (:mod:`analyzers.mm_fills`), per feed and in total. Markouts of every execution
 the analyzer saw (any broker) ``h`` = 1, 10, 60 s later (``markout_horizons``):
 ``markout_{h}s`` = size-weighted mean of sign·(mid at or before t + h − price), in price
@@ -54,6 +61,7 @@ import pandas as pd
 from feeds.bartime import SECONDS_PER_DAY, num_to_epoch, seconds_after_midnight
 
 from . import mm_fills
+from .mm_plots import format_table, plot_inventory
 
 __all__ = ["MarketMakingAnalyzer", "format_table", "plot_inventory"]
 
@@ -91,6 +99,9 @@ class _Acc:
         self.t = []
         self.mid = []
         self.position = []
+        self.pnl = []           # (spread, inventory, fees) PnL so far after each event
+        self.quote_log = []     # [ref, sign, price, size, t in the book, t out or None]
+        self.quote_at = {}      # ref -> its quote_log row
         self.trades = []        # (t, sign, price, size, taker)
         self.close_inventory = []
 
@@ -119,6 +130,10 @@ class MarketMakingAnalyzer(bt.Analyzer):
         if close is None:
             close = getattr(self.strategy.p, "session_close", None)
         self._close_s = seconds_after_midnight(close)
+        listen = getattr(self.strategy.broker, "add_exchange_listener", None)
+        self._listening = listen is not None
+        if self._listening:
+            listen(self._on_exchange)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -130,20 +145,32 @@ class MarketMakingAnalyzer(bt.Analyzer):
         return data.close[0]
 
     def notify_order(self, order):
+        if not self._listening:
+            self._book(order, None)
+
+    def _on_exchange(self, order, when):
+        """The broker's undelayed report of a status change (``when``: exchange time)."""
+        self._book(order, when)
+
+    def _book(self, order, when):
         acc = self._acc.get(order.data)
         if acc is None:
             return
         limit = order.exectype == bt.Order.Limit
+        t = num_to_epoch(order.data.datetime[0])
         if limit and order.status == order.Accepted and order.ref not in acc.quote_refs:
             acc.quote_refs.add(order.ref)
             acc.quotes[_side(order)] += 1
             acc.live[order.ref] = (_side(order), order.created.price)
+            row = [order.ref, 1.0 if order.isbuy() else -1.0, order.created.price,
+                   abs(order.created.size), t if when is None else when, None]
+            acc.quote_log.append(row)
+            acc.quote_at[order.ref] = row
         if limit and order.status == order.Rejected:
             acc.rejected += 1
         # fills are marked to the mid prevailing before the event they happen on: the
         # pre-trade mid on ticks, the previous close (the price the quote was set at) on bars
         mid = acc.mid_prev if acc.mid_prev is not None else self._mid(order.data)
-        t = num_to_epoch(order.data.datetime[0])
         taker = (not limit) or bool(order.info.get("taker", False))
         for bit in order.executed.iterpending():
             size, price = bit.size, bit.price
@@ -161,6 +188,9 @@ class MarketMakingAnalyzer(bt.Analyzer):
                 acc.passive.append((t, math.copysign(1.0, size), price, abs(size), mid))
         if not order.alive():
             acc.live.pop(order.ref, None)
+            row = acc.quote_at.pop(order.ref, None)
+            if row is not None:
+                row[5] = t if when is None else when
 
     def next(self):
         for data, acc in self._acc.items():
@@ -199,6 +229,7 @@ class MarketMakingAnalyzer(bt.Analyzer):
             acc.t.append(t)
             acc.mid.append(mid)
             acc.position.append(acc.pos)
+            acc.pnl.append((acc.spread_pnl, acc.inventory_pnl, acc.fees))
 
     # ------------------------------------------------------------------ results
     def _summary(self, acc: _Acc) -> dict:
@@ -281,10 +312,27 @@ class MarketMakingAnalyzer(bt.Analyzer):
             self.rets[name] = summary
 
     def series(self, data=None) -> pd.DataFrame:
-        """Per-event ``mid`` and ``position`` (after fills) of a feed (the first by default)."""
+        """Per-event ``mid``, ``position`` (after fills, contracts) and the PnL so far in
+        quote currency, ``spread_pnl``, ``inventory_pnl``, ``fees`` and ``pnl`` (their total),
+        of a feed (the first by default)."""
         acc = self._acc[data if data is not None else self.datas[0]]
         idx = pd.to_datetime(np.asarray(acc.t) * 1e9, utc=True).rename("datetime")
-        return pd.DataFrame({"mid": acc.mid, "position": acc.position}, index=idx)
+        parts = np.asarray(acc.pnl, dtype=float).reshape(-1, 3)
+        return pd.DataFrame({"mid": acc.mid, "position": acc.position,
+                             "spread_pnl": parts[:, 0], "inventory_pnl": parts[:, 1],
+                             "fees": parts[:, 2], "pnl": parts[:, 0] + parts[:, 1] - parts[:, 2]},
+                            index=idx)
+
+    def quote_log(self, data=None) -> pd.DataFrame:
+        """Every limit order of a feed that reached the book: ``side`` (+1 bid, −1 ask),
+        ``price``, ``size``, ``start`` and ``end`` (UTC times in and out of the book; ``end``
+        NaT while it still rests)."""
+        acc = self._acc[data if data is not None else self.datas[0]]
+        df = pd.DataFrame(acc.quote_log, columns=["ref", "side", "price", "size", "start",
+                                                  "end"]).set_index("ref")
+        for col in ("start", "end"):
+            df[col] = pd.to_datetime(df[col].astype(float) * 1e9, utc=True)
+        return df
 
     def fills(self, data=None) -> pd.DataFrame:
         """Every execution of a feed: ``side`` (+1 buy / −1 sell), ``price``, ``size`` and
@@ -293,79 +341,3 @@ class MarketMakingAnalyzer(bt.Analyzer):
         df = pd.DataFrame(acc.trades, columns=["t", "side", "price", "size", "taker"])
         df.index = pd.to_datetime(df.pop("t").to_numpy() * 1e9, utc=True).rename("datetime")
         return df
-
-
-# ---------------------------------------------------------------------- reporting
-_ROWS = [
-    ("total_pnl", "total PnL", "{:,.2f}"),
-    ("spread_pnl", "  spread capture", "{:,.2f}"),
-    ("inventory_pnl", "  inventory PnL", "{:,.2f}"),
-    ("fees", "  fees (− = rebate)", "{:,.2f}"),
-    ("broker_pnl", "broker value change", "{:,.2f}"),
-    ("fills_bid", "fills bid / ask / taker", None),
-    ("quotes_bid", "quotes placed bid / ask", None),
-    ("fill_ratio", "fill ratio", "{:.2%}"),
-    ("mean_abs_inventory", "mean |inventory|", "{:.4g}"),
-    ("max_abs_inventory", "max |inventory|", "{:.4g}"),
-    ("time_weighted_inventory", "time-weighted inventory", "{:.4g}"),
-    ("quoted_spread_bps", "quoted spread (bps)", "{:.2f}"),
-    ("effective_spread_bps", "effective spread (bps)", "{:.2f}"),
-    ("realised_spread_bps", "realised spread (bps)", "{:.2f}"),
-    ("final_inventory", "final inventory", "{:.4g}"),
-]
-
-
-def format_table(analysis: dict, name: str | None = None) -> str:
-    """A plain-text table of a ``MarketMakingAnalyzer`` result (one feed, default the first)."""
-    feeds = [k for k in analysis if k != "total"]
-    name = name or (feeds[0] if feeds else "total")
-    s = dict(analysis[name])
-    tot = analysis.get("total", {})
-    s.setdefault("broker_pnl", tot.get("broker_pnl", float("nan")))
-    if name != "total" and len(feeds) > 1:
-        s["broker_pnl"] = float("nan")
-    lines = [f"{'metric':<28}{name:>22}", "-" * 50]
-    for key, label, fmt in _ROWS:
-        if key == "fills_bid":
-            val = f"{s['fills_bid']} / {s['fills_ask']} / {s['fills_taker']}"
-        elif key == "quotes_bid":
-            val = f"{s['quotes_bid']} / {s['quotes_ask']}"
-        else:
-            v = s.get(key, float("nan"))
-            val = "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
-        lines.append(f"{label:<28}{val:>22}")
-    lines += [f"{label:<28}{val:>22}" for label, val in mm_fills.table_rows(s)]
-    closes = s.get("close_inventory") or []
-    if closes:
-        lines.append(f"{'inventory at session close':<28}{closes[-1][1]:>22.4g}")
-    return "\n".join(lines)
-
-
-def plot_inventory(analyzer: MarketMakingAnalyzer, path, data=None, title: str = ""):
-    """Save a two-panel PNG: mid with buy/sell fills, and inventory over time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = analyzer.series(data)
-    f = analyzer.fills(data)
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True,
-                                   gridspec_kw={"height_ratios": [2, 1]})
-    ax1.plot(s.index, s["mid"], lw=0.8, color="0.3", label="mid")
-    if len(f):
-        buys, sells = f[f["side"] > 0], f[f["side"] < 0]
-        size = 8 if len(f) < 500 else 1.5
-        ax1.scatter(buys.index, buys["price"], s=size, color="tab:green", label="buy fills")
-        ax1.scatter(sells.index, sells["price"], s=size, color="tab:red", label="sell fills")
-    ax1.set_ylabel("price")
-    ax1.legend(loc="best", fontsize=8)
-    ax1.set_title(title or "market making: fills and inventory")
-    ax2.step(s.index, s["position"], where="post", lw=0.9, color="tab:blue")
-    ax2.axhline(0.0, color="0.5", lw=0.6)
-    ax2.set_ylabel("inventory (contracts)")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -334,6 +334,15 @@ def fetch_bybit_klines(
     return clean_ohlcv(df, freq=freq, gaps=gaps, name=what)
 
 
+def kline_cache(cache_dir, network: str, category: str, symbol: str, interval):
+    """``(path, meta)`` of the cache file of one kline series: the file
+    (``bybit_<network>_<category>_<symbol>_<interval>.parquet`` in ``cache_dir``) and the
+    series it records (``source, network, category, symbol, interval``)."""
+    key = ("bybit", network, check_category(category), symbol, check_interval(interval))
+    meta = dict(zip(("source", "network", "category", "symbol", "interval"), key))
+    return cache_path(Path(cache_dir).expanduser(), *key), meta
+
+
 def load_bybit_klines(
     session, category, symbol, interval, start, end=None, *,
     cache_dir=None, now=None, gaps: str = "warn", testnet=None, **fetch_kwargs,
@@ -358,9 +367,7 @@ def load_bybit_klines(
     )  # fmt: skip
     path = meta = None
     if cache_dir is not None:
-        key = ("bybit", network, category, symbol, code)
-        path = cache_path(Path(cache_dir).expanduser(), *key)
-        meta = dict(zip(("source", "network", "category", "symbol", "interval"), key))
+        path, meta = kline_cache(cache_dir, network, category, symbol, code)
     df = cached_fetch(path, fetch, start, end, name=what, meta=meta)
     if not len(df):
         raise FeedError(

@@ -212,6 +212,16 @@ def _fill(path: Path, fetch, start, end, known_to, name: str, identity: dict) ->
     return rates
 
 
+def funding_cache(cache_dir, network: str, category: str, symbol: str):
+    """``(path, identity)`` of the cache file of one funding series: the file
+    (``bybit_<network>_<category>_<symbol>_funding.parquet`` in ``cache_dir``) and the
+    series it records besides its covered range (``source, network, category, symbol,
+    kind``)."""
+    key = ("bybit", network, check_funding_category(category), symbol, "funding")
+    identity = dict(zip(("source", "network", "category", "symbol", "kind"), key))
+    return cache_path(Path(cache_dir).expanduser(), *key), identity
+
+
 def _default_session(testnet):
     from pybit.unified_trading import HTTP  # only when no session is given
 
@@ -246,9 +256,7 @@ def load_funding_rates(
     if cache_dir is None:
         rates = fetch(start, end)
     else:
-        key = ("bybit", network, category, symbol, "funding")
-        identity = dict(zip(("source", "network", "category", "symbol", "kind"), key))
-        path = cache_path(Path(cache_dir).expanduser(), *key)
+        path, identity = funding_cache(cache_dir, network, category, symbol)
         rates = _cached(path, fetch, start, end, now - SETTLE_LAG, what, identity)
     rates = rates[(rates.index >= start) & (rates.index <= end)]
     if not len(rates) and not allow_empty:

@@ -7,14 +7,14 @@
 1. Cost of the next prediction with L bars of history (L = 256 .. 16384): the numpy
    stepper, the eager torch ``step``, and re-running the model over the last L bars, with
    the Transformer and LSTM baselines re-run over the same window. One torch thread.
-2. Stepper backends side by side (numba / numpy / torch step) for the three SSM layers.
+2. Stepper backends side by side (numba / numpy / torch step) for the five SSM layers.
 3. The stepper's memory as consumed history grows.
 4. Training view: forward + backward at batch 32 and peak memory (RSS high-water mark,
    reset per case through /proc/self/clear_refs) for L = 256, 1024, 4096.
 
 Every ratio is against a baseline measured in the same run. A cell whose time or memory,
 estimated from the previous length, would exceed the per-cell budget (60 s, 8 GB) or the
-run's deadline (270 s) is skipped and marked "skip" with the estimate.
+run's deadline (360 s) is skipped and marked "skip" with the estimate.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def bench_backends(n_numba=3000, n_slow=100):
     rng = np.random.default_rng(1)
     xs = rng.normal(size=(256, INPUT_DIM)).astype(np.float32)
     rows = []
-    for kind in ("s4", "s4d", "mamba"):
+    for kind in ("s4", "s4d", "s5", "dss", "mamba"):
         m = make(kind)
         t = {}
         for label, kw, n in (("numba f32", dict(backend="numba"), n_numba),
@@ -183,6 +183,7 @@ def bench_backends(n_numba=3000, n_slow=100):
 
 def bench_training(lengths, batch, budget, deadline, mem_cap_mb=8000):
     kinds = [("LSTM (baseline)", "lstm", {}), ("S4", "s4", {}), ("S4D", "s4d", {}),
+             ("S5 (parallel scan)", "s5", {}), ("DSS (exp)", "dss", {}),
              ("selective SSM (d_state 16)", "mamba", dict(d_state=16)),
              ("Transformer", "transformer", {})]
     results = {}
@@ -276,7 +277,7 @@ def main(argv=None):
     print(bench_stepper_memory([1024, 4096] if args.quick else [1024, 4096, 16384, 65536]))
     print(f"\n## 4. Training view: forward + backward at batch {batch}, time (× = multiple of "
           "the LSTM baseline) and peak memory above the process baseline\n")
-    print(bench_training(train, batch, args.budget, deadline=t_start + 270))
+    print(bench_training(train, batch, args.budget, deadline=t_start + 360))
     print(f"\ntotal benchmark time: {time.perf_counter() - t_start:.0f} s")
 
 

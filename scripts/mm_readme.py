@@ -3,12 +3,13 @@
 
     python scripts/mm_readme.py                 # everything, then README.md is rewritten
     python scripts/mm_readme.py --only latency  # one block (ticks, bars, bars-intensity,
-                                                # latency, changes, hftbacktest, tick-lean)
+                                                # latency, changes, tick-lean)
     python scripts/mm_readme.py --dry-run       # print the blocks, leave README.md alone
 
 Each block goes between ``<!-- mm:KEY:begin -->`` and ``<!-- mm:KEY:end -->`` with the
 command that made it and its wall time: the README's market-making tables are regenerated,
-never edited by hand. About 10 minutes on two cores.
+never edited by hand. About 10 minutes on two cores. The cross-check against hftbacktest has
+its own page, written by ``scripts/crosscheck_hftbacktest.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import warnings
 from readme_block import replace_block
 
 USDM = "binance-usdm:BTCUSDT"
-BLOCKS = ("ticks", "bars", "bars-intensity", "latency", "changes", "hftbacktest", "tick-lean")
+BLOCKS = ("ticks", "bars", "bars-intensity", "latency", "changes", "tick-lean")
 
 
 def _mm(**kw) -> dict:
@@ -88,27 +89,27 @@ def block_latency() -> str:
         res = _mm(source="ticks", dataset=USDM, latency=name)
         rows.append(_row(f"{name} ({parse_latency(name).ms()})", res))
     return "\n".join([
-        f"The Avellaneda–Stoikov preset on the USD-M sample ({USDM}, tick 0.1, queue `prob`) "
-        "at each latency preset:", "", _runs_table(rows)])
+        f"The Avellaneda–Stoikov preset on the USD-M sample ({USDM}, tick 0.1, queue `prob`, "
+        "live requoting) at each latency preset:", "", _runs_table(rows)])
 
 
 def block_changes() -> str:
+    undelayed = (0.005, 0.010, 0.0, 0.010)  # cloud, but reports on the event that made them
     steps = [
-        ("before: no latency, risk-averse queue, tick 0.01",
-         dict(latency="none", queue="risk_averse", tick=0.01)),
-        ("+ the instrument's tick 0.1", dict(latency="none", queue="risk_averse")),
-        ("+ cloud latency (5 / 10 / 10 ms)", dict(latency="cloud", queue="risk_averse")),
-        ("+ probabilistic queue (now the defaults)", dict(latency="cloud", queue="prob")),
+        ("before: no latency, risk-averse queue, tick 0.01, aggressive requoting",
+         dict(latency="none", queue="risk_averse", tick=0.01, requote="aggressive")),
+        ("+ the instrument's tick 0.1",
+         dict(latency="none", queue="risk_averse", requote="aggressive")),
+        ("+ feed 5 ms, entry and cancel 10 ms (reports not delayed)",
+         dict(latency=undelayed, queue="risk_averse", requote="aggressive")),
+        ("+ probabilistic queue", dict(latency=undelayed, queue="prob", requote="aggressive")),
+        ("+ reports 10 ms late (cloud), still aggressive",
+         dict(latency="cloud", queue="prob", requote="aggressive")),
+        ("+ live requoting (now the defaults)", dict(latency="cloud", queue="prob")),
     ]
     rows = [_row(label, _mm(source="ticks", dataset=USDM, **kw)) for label, kw in steps]
     return "\n".join([f"One change at a time on the USD-M sample ({USDM}):", "",
                       _runs_table(rows)])
-
-
-def block_hftbacktest() -> str:
-    from s4_strategies.apps.crosscheck import crosscheck_table
-
-    return crosscheck_table()
 
 
 def block_tick_lean() -> str:
@@ -141,7 +142,7 @@ def build(key: str) -> str:
                          "--data bybit:BTCUSDT:60 --from 2024-01-01 --to 2024-12-31 "
                          "--fill-model intensity")
     return {"latency": block_latency, "changes": block_changes,
-            "hftbacktest": block_hftbacktest, "tick-lean": block_tick_lean}[key]()
+            "tick-lean": block_tick_lean}[key]()
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@
     python scripts/run_market_making.py --source bars --fill-model intensity --out runs/mm_bars
     python scripts/run_market_making.py --source bars --set model=glft --set gamma=1e-3
     python scripts/run_market_making.py --dataset binance:BTCUSDT --dataset binance-usdm:BTCUSDT \
-        --params '{"binance-usdm:BTCUSDT": {"gamma": 1e-3}}' --latency-ms 1,1,0.5 --queue-model prob
+        --params '{"binance-usdm:BTCUSDT": {"gamma": 1e-3}}' --latency-ms 0.5,1,1 --queue-model prob
 
 Several ``--dataset`` (repeated or a comma list; all ticks or all bars) run together, each
 with its instrument's tick and lot; ``--params`` takes strategy params as JSON, flat or per
@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-model", "--queue", dest="queue", choices=QUEUE_RULES, default="prob")
     p.add_argument("--queue-power", type=float, default=3.0, help="the prob queue model's power")
     p.add_argument("--latency-ms", default=None, metavar="MS",
-                   help="'ENTRY[,CANCEL[,FEED]]' milliseconds or a preset (none, colocated, "
-                        "cloud, retail); default: cloud")
+                   help="'MS' (entry = response = cancel) or 'FEED,ENTRY,RESPONSE[,CANCEL]' "
+                        "milliseconds, or a preset (none, colocated, cloud, retail); default: "
+                        "cloud")
     p.add_argument("--dataset", action="append", default=None,
                    help="e.g. binance-usdm:BTCUSDT or bybit:ETHUSDT:60; repeat (or a comma "
                         "list) for several")

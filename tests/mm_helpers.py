@@ -41,21 +41,45 @@ def bar_frame(bars, freq="1h"):
 class Scripted(bt.Strategy):
     """Places the orders of ``plan[i]`` on event ``i`` (``(kind, price, size[, info])``, kind
     ``bid``/``ask`` limit, ``buy``/``sell`` market, or ``("cancel", k, None)`` to cancel the
-    ``k``-th order placed); logs every execution bit."""
+    ``k``-th order placed); logs every execution (``fills``: on the event the exchange made
+    it, from the broker's listener; ``seen_fills``: on the event it was reported) and every
+    report (``statuses``, ``reports``)."""
 
     params = dict(plan=None)
 
     def __init__(self):
         self.fills = []
         self.statuses = []
+        self.reports = []  # (event the strategy learnt it on, ref, status)
+        self.seen_fills = []  # executions as reported to the strategy
+        self.cancel_rejected = []  # (event, ref): the venue found no order to cancel
         self.orders = []
         self.i = -1
 
-    def notify_order(self, order):
-        self.statuses.append((order.ref, order.getstatusname()))
+    def start(self):
+        listen = getattr(self.broker, "add_exchange_listener", None)
+        if listen is not None:
+            listen(self._on_exchange)
+
+    def _on_exchange(self, order, when):
+        """The exchange's side, undelayed: every execution on the event that made it."""
         for bit in order.executed.iterpending():
             self.fills.append(dict(event=len(self.data) - 1, size=bit.size, price=bit.price,
                                    comm=bit.comm, taker=bool(order.info.get("taker", False))))
+
+    def notify_order(self, order):
+        """The strategy's side: reports as they reach it (``response`` after the exchange)."""
+        now = len(self.data) - 1
+        self.statuses.append((order.ref, order.getstatusname()))
+        self.reports.append((now, order.ref, order.getstatusname()))
+        if getattr(order, "cancel_rejected", False):
+            self.cancel_rejected.append((now, order.ref))
+        for bit in order.executed.iterpending():
+            self.seen_fills.append(dict(event=now, size=bit.size, price=bit.price))
+        if not hasattr(self.broker, "add_exchange_listener"):
+            for bit in order.executed.iterpending():
+                self.fills.append(dict(event=now, size=bit.size, price=bit.price,
+                                       comm=bit.comm, taker=bool(order.info.get("taker", False))))
 
     def prenext(self):
         self.next()

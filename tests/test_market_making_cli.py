@@ -187,7 +187,7 @@ def test_two_instruments_run_together_with_their_own_params():
     assert inst[PERP] == {"tick": 0.1, "size_step": 0.001, "lot": 0.01, "gamma": 1e-3}
     assert inst[SPOT]["tick"] == 0.01 and res["params"]["min_trades"] == 20
     assert res["broker"] == {"queue": "risk_averse", "queue_power": 3.0,
-                             "latency": "feed 0 ms, entry 0 ms, cancel 0 ms"}
+                             "latency": "feed 0 ms, entry 0 ms, response 0 ms, cancel 0 ms"}
     assert f"{'metric':<28}{'total':>22}" in res["table"]
 
 
@@ -210,10 +210,10 @@ def test_ticks_and_bars_do_not_mix():
 def test_backtest_parses_repeated_data_latency_and_queue_model():
     args = build_parser().parse_args([
         "backtest", "--strategy", "market-making", "--data", f"{SPOT}:trades",
-        "--data", f"{PERP}:trades,bybit:X", "--latency-ms", "10,20,5", "--queue-model",
+        "--data", f"{PERP}:trades,bybit:X", "--latency-ms", "5,10,20", "--queue-model",
         "risk_averse", "--queue-power", "2", "--params", '{"BTCUSDT": {"gamma": 0.001}}'])
     assert args.data == [f"{SPOT}:trades", f"{PERP}:trades,bybit:X"]
-    assert (args.latency_ms, args.queue_model, args.queue_power) == ("10,20,5", "risk_averse",
+    assert (args.latency_ms, args.queue_model, args.queue_power) == ("5,10,20", "risk_averse",
                                                                      2.0)
     assert args.params == {"BTCUSDT": {"gamma": 0.001}}
     args = build_parser().parse_args(["backtest", "--strategy", "market-making",
@@ -253,7 +253,7 @@ def test_backtest_runs_two_instruments_together(tmp_path, capsys):
     params = {"max_events": 3000, "*": FAST, "binance-usdm:BTCUSDT": {"gamma": 1e-3}}
     rc = main(["backtest", "--strategy", "market-making", "--data", f"{SPOT}:trades",
                "--data", f"{PERP}:trades", "--params", json.dumps(params),
-               "--latency-ms", "1,1,0.5", "--queue-model", "risk_averse", "--out", str(out)])
+               "--latency-ms", "0.5,1,2", "--queue-model", "risk_averse", "--out", str(out)])
     assert rc == 0
     assert "spread capture" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
@@ -261,7 +261,7 @@ def test_backtest_runs_two_instruments_together(tmp_path, capsys):
     assert m["data"] == [f"{SPOT}:trades", f"{PERP}:trades"] and mm["reconciles"] is True
     assert set(mm["metrics"]) == {SPOT, PERP, "total"}
     assert mm["params"]["instruments"][PERP]["gamma"] == 1e-3
-    assert mm["broker"]["latency"] == "feed 0.5 ms, entry 1 ms, cancel 1 ms"
+    assert mm["broker"]["latency"] == "feed 0.5 ms, entry 1 ms, response 2 ms, cancel 1 ms"
     assert mm["broker"]["queue"] == "risk_averse"
     assert {f"mm_inventory_{n.replace(':', '_')}.png" for n in (SPOT, PERP)} <= \
         {p.name for p in out.iterdir()}

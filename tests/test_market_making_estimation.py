@@ -348,7 +348,9 @@ def test_a_bid_that_would_be_non_positive_is_never_placed():
     ("gamma", math.inf), ("lot", math.inf), ("tick", math.inf), ("kappa", math.inf),
     ("eta", math.inf), ("min_spread", float("nan")), ("close_skew", -1.0),
     ("trend_weight", float("nan")), ("trend_weight", "1"), ("trend_cap", -0.5),
-    ("inventory_nudge", -0.1), ("requote", -0.1), ("min_trades", 0), ("min_bars", 2.5),
+    ("inventory_nudge", -0.1), ("requote_threshold", -0.1), ("requote", 0.1),
+    ("requote", "fast"), ("model", "constant"), ("half_spread", 0.0), ("skew", -0.1),
+    ("min_trades", 0), ("min_bars", 2.5),
     ("min_trades", True), ("post_only", "yes"), ("stamp_at_open", 1),
     ("flatten_at_close", None), ("session_close", "25:99"), ("session_close", 3.5e5),
 ])
@@ -366,6 +368,11 @@ def test_strategy_defaults_and_edge_values_pass():
     params = dict(AvellanedaStoikovStrategy.params._gettuple())
     validate_params(SimpleNamespace(**params), "SPOT")
     edge = dict(trend_weight=-1.0, max_inventory=math.inf, horizon=math.inf,
-                recalibrate=math.inf, session_close="16:30", close_window=0.0, requote=0.0,
+                recalibrate=math.inf, session_close="16:30", close_window=0.0,
+                requote_threshold=0.0, requote="aggressive", skew=0.0,
                 min_trades=np.int64(5), post_only=np.bool_(False), trend_cap=1e9)
     validate_params(SimpleNamespace(**{**params, **edge}), "SPOT")
+    validate_params(SimpleNamespace(**{**params, "model": "linear", "half_spread": 0.5}), "SPOT")
+    with pytest.raises(ValueError, match="half_spread for SPOT must be a number > 0 for "
+                                         "model='linear'"):
+        validate_params(SimpleNamespace(**{**params, "model": "linear"}), "SPOT")

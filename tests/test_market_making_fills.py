@@ -197,3 +197,19 @@ def test_bybit_defaults_and_bad_parameters():
         MarketMakingBroker(fill_model="magic")
     with pytest.raises(ValueError):
         MarketMakingBroker(queue="magic")
+
+
+def test_an_order_closing_part_of_a_position_completes_despite_float_noise():
+    # short 0.001, then a bid of 0.01 fills through: backtrader executes closed + opened =
+    # 0.001 + 0.009000000000000001 = 0.010000000000000002, leaving remsize −1.7e-18. That
+    # order stayed alive, and each later print through it executed |remsize|, doubling.
+    events = [{}, {}, {}, {"tp": 99.97, "ts": 1.0, "side": -1},
+              {"tp": 99.96, "ts": 1.0, "side": -1}, {"tp": 99.95, "ts": 1.0, "side": -1}]
+    plan = {0: [("sell", None, 0.001)], 2: [("bid", 99.99, 0.01)]}
+    strat, broker = run(tick_frame(events), plan, latency=(0.0, 0.0, 0.0))
+    bid = strat.orders[1]
+    assert bid.status == bt.Order.Completed and not bid.alive()
+    assert [(f["event"], f["size"]) for f in strat.fills] == [(1, -0.001),
+                                                              (3, pytest.approx(0.01))]
+    assert broker.getposition(strat.data0).size == pytest.approx(0.009)
+    assert ("Completed" in [s for r, s in strat.statuses if r == bid.ref])

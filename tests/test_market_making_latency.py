@@ -15,20 +15,27 @@ from s4_strategies.market_making.latency import LATENCY_PRESETS, Latency, parse_
 from s4_strategies.market_making.queue import QueuePosition, cancel_share_ahead, displayed_ahead
 
 ZERO = Latency(0.0, 0.0, 0.0)
-TEN_MS = Latency(0.0, 0.010, 0.010)
+TEN_MS = Latency(0.0, 0.010, 0.010)  # entry, response and cancel 10 ms
 
 
 # ----------------------------------------------------------------- latency specs
 def test_latency_specs_and_presets():
-    assert parse_latency(None) == LATENCY_PRESETS["cloud"] == Latency(0.005, 0.010, 0.010)
-    assert parse_latency("10") == Latency(0.0, 0.010, 0.010)
-    assert parse_latency("10,20,5") == Latency(0.005, 0.010, 0.020)
-    assert parse_latency(0.002) == Latency(0.0, 0.002, 0.002)
+    cloud = Latency(0.005, 0.010, 0.010, 0.010)
+    assert parse_latency(None) == LATENCY_PRESETS["cloud"] == cloud
+    assert Latency(0.005, 0.010, 0.020).cancel == 0.010  # the cancel travels like an entry
+    assert parse_latency("10") == Latency(0.0, 0.010, 0.010, 0.010)
+    assert parse_latency("5,10,20") == Latency(0.005, 0.010, 0.020, 0.010)
+    assert parse_latency("5,10,20,1") == Latency(0.005, 0.010, 0.020, 0.001)
+    assert parse_latency("entry=10, response=30") == Latency(0.0, 0.010, 0.030, 0.010)
+    assert parse_latency(0.002) == Latency(0.0, 0.002, 0.002, 0.002)
     assert parse_latency((0.001, 0.002, 0.003)).order == pytest.approx(0.003)
-    assert parse_latency({"feed": 0.001, "cancel": 0.004}).cancel_total == pytest.approx(0.005)
-    assert parse_latency("colocated").entry == 0.001
-    for bad in ("fast", -1.0, (1, 2), {"send": 1}, "1,2,3,4", math.inf):
-        with pytest.raises(ValueError):
+    assert parse_latency((0.001, 0.002, 0.003, 0.004)).cancel_total == pytest.approx(0.005)
+    assert parse_latency({"feed": 0.001, "response": 0.004}).response == 0.004
+    assert parse_latency("colocated") == Latency(0.0005, 0.001, 0.001, 0.001)
+    assert "response 10 ms" in cloud.ms()
+    for bad in ("fast", -1.0, (1, 2), {"send": 1}, "1,2", "1,2,3,4,5", "ack=3", math.inf,
+                (0.0, 0.01, -0.01)):
+        with pytest.raises(ValueError, match="latency"):
             parse_latency(bad)
 
 
@@ -151,7 +158,7 @@ def test_a_fill_can_arrive_on_a_cancelled_order_while_the_cancel_is_in_flight():
     assert [f["event"] for f in strat.fills] == [2]
     (rec,) = broker.fill_log
     assert rec["cancel_sent"] == pytest.approx(rec["placed"] + 1.0)
-    strat, _ = run(tick_frame(events), plan, latency=Latency(0.0, 0.010, 0.001))
+    strat, _ = run(tick_frame(events), plan, latency=Latency(0.0, 0.010, 0.0, 0.001))
     assert strat.fills == []  # the cancel arrived 1 ms after it was sent
     assert [s for _, s in strat.statuses][-1] == "Canceled"
 

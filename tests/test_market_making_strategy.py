@@ -113,23 +113,12 @@ def test_per_contract_futures_fees_reconcile():
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:no tear sheet:RuntimeWarning")  # 1500 events: one day
-def test_writes_metrics_and_inventory_plot(tmp_path):
-    res = run_market_making("ticks", "trade_through", out=tmp_path, max_events=1500)
-    metrics = json.loads((tmp_path / "mm_metrics.json").read_text())
-    assert metrics["metrics"]["total"]["reconciles"] is True
-    png = tmp_path / "mm_inventory.png"
-    assert png.stat().st_size > 10_000
-    assert str(png) in res["files"]
-
-
-@pytest.mark.slow
 def test_writes_the_report_of_the_other_strategies_with_its_cash(tmp_path):
     """tearsheet.html, equity_drawdown.png and metrics.json as analyzers.write_report writes
     them for every strategy; returns measured against ``cash``."""
     res = run_market_making("bars", "trade_through", out=tmp_path, cash=50_000.0, **MONTH)
     names = {"tearsheet.html", "metrics.json", "equity_drawdown.png", "mm_metrics.json",
-             "mm_inventory.png"}
+             "mm_inventory.png", "mm_report.html"}
     assert {p.name for p in tmp_path.iterdir()} == names
     assert {Path(p).name for p in res["files"]} == names
     data = json.loads((tmp_path / "metrics.json").read_text())

@@ -269,7 +269,7 @@ def run(broker, plan=PLAN, strategy=Scripted):
 
 def test_the_analyzer_reports_markouts_kinds_latency_in_flight_fills_and_breaches():
     # entry 0.5 s, cancel 2 s: the cancel sent on event 5 reaches the book on event 7
-    m = run(MarketMakingBroker(latency=(0.0, 0.5, 2.0)))
+    m = run(MarketMakingBroker(latency=(0.0, 0.5, 0.0, 2.0)))
     s = m["X"]
     assert s["fills_by_kind"] == {"through": 2, "queue": 1, "book": 1, "taker": 0, "market": 1,
                                   "intensity": 0, "touch": 0}

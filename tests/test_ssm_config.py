@@ -33,7 +33,8 @@ STORED_KEYS = {
     "multi": ["kind", "input_dim", "n_assets", "d_model", "d_state", "n_layers", "layer",
               "dropout", "n_classes", "horizons", *SSM_OPTS],
 }
-STORED_KEYS.update(s4d=STORED_KEYS["s4"], mamba=STORED_KEYS["s4"], gru=BASE)
+STORED_KEYS.update(s4d=STORED_KEYS["s4"], mamba=STORED_KEYS["s4"], gru=BASE,
+                   s5=[*STORED_KEYS["s4"], "blocks"], dss=[*STORED_KEYS["s4"], "kernel", "l_max"])
 ALL = [*KINDS, "multi"]
 
 

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from s4_strategies.ssm import (
+    DSSLayer,
     S4DLayer,
     S4Layer,
+    S5Layer,
     SelectiveSSM,
     discretize_bilinear,
     discretize_zoh,
@@ -25,6 +27,10 @@ LAYERS = {
     "mamba": lambda **kw: SelectiveSSM(d_model=H, d_state=N, scan="chunked", **kw),
     "mamba-seq": lambda **kw: SelectiveSSM(d_model=H, d_state=N, scan="sequential", **kw),
     "mamba-recompute": lambda **kw: SelectiveSSM(d_model=H, d_state=N, scan="recompute", **kw),
+    "s5": lambda **kw: S5Layer(H, N, **kw),
+    "s5-blocks-bilinear": lambda **kw: S5Layer(H, N, blocks=2, disc="bilinear", **kw),
+    "dss": lambda **kw: DSSLayer(H, N, **kw),
+    "dss-softmax": lambda **kw: DSSLayer(H, N, kernel="softmax", l_max=64, **kw),
 }
 
 
@@ -185,7 +191,8 @@ def test_gradients_reach_every_parameter(name):
 def test_fixed_dt_ablation(name):
     layer = make(name, seed=9, learn_dt=False)
     names = dict(layer.named_parameters())
-    assert "log_dt" not in names and "log_dt" in dict(layer.named_buffers())
+    step = "log_step" if name.startswith("s5") else "log_dt"  # S5: one Δ per state
+    assert step not in names and step in dict(layer.named_buffers())
     assert not any(k.startswith("dt_proj") for k in names)
     u = torch.randn(1, 30, H, dtype=torch.float64)
     with torch.no_grad():

@@ -40,7 +40,7 @@ def run_steps(model, x, state=None):
 
 
 def test_kinds_and_classes():
-    assert set(KINDS) == {"s4", "s4d", "mamba", "lstm", "gru", "transformer"}
+    assert set(KINDS) == {"s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer"}
     assert isinstance(small("s4"), S4TradingModel) and small("s4d").config["layer"] == "s4d"
     assert isinstance(small("lstm"), LSTMModel) and isinstance(small("gru"), GRUModel)
     assert isinstance(small("transformer"), TransformerModel)
@@ -79,6 +79,8 @@ def test_forward_equals_step_and_continues_from_state(kind):
         assert rel(c[k], out[k][:, 70:]) < 1e-10, k
 
 
+# S5 and DSS: the same float32 check at 4096 runs per layer in test_ssm_layers.py (the
+# whole-model loop of 4096 torch steps is the suite's cost, not the check's).
 @pytest.mark.parametrize("kind", ["s4", "s4d", "mamba"])
 def test_whole_model_float32_step_equals_forward_at_4096(kind):
     m = small(kind, torch.float32, seed=2)
@@ -118,8 +120,10 @@ def test_config_round_trip(kind):
             assert torch.equal(rebuilt(x)["logits"], m(x)["logits"])
 
 
-@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba"])
-@pytest.mark.parametrize("opts", [dict(init="random"), dict(learn_dt=False)])
+@pytest.mark.parametrize("kind,opts", [
+    *((k, o) for k in ("s4", "s4d", "mamba") for o in (dict(init="random"), dict(learn_dt=False))),
+    ("s5", dict(learn_dt=False, blocks=2)), ("s5", dict(disc="bilinear")),
+    ("dss", dict(init="lin", learn_dt=False)), ("dss", dict(kernel="softmax", l_max=32))])
 def test_ablation_options_pass_through(kind, opts):
     m = small(kind, seed=5, **opts)
     assert all(m.config[k] == v for k, v in opts.items())
@@ -129,7 +133,7 @@ def test_ablation_options_pass_through(kind, opts):
         assert rel(stepped["logits"], m(x)["logits"]) < 1e-10
 
 
-@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba"])
+@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba", "s5", "dss"])
 def test_bidirectional_model(kind):
     m = small(kind, seed=6, bidirectional=True)
     x = torch.randn(1, 20, N_IN, dtype=torch.float64)

@@ -38,7 +38,7 @@ def max_err(a, b):
 @pytest.mark.parametrize(
     "backend,dtype", [(b, None) for b in BACKENDS] + [(BACKENDS[-1], np.float64)]
 )
-@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba"])
+@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba", "s5", "dss"])
 def test_stepper_equals_model_step_float32_default_size(kind, backend, dtype):
     """Default model (d_model 64, d_state 64, 4 layers), float32, within 1e-5."""
     m = model(kind, d_model=64, d_state=64, n_layers=4)
@@ -54,7 +54,9 @@ def test_stepper_equals_model_step_float32_default_size(kind, backend, dtype):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind,opts", [("s4", {}), ("s4", dict(init="random")), ("s4d", {}),
                                        ("s4d", dict(disc="bilinear", init="inv")),
-                                       ("mamba", {}), ("mamba", dict(learn_dt=False))])
+                                       ("mamba", {}), ("mamba", dict(learn_dt=False)),
+                                       ("s5", dict(blocks=2)), ("s5", dict(disc="bilinear")),
+                                       ("dss", {}), ("dss", dict(kernel="softmax", l_max=64))])
 def test_stepper_float64_exact(kind, opts, backend):
     m = model(kind, torch.float64, seed=1, **opts)
     x = np.random.default_rng(1).normal(size=(200, N_IN))
@@ -62,7 +64,7 @@ def test_stepper_float64_exact(kind, opts, backend):
     assert max_err([sp.step(x[t]) for t in range(len(x))], torch_steps(m, x)) < 1e-10
 
 
-@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba"])
+@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba", "s5", "dss"])
 def test_stepper_continues_from_a_parallel_history(kind):
     """Consume a long history with one parallel forward, then step bar by bar."""
     m = model(kind, torch.float64, seed=2)
@@ -78,7 +80,7 @@ def test_stepper_continues_from_a_parallel_history(kind):
             np.testing.assert_allclose(o[k], full[k][0, t].numpy(), rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba"])
+@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba", "s5", "dss"])
 def test_reset_and_state_save_restore(kind):
     m = model(kind, seed=3)
     x = np.random.default_rng(3).normal(size=(60, N_IN))
@@ -158,7 +160,7 @@ def test_stepper_is_much_faster_than_torch_step():
     assert t_torch / t_sp > 3
 
 
-@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba", "gru"])
+@pytest.mark.parametrize("kind", ["s4", "s4d", "mamba", "s5", "dss", "gru"])
 def test_run_equals_stepping_bar_by_bar(kind):
     """``stepper.run`` (one compiled loop, the indicator's once()) equals L calls of step."""
     from s4_strategies.ssm import build_model

@@ -1,8 +1,8 @@
-"""The ``s4trade`` command: train, compare, research, backtest, live and the demo.
+"""The ``s4trade`` command: the demo, data, train, compare, research, backtest and live.
 
-``--data`` takes an embedded name, a CSV/parquet file, ``bybit:SYMBOL:INTERVAL[:category]`` or
-``yahoo:TICKER:INTERVAL`` (see ``s4_strategies.apps.sources``). Errors are one line on stderr
-with exit code 2.
+``--data`` takes an embedded name, a CSV/parquet file, ``bybit:SYMBOL:INTERVAL[:category]``
+or ``yahoo:TICKER:INTERVAL[:adjusted]`` (see ``s4_strategies.apps.sources``). Errors are one
+line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import sys
 
 from .cli_args import (
     DEFAULT_DATA,
+    PROGRAM_HELP,
     _date_arg,
     _formatter,
     _json_object,
     _latency_ms,
     _positive,
 )
+from .cli_data import add_data
 from .cli_live import add_live, add_shadow_report
 from .sources import DEFAULT_CACHE, FORMS
 
@@ -172,7 +174,7 @@ def _add_train(sub) -> None:
                     metavar="DATE",
                     help="last bar of the validation period (UTC; a date includes its day)")
     tr.add_argument("--layer", default="s4d", help="sequence layer",
-                    choices=["s4", "s4d", "mamba", "lstm", "gru", "transformer"])
+                    choices=["s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer"])
     from ..training.fit import TrainConfig
 
     d = TrainConfig()
@@ -210,8 +212,12 @@ def _add_train(sub) -> None:
 
 
 def _add_compare(sub) -> None:
-    cp = sub.add_parser("compare", help="S4 vs S4D vs selective SSM vs LSTM/GRU/Transformer",
-                        formatter_class=_formatter)
+    cp = sub.add_parser("compare", help="S4, S4D, S5, DSS, selective SSM vs LSTM/GRU/Transformer",
+                        formatter_class=_formatter,
+                        description="Trains every model (and its ablations) with several seeds "
+                                    "on one split of an embedded dataset, then prints the "
+                                    "skill table against simple baselines and the trading "
+                                    "table after fees and funding. --quick is a smoke run.")
     cp.add_argument("--data", default="bybit:BTCUSDT:60", help="an embedded dataset name")
     full, quick = COMPARE_FULL, COMPARE_QUICK
     for flag, key, what in (("--train-from", "train_from", "first training bar"),
@@ -298,8 +304,9 @@ def _add_backtest(sub) -> None:
     from ..market_making.broker import QUEUE_RULES
 
     bk.add_argument("--latency-ms", default=None, type=_latency_ms, metavar="MS",
-                    help="market making: 'ENTRY[,CANCEL[,FEED]]' milliseconds or a preset: "
-                         "none, colocated, cloud, retail (default: cloud)")
+                    help="market making: milliseconds, 'MS' (entry = response = cancel) or "
+                         "'FEED,ENTRY,RESPONSE[,CANCEL]', or a preset: none, colocated, cloud, "
+                         "retail (default: cloud)")
     bk.add_argument("--queue-model", default=None, choices=QUEUE_RULES,
                     help="market making: queue position of resting quotes (default: prob)")
     bk.add_argument("--queue-power", default=None, type=_positive(float),
@@ -310,16 +317,39 @@ def _add_backtest(sub) -> None:
     bk.set_defaults(func=_cmd_backtest)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="s4trade", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="run the end-to-end demo on the embedded data",
-                          formatter_class=_formatter)
+                          formatter_class=_formatter,
+                          description="Backtests the shipped S4D checkpoint out of sample "
+                                      "(2023-2024): the directional strategy on BTCUSDT, the "
+                                      "portfolio strategy on BTCUSDT, ETHUSDT and SOLUSDT, the "
+                                      "market maker on the tick sample and on hourly bars; "
+                                      "prints a table and writes reports into --out.")
     demo.add_argument("--out", default="runs/demo", help="folder for everything it writes")
     demo.add_argument("--retrain", action="store_true",
                       help="train the demo model instead of using the shipped checkpoint")
     demo.set_defaults(func=_cmd_demo)
+
+
+def version() -> str:
+    """The installed package's version (its metadata), else the source tree's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("s4-trading")
+    except metadata.PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="s4trade", description=PROGRAM_HELP,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(sub)
+    add_data(sub)
     _add_train(sub)
     _add_compare(sub)
     _add_research(sub)

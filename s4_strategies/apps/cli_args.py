@@ -8,6 +8,17 @@ import json
 from .sources import check_date
 
 DEFAULT_DATA = "bybit:BTCUSDT:60"
+#: the top-level help, plain text
+PROGRAM_HELP = """\
+Structured state space models (S4, S4D, a selective SSM) for backtrader: download data,
+train, compare, research, backtest, and trade in shadow mode or on Bybit.
+
+--data takes an embedded name (bybit:BTCUSDT:60, yahoo:AAPL:1d, ...), a CSV or parquet
+file of bars, bybit:SYMBOL:INTERVAL[:linear|spot|inverse] or
+yahoo:TICKER:INTERVAL[:adjusted] (the full spelling reads what 's4trade data download'
+fetched where an embedded sample has the same name). Errors are one line on stderr with exit code 2.
+
+Start with 's4trade demo'; 's4trade COMMAND --help' describes each command."""
 
 
 def _date_arg(value: str) -> str:

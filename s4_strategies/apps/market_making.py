@@ -200,8 +200,9 @@ def run_market_making(source: str = "ticks", fill_model: str | None = None, out=
     - ``fill_model``: ``"trade_through"`` (default; ``None``/``"auto"`` pick it),
       ``"intensity"`` or ``"touch"``; ``queue`` (``"prob"``, ``"risk_averse"``, ``"through"``,
       ``"touch"``), ``queue_power`` (3), ``latency`` (a ``market_making.latency
-      .parse_latency`` spec: a preset name or ``"ENTRY[,CANCEL[,FEED]]"`` ms; ``None``: the
-      broker's default), ``require_touch`` (``None``: the broker's default), ``intensity``
+      .parse_latency`` spec: a preset name, ``(feed, entry, response[, cancel])`` seconds or
+      ``"FEED,ENTRY,RESPONSE[,CANCEL]"`` ms; ``None``: the broker's default),
+      ``require_touch`` (``None``: the broker's default), ``intensity``
       (``(A, kappa)``), ``seed``: see ``MarketMakingBroker``.
     - fees: ``maker``/``taker`` fractions (Bybit linear 0.02 % / 0.055 %; negative = rebate),
       or ``per_contract`` (a fixed fee per contract per side, futures-like with ``mult``
@@ -215,11 +216,13 @@ def run_market_making(source: str = "ticks", fill_model: str | None = None, out=
     - ``cash``: the starting cash of the broker (returns are measured against it).
     - ``out``: a folder for the report the other strategies write (``analyzers.write_report``:
       ``tearsheet.html``, ``metrics.json``, ``equity_drawdown.png``) plus ``mm_metrics.json``
-      and ``mm_inventory.png`` (one feed; with several ``mm_inventory_<feed>.png`` each).
+      and ``mm_inventory.png`` (one feed; with several ``mm_inventory_<feed>.png`` each),
+      and ``mm_report.html``, the market maker's own report (``analyzers.mm_report``).
       ``metrics.json`` has the same layout as theirs, with this result (less ``table`` and
       ``files``) under ``"market_making"`` and ``cash``, ``final_value``. Ticks are measured
-      once a second (``sample="1s"``); the tear sheet is built from UTC days, so a run inside
-      one UTC day gets none (``RuntimeWarning``).
+      once a second (``sample="1s"``); the quantstats tear sheet (from UTC days) is written
+      only when the run spans ``analyzers.mm_report.MIN_TEARSHEET_DAYS`` days, else the
+      report says why and the annualised ratios are left out.
 
     Returns ``{"source", "dataset", "feeds", "fill_model", "broker", "params", "metrics",
     "calibration", "table", "files", "cash", "final_value", "report"}`` plus the headline
@@ -267,7 +270,9 @@ def run_market_making(source: str = "ticks", fill_model: str | None = None, out=
     result["report"] = {"metrics": strat.analyzers.quantstats.get_analysis()["metrics"],
                         "trades": strat.analyzers.tradestats.get_analysis(), "files": {}}
     if out is not None:
-        _write_files(strat, Path(out), result, plot)
+        from .market_making_report import write_files
+
+        write_files(strat, Path(out), result, plot)
     if verbose:
         print(result["table"])
     return result
@@ -318,47 +323,6 @@ def backtest_market_making(data, out, *, fromdate=None, todate=None, fill_model=
     full.update(analyzers.json_safe(summary))
     path.write_text(json.dumps(full, indent=2, default=str))
     return summary
-
-
-def _write_files(strat, outdir: Path, result: dict, plot: bool) -> None:
-    """The report, ``mm_metrics.json`` and the inventory plots, listed in ``result["files"]``."""
-    from analyzers.market_making import plot_inventory
-
-    outdir.mkdir(parents=True, exist_ok=True)
-    result["report"] = _write_report(strat, outdir, result)
-    result["files"].extend(str(p) for p in result["report"]["files"].values())
-    path = outdir / "mm_metrics.json"
-    path.write_text(json.dumps(_mm_summary(result), indent=2, default=str))
-    result["files"].append(str(path))
-    if not plot:
-        return
-    names = result["feeds"]
-    for name, data in zip(names, strat.datas):
-        stem = "mm_inventory" if len(names) == 1 else f"mm_inventory_{_file_safe(name)}"
-        png = plot_inventory(strat.analyzers.mm, outdir / f"{stem}.png", data=data,
-                             title=f"{names[name]} ({result['source']}, "
-                                   f"{result['fill_model']} fills)")
-        result["files"].append(str(png))
-
-
-def _file_safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _mm_summary(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k not in ("files", "table", "report")}
-
-
-def _write_report(strat, outdir: Path, result: dict) -> dict:
-    """``analyzers.write_report`` (tear sheet, metrics.json, equity PNG), then this run's
-    market-making numbers added to ``metrics.json``."""
-    report = analyzers.write_report(strat, outdir)
-    path = report["files"]["metrics"]
-    full = json.loads(path.read_text())
-    full.update(analyzers.json_safe({"cash": result["cash"], "final_value": result["final_value"],
-                                     "market_making": _mm_summary(result)}))
-    path.write_text(json.dumps(full, indent=2, allow_nan=False))
-    return report
 
 
 def _plain(obj):

@@ -10,8 +10,12 @@ Accepted forms, tried in this order:
   column that is neither is an error naming it and showing the row;
 - ``bybit:SYMBOL:INTERVAL[:CATEGORY]`` (``bybit:BTCUSDT:15``, ``bybit:ETHUSDT:D:spot``), fetched
   with ``feeds.load_bybit_klines`` through the parquet cache;
-- ``yahoo:TICKER:INTERVAL`` (``yahoo:AAPL:1d``), fetched with ``feeds.load_yfinance`` through
-  the same cache.
+- ``yahoo:TICKER:INTERVAL[:adjusted]`` (``yahoo:AAPL:1d``), fetched with
+  ``feeds.load_yfinance`` (split and dividend adjusted) through the same cache.
+
+An embedded name is the shipped sample even where Bybit or Yahoo has the same series; the
+full spelling (``bybit:BTCUSDT:60:linear``, ``yahoo:AAPL:1d:adjusted``) names the fetched
+and cached one (what ``s4trade data download`` fills).
 
 Fetching needs a start date. Offline, a fetch fails at once with ``feeds.FeedError`` or
 ``feeds.DataError`` (one line); nothing is substituted.
@@ -31,7 +35,7 @@ from feeds.bartime import utc_timestamp
 DEFAULT_CACHE = "~/.cache/s4-trading"
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 FORMS = ("an embedded name (feeds.list_embedded()), a .csv/.parquet file, "
-         "bybit:SYMBOL:INTERVAL[:linear|spot|inverse] or yahoo:TICKER:INTERVAL")
+         "bybit:SYMBOL:INTERVAL[:linear|spot|inverse] or yahoo:TICKER:INTERVAL[:adjusted]")
 _TIME_COLUMNS = ("datetime", "timestamp", "date", "time", "open_time")
 
 
@@ -80,13 +84,16 @@ def parse_source(spec) -> Source:
         except ValueError as exc:
             raise SourceError(f"{text}: {exc}") from None
         return Source(text, "bybit", parts[0].upper(), interval, category)
-    if head == "yahoo" and len(parts) == 2 and all(parts):
+    if head == "yahoo" and len(parts) in (2, 3) and all(parts):
         from feeds.yahoo import check_interval
 
         try:
             check_interval(parts[1])
         except ValueError as exc:
             raise SourceError(f"{text}: {exc}") from None
+        if len(parts) == 3 and parts[2] != "adjusted":
+            raise SourceError(f"{text}: Yahoo bars are read split and dividend adjusted; the "
+                              f"fourth part can only be 'adjusted', not {parts[2]!r}")
         return Source(text, "yahoo", parts[0].upper(), parts[1])
     raise SourceError(f"unknown data source {text!r}; use {FORMS}; embedded: "
                       f"{', '.join(feeds.list_embedded())}")

@@ -115,7 +115,7 @@ class S4Indicator(bt.Indicator):
         spec = self.predictor.feature_spec
         self._warmup = int(self.p.warmup if self.p.warmup is not None else spec.warmup)
         self._reset_time = parse_hhmm(self.p.reset_time)
-        self._stream = self.predictor.stream()
+        self._stream = self._new_stream()
         self._since_reset = 0
         self._last_len = -1
         self._last_num = None
@@ -136,6 +136,19 @@ class S4Indicator(bt.Indicator):
         # says nothing; the name is already in ``plotname``, the reset rules are what is left.
         return [f"{k}={v}" for k, v in (("reset_time", self.p.reset_time),
                                          ("reset_gap", self.p.reset_gap)) if v is not None]
+
+    def _new_stream(self):
+        """The per-bar stream this indicator runs (a subclass may ask for more of it)."""
+        return self.predictor.stream()
+
+    def _after_step(self, out: dict) -> None:
+        """Called after every bar stepped into the state (``_since_reset`` counts it): a
+        subclass writes its own lines here."""
+
+    def _series_segment(self, result: dict, seg: dict, x, keep) -> None:
+        """``compute_series``, per segment between resets: ``seg`` the stream's ``run`` of
+        the segment's normalised features ``x``, ``keep`` its bars past the warm-up; a
+        subclass fills its own lines' slices of ``result`` (views of the segment)."""
 
     @property
     def features(self):
@@ -211,7 +224,7 @@ class S4Indicator(bt.Indicator):
                         f"the feed's bar at {_bar_text(t, values)} differs from the saved one "
                         f"{_bar_text(t, saved)}: the state does not continue this data")
                 self._resume_seen = True
-            for name in _OUT:
+            for name in self.lines.getlinealiases():
                 getattr(self.lines, name)[0] = math.nan
             return True
         if not self._resume_seen:
@@ -287,6 +300,7 @@ class S4Indicator(bt.Indicator):
         dow = float((int(math.floor(onum)) - 1) % 7)
         out = self._stream.step(o, h, l, c, v, hour, dow)
         self._since_reset += 1
+        self._after_step(out)
         if self._since_reset < self._warmup:
             for name in _OUT:
                 getattr(self.lines, name)[0] = math.nan
@@ -321,7 +335,7 @@ class S4Indicator(bt.Indicator):
             index=num_to_index(nums),
         )
         out = self.compute_series(frame, nums)
-        for name in _OUT:
+        for name in self.lines.getlinealiases():
             getattr(self.lines, name).array[:n] = array("d", out[name])
 
     def compute_series(self, frame: pd.DataFrame, nums: np.ndarray | None = None) -> dict:
@@ -332,8 +346,8 @@ class S4Indicator(bt.Indicator):
         if nums is not None and (self.p.reset_gap is not None or self._reset_time is not None):
             bounds += [i for i in range(1, n) if self._is_boundary(nums[i], nums[i - 1])]
         bounds.append(n)
-        result = {name: np.full(n, np.nan) for name in _OUT}
-        stream = self.predictor.stream()
+        result = {name: np.full(n, np.nan) for name in self.lines.getlinealiases()}
+        stream = self._new_stream()
         for a, b in zip(bounds[:-1], bounds[1:]):
             if b <= a:
                 continue
@@ -342,4 +356,5 @@ class S4Indicator(bt.Indicator):
             keep = np.arange(b - a) >= self._warmup - 1
             for name in _OUT:
                 result[name][a:b] = np.where(keep, seg[name], np.nan)
+            self._series_segment({k: v[a:b] for k, v in result.items()}, seg, x[a:b], keep)
         return result

@@ -6,14 +6,16 @@ keeps orders as ordinary backtrader orders (``notify_order``, positions, broker 
 other analyzers work as usual) and replaces the matching with an event-driven exchange in the
 manner of hftbacktest:
 
-**Latency** (``latency``, :mod:`.latency`; default ``"cloud"``: feed 5 ms, entry 10 ms,
-cancel 10 ms). An order the strategy places on the event stamped ``t`` reaches the book at
-``t + feed + entry``; until then it cannot trade. A cancel sent on ``t`` takes effect at
-``t + feed + cancel``; until then the order can still be filled (a fill in flight: with
-latency the inventory limit can be overshot, and ``MarketMakingAnalyzer`` counts it). While a
-cancel is in flight ``cancel_pending(order)`` is ``True``: the strategy may place the
-replacement at once, as a real market maker does. Fill reports are not delayed (the strategy
-learns of a fill on the event that made it, a response latency earlier than a live one).
+**Latency** (``latency``, :mod:`.latency`; default ``"cloud"``: feed 5 ms, entry, response
+and cancel 10 ms). An order the strategy places on the event stamped ``t`` reaches the book
+at ``t + feed + entry``; until then it cannot trade. A cancel sent on ``t`` takes effect at
+``t + feed + cancel``; until then the order can still be filled (a fill in flight). A feed
+with a ``recv`` line (each event's receive time) gives each event its own feed latency. What the
+exchange does reaches the strategy ``response`` later (:mod:`.venue`: acknowledgements,
+rejections, fills and cancels as delayed ``notify_order`` reports; Bybit's cancel rules;
+``add_exchange_listener`` for the undelayed truth). ``cancel_pending(order)`` and
+``in_book(order)`` answer from the exchange's side (the broker's truth, for tools and the
+``requote="aggressive"`` quoter, not for a strategy that models a live venue).
 
 **Arrival.** A limit order that is marketable against the book prevailing when it arrives (a
 bid at or above the best ask; on bars: at or above the next bar's open) takes liquidity at
@@ -41,16 +43,11 @@ Market orders fill at the opposite best prevailing on arrival (ticks) or the nex
     Bars: a bid fills only when the bar's low is strictly below it (``queue="touch"``: at or
     below), at the limit price. A bar that trades through a level cleared its queue.
 ``"intensity"``
-    Poisson fills at rate ``A·exp(−kappa·delta)``, ``delta`` the order's distance from the mid
-    when it was quoted, from a seeded generator. With ``require_touch`` (the default, ticks
-    and bars) a fill also needs a trade at or through the price (ticks) or the bar's range to
-    reach it: the hazard accumulated since the last touch, ``Λ = Σ A·e^(−κδ)·dt``, fills it on
-    a touch with probability ``1 − e^(−Λ)``, so fills are a thinned subset of touches on the
-    side the price went (adverse selection is kept). ``require_touch=False``: a fill with
-    probability ``1 − e^(−A·e^(−κδ)·dt)`` per event, the AS model's world. ``A, kappa`` come
-    from the ``intensity`` param (a pair or ``{data name: pair}``) or else from the order's
-    ``A``/``kappa`` info (``AvellanedaStoikovStrategy`` attaches its rolling calibration);
-    while they are unknown (the calibration warming up) the order rests and cannot fill.
+    Poisson fills at rate ``A·exp(−kappa·delta)`` from a seeded generator; with
+    ``require_touch`` (default) only on a print at or through the price (ticks) or a bar
+    reaching it, so adverse selection is kept: see :mod:`.intensity_fill`. ``A, kappa`` come
+    from the ``intensity`` param (a pair or ``{data name: pair}``) or the order's
+    ``A``/``kappa`` info; while unknown the order rests and cannot fill.
 ``"touch"``
     backtrader's own rule (for comparison), after the order's arrival.
 
@@ -60,10 +57,9 @@ feed that did not move is not re-matched). Every execution is logged in ``fill_l
 ``through, queue, book, taker, market, intensity, touch``). Fees: ``MakerTakerCommInfo``
 charges ``maker`` on passive fills and ``taker`` on the rest.
 
-backtrader has no public hook for order matching: what must override its ``BackBroker``
-internals lives in :mod:`.bt_adapter` (``BackBrokerHooks``, pinned to the backtrader version
-it was written for). This module is only the exchange, written against its hooks (``match``,
-``fill``, ``executing``, ``on_submit``, ``on_cancel``, ``cancel_now``).
+backtrader has no public hook for order matching: its ``BackBroker`` internals are overridden
+in :mod:`.bt_adapter` (``BackBrokerHooks``, pinned to its backtrader version); this module is
+the exchange, on its hooks (``match``, ``fill``, ``executing``, ``on_submit``, ``on_cancel``).
 """
 
 from __future__ import annotations
@@ -74,20 +70,18 @@ import math
 import backtrader as bt
 import numpy as np
 
-from feeds.bartime import num_to_epoch
-
 from ..fees import MAKER, TAKER
 from .bt_adapter import BackBrokerHooks
+from .instrument import check_size_steps
 from .intensity_fill import IntensityFills
 from .latency import parse_latency
 from .queue import QueuePosition, displayed_ahead, normalise_queue_model
+from .venue import TIME_TOL, VenueResponses, is_tick_feed
+from .venue import now_of as _now
 
 __all__ = ["FILL_MODELS", "QUEUE_RULES", "MarketMakingBroker"]
 
 FILL_MODELS = ("trade_through", "intensity", "touch")
-#: seconds: backtrader keeps dates as float days, epoch seconds to about 15 µs. An order or
-#: cancel reaching the book within this of an event's stamp reaches it before the event.
-TIME_TOL = 5e-5
 QUEUE_RULES = ("prob", "risk_averse", "through", "touch")
 _NAN = math.nan
 
@@ -121,7 +115,7 @@ class _OrderState:
         self.hazard = 0.0         # intensity accumulated since the last touch
 
 
-class MarketMakingBroker(IntensityFills, BackBrokerHooks):
+class MarketMakingBroker(VenueResponses, IntensityFills, BackBrokerHooks):
     """``BackBroker`` with latency, queue position and market-making fill models (module doc).
 
     Extra params: ``fill_model`` (``"trade_through"``), ``queue`` (``"prob"``; ``"queue"`` is
@@ -147,6 +141,7 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
         super().init()
         if self.p.fill_model not in FILL_MODELS:
             raise ValueError(f"fill_model must be one of {FILL_MODELS}, got {self.p.fill_model!r}")
+        check_size_steps(self.p.size_step)
         self.queue_rule = normalise_queue_model(self.p.queue)
         if self.queue_rule not in QUEUE_RULES:
             raise ValueError(f"queue must be one of {QUEUE_RULES}, got {self.p.queue!r}")
@@ -156,6 +151,7 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
         self._ostate: dict[int, _OrderState] = {}
         self._taker_refs: set[int] = set()
         self.fill_log: list[dict] = []
+        self.init_responses()
 
     # --------------------------------------------------------------- order lifecycle
     def _state(self, order, placed_now: bool) -> _OrderState:
@@ -163,11 +159,16 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
         t = _now(data)
         queue_model = self.queue_rule if self.queue_rule in ("prob", "risk_averse") else "prob"
         return _OrderState(len(data) if placed_now else len(data) - 1, t,
-                           t + self.latency.order, _bbo(data),
+                           t + self.feed_delay(data) + self.latency.entry, _bbo(data),
                            QueuePosition(queue_model, self.p.queue_power))
 
     def on_submit(self, order):
+        self.watch_feed(order.data)
         self._ostate[order.ref] = self._state(order, placed_now=True)
+
+    def next(self):
+        super().next()
+        self.deliver_due()  # the reports that have come back by now
 
     def on_cancel(self, order):
         self._forget(order)
@@ -177,15 +178,22 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
         self._taker_refs.discard(order.ref)
 
     def cancel(self, order, bracket=False):
-        """Cancel ``order``: at once without cancel latency, else when the cancel reaches the
-        book (``cancel_pending(order)`` until then; it can still fill meanwhile)."""
+        """Cancel ``order`` when the cancel reaches the book (``cancel_pending(order)`` until
+        then; it can still fill meanwhile); at once without cancel latency and on bars. A
+        cancel that would reach the book before the order is rejected (:mod:`.venue`):
+        ``False``."""
         st = self._ostate.get(order.ref)
-        if st is None or self.latency.cancel_total <= 0.0 or not order.alive():
+        if st is None or not order.alive():
+            return super().cancel(order, bracket)
+        now, ticks = _now(order.data), is_tick_feed(order.data)
+        if ticks and st.cancel_at is None and self.cancel_reaches_first(order, st, now):
+            return False
+        lands = now + self.feed_delay(order.data) + self.latency.cancel
+        if not ticks or lands <= now:
             return super().cancel(order, bracket)
         if st.cancel_at is None:
-            now = _now(order.data)
             st.cancel_sent = now
-            st.cancel_at = now + self.latency.cancel_total
+            st.cancel_at = lands
         return True
 
     def cancel_pending(self, order) -> bool:
@@ -288,7 +296,7 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
         limit, buy = order.created.price, order.isbuy()
         eps = 1e-8 * abs(limit)
         sign = 1.0 if buy else -1.0
-        tick_feed = hasattr(data.lines, "trade_price")
+        tick_feed = is_tick_feed(data)
         if tick_feed or math.isfinite(st.book[1 if buy else 0]):
             opposite = st.book[1 if buy else 0]          # the book prevailing on arrival
         else:
@@ -317,7 +325,7 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
                                         opposite >= limit - eps):
             self._fill(order, st, limit, "book")  # the book moved through the resting order
             return
-        tick_feed = hasattr(data.lines, "trade_price")
+        tick_feed = is_tick_feed(data)
         if self.p.fill_model == "intensity":
             self._intensity(order, st, limit, buy, eps, dt, tick_feed)
         elif tick_feed:
@@ -390,8 +398,3 @@ class MarketMakingBroker(IntensityFills, BackBrokerHooks):
             hit = high > limit + eps or (touch and high >= limit - eps)
         if hit:
             self._fill(order, st, limit, "touch" if touch else "through")
-
-
-def _now(data) -> float:
-    """The feed's current time in epoch seconds (UTC)."""
-    return num_to_epoch(data.datetime[0]) if len(data) else 0.0

@@ -204,7 +204,9 @@ class RollingEstimator:
     # ------------------------------------------------------------------ reading
     def ready(self, model: str = "as") -> bool:
         """Whether the quotes of ``model`` can be computed: ``sigma`` and ``kappa`` known, and
-        ``A`` too for ``"glft"``."""
+        ``A`` too for ``"glft"``; always for ``"linear"`` (a fixed spread)."""
+        if model == "linear":
+            return True
         return self.sigma is not None and self.kappa is not None and (
             model == "as" or self.A is not None)
 

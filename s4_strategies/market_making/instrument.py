@@ -23,11 +23,12 @@ __all__ = ["InstrumentParams", "instrument_params", "param_keys", "validate_para
 
 _POSITIVE = ("gamma", "lot", "tick", "horizon", "sigma_window", "calib_window", "trend_fast",
              "trend_slow")
-_POSITIVE_OR_NONE = ("sigma", "A", "kappa", "bar_seconds", "trend_horizon")
+_POSITIVE_OR_NONE = ("sigma", "A", "kappa", "bar_seconds", "trend_horizon", "half_spread",
+                     "size_step")
 _NON_NEGATIVE = ("max_inventory", "eta", "recalibrate", "close_window", "flatten_before",
                  "min_spread", "min_spread_bps", "close_skew", "trend_cap", "inventory_nudge",
-                 "requote")
-_NON_NEGATIVE_OR_NONE = ("size_step",)
+                 "requote_threshold", "skew")
+_NON_NEGATIVE_OR_NONE = ()
 _FINITE = ("trend_weight",)  # any sign: a negative weight leans against the trend
 _COUNTS = ("min_trades", "min_bars")  # integers >= 1
 _FLAGS = ("post_only", "stamp_at_open", "flatten_at_close")
@@ -35,7 +36,8 @@ _FLAGS = ("post_only", "stamp_at_open", "flatten_at_close")
 # be finite
 _MAY_BE_INF = frozenset({"horizon", "max_inventory", "recalibrate", "sigma_window",
                          "calib_window", "close_window", "flatten_before"})
-_CHOICES = {"model": ("as", "glft"), "sigma_source": ("mid", "trade")}
+_CHOICES = {"model": ("as", "glft", "linear"), "sigma_source": ("mid", "trade"),
+            "requote": ("live", "aggressive")}
 
 
 def param_keys(params) -> tuple[str, ...]:
@@ -155,10 +157,21 @@ def _check_other(params, name, present):
     for key, choices in _CHOICES.items():
         if key in present and _get(params, key) not in choices:
             _fail(name, key, " or ".join(map(repr, choices)), _get(params, key))
+    if "model" in present and _get(params, "model") == "linear" and \
+            ("half_spread" not in present or _get(params, "half_spread") is None):
+        _fail(name, "half_spread", "a number > 0 for model='linear'", None)
     if "session_close" in present:
         value = _get(params, "session_close")
         if not _session_close_ok(value):
             _fail(name, "session_close", "None, 'HH:MM' (UTC) or seconds in [0, 86400)", value)
+
+
+def check_size_steps(steps) -> None:
+    """A broker's ``size_step``: None, a number > 0, or ``{feed name: None | number > 0}``."""
+    for name, step in (steps.items() if isinstance(steps, Mapping) else [("", steps)]):
+        if step is not None and not (_is_number(step) and math.isfinite(step) and step > 0):
+            raise ValueError(f"size_step{f' for {name}' if name else ''} must be a number > 0 "
+                             f"or None (no step), got {step!r}")
 
 
 def validate_params(params, name: str = ""):
@@ -167,11 +180,14 @@ def validate_params(params, name: str = ""):
     ``gamma, lot, tick, horizon`` and the windows / EMA time constants must be > 0;
     ``sigma, A, kappa, bar_seconds, trend_horizon`` > 0 when given; ``max_inventory, eta,
     recalibrate, close_window, flatten_before, min_spread, min_spread_bps, close_skew,
-    trend_cap, inventory_nudge, requote`` ≥ 0 and ``size_step`` ≥ 0 or None;
+    trend_cap, inventory_nudge, requote_threshold, skew`` ≥ 0; ``size_step`` > 0 or None (no
+    step; 0 used to mean that and is refused); ``half_spread`` > 0 when given (and given
+    for ``model="linear"``);
     ``trend_weight`` any number; every number finite except ``horizon, max_inventory,
     recalibrate`` and the windows, which may be ``inf``; ``min_trades, min_bars`` integers
     ≥ 1; ``post_only, stamp_at_open, flatten_at_close`` booleans; ``model`` in
-    ``("as", "glft")``, ``sigma_source`` in ``("mid", "trade")``; ``session_close`` None,
+    ``("as", "glft", "linear")``, ``sigma_source`` in ``("mid", "trade")``, ``requote`` in
+    ``("live", "aggressive")``; ``session_close`` None,
     ``"HH:MM"`` or seconds in [0, 86400). ``trend`` is checked by the strategy (it needs the
     feed).
     """

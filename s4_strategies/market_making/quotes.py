@@ -87,6 +87,18 @@ def drift_shift(mu: float, gamma: float, sigma: float) -> float:
     return mu / (gamma * sigma * sigma)
 
 
+def linear_quotes(mid: float, q: float, half_spread: float, skew: float
+                  ) -> tuple[float, float]:
+    """A constant half-spread around the mid, moved against inventory by ``skew`` per lot:
+    ``bid = mid − half_spread − skew·q``, ``ask = mid + half_spread − skew·q`` (unrounded;
+    ``half_spread`` and ``skew`` in price, ``q`` in lots)."""
+    _positive("half_spread", half_spread)
+    if not (math.isfinite(skew) and skew >= 0):
+        raise ValueError(f"skew must be a finite number >= 0, got {skew!r}")
+    centre = mid - skew * q
+    return centre - half_spread, centre + half_spread
+
+
 def reservation_price(mid: float, q: float, gamma: float, sigma: float, tau: float,
                       drift: float = 0.0) -> float:
     """``r = mid − q·gamma·sigma²·tau`` (plus ``drift·tau`` when a drift is given)."""

@@ -205,6 +205,24 @@ class Predictor:
             "log_vol": raw["log_vol"][0].double().numpy() * t.vol_std + t.vol_mean,  # (L,)
         }
 
-    def stream(self) -> PredictorStream:
-        """A per-bar :class:`~s4_strategies.model.stream.PredictorStream` from a zero state."""
-        return PredictorStream(self)
+    def states(self, df: pd.DataFrame, strict: bool = True) -> pd.DataFrame:
+        """The model's hidden state at every bar of ``df`` (a zero state at its first bar):
+        the vector of ``d_model`` numbers every head reads (the backbone's final normalised
+        output; the stream's ``hidden`` after each bar), columns ``h0`` .. ``h{H-1}``. Causal:
+        the row of bar t depends on bars <= t only."""
+        import torch
+
+        from .sequence import predict_sequence
+
+        x = self.features(df, strict=strict)
+        with torch.no_grad():
+            dtype = next(self.model.parameters()).dtype
+            raw = predict_sequence(self.model, torch.as_tensor(x, dtype=dtype)[None],
+                                   hidden=True)
+        h = raw["hidden"][0].double().numpy()  # (L, H)
+        return pd.DataFrame(h, index=df.index, columns=[f"h{i}" for i in range(h.shape[1])])
+
+    def stream(self, hidden: bool = False) -> PredictorStream:
+        """A per-bar :class:`~s4_strategies.model.stream.PredictorStream` from a zero state;
+        ``hidden``: it also keeps the hidden state of each bar (``stream.hidden``)."""
+        return PredictorStream(self, hidden=hidden)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-def predict_sequence(model, x, chunk: int = 8192) -> dict:
-    """Outputs for every step of ``x`` (B, L, F), as the model would give them bar by bar.
+def predict_sequence(model, x, chunk: int = 8192, hidden: bool = False) -> dict:
+    """Outputs for every step of ``x`` (B, L, F), as the model would give them bar by bar;
+    with ``hidden``, also ``"hidden"`` (B, L, H): the vector the heads read at every step.
 
     Recurrent models (S4, S4D, selective SSM, LSTM, GRU) run in chunks whose final state
     seeds the next chunk, so the result is exact for any length. A Transformer with an
@@ -14,6 +15,8 @@ def predict_sequence(model, x, chunk: int = 8192) -> dict:
     """
     import torch
 
+    if hidden:
+        model = _with_hidden(model)
     L = x.shape[1]
     window = getattr(model, "window", None) if getattr(model, "kind", "") == "transformer" else None
     outs = []
@@ -31,3 +34,17 @@ def predict_sequence(model, x, chunk: int = 8192) -> dict:
             y, state = model(x[:, start : start + chunk], state=state, return_state=True)
             outs.append(y)
     return {k: torch.cat([o[k] for o in outs], dim=1) for k in outs[0]}
+
+
+def _with_hidden(model):
+    """``model`` whose output dict also has ``"hidden"``, the input of its heads."""
+    from ..ssm.torch_stepper import recording_hidden
+
+    def call(x, **kwargs):
+        with recording_hidden(model) as seen:
+            y = model(x, **kwargs)
+        out, state = y if isinstance(y, tuple) else (y, None)
+        out = {**out, "hidden": seen[-1]}
+        return (out, state) if isinstance(y, tuple) else out
+
+    return call

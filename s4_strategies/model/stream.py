@@ -22,11 +22,15 @@ class PredictorStream:
     features that are not finite.
     """
 
-    def __init__(self, predictor):
-        """``predictor``: the :class:`~s4_strategies.model.predictor.Predictor` to stream."""
+    def __init__(self, predictor, hidden: bool = False):
+        """``predictor``: the :class:`~s4_strategies.model.predictor.Predictor` to stream;
+        ``hidden``: keep the model's hidden state of the last bar in ``self.hidden`` (H,) (the
+        row ``Predictor.states`` gives for it) and add ``"hidden"`` (L, H) to ``run``."""
         self.p = predictor
         self.features = FeatureStream(predictor.feature_spec)
-        self.stepper = predictor.model.stepper()
+        self.stepper = predictor.model.stepper(hidden=True) if hidden else \
+            predictor.model.stepper()
+        self.hidden = None  # the last bar's hidden state (H,), a buffer the next step replaces
         self._mean = np.asarray(predictor.normalizer.mean, dtype=np.float64)
         self._inv_std = 1.0 / np.asarray(predictor.normalizer.std, dtype=np.float64)
         self._clip = predictor.normalizer.clip
@@ -34,6 +38,12 @@ class PredictorStream:
         self._decode_bar = predictor.decoder.decode_bar
         self._m = predictor.decoder.move_index
         self.raw = None  # the last bar's raw features (F,), a buffer the next step overwrites
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """The last bar's normalised features (F,), as the model saw them (a buffer the
+        next step overwrites)."""
+        return self._z
 
     def reset(self) -> None:
         self.features.reset()
@@ -47,6 +57,7 @@ class PredictorStream:
         np.clip(z, -self._clip, self._clip, out=z)
         z[np.isnan(z)] = 0.0
         out = self.stepper.step(z)
+        self.hidden = out.get("hidden")
         r = out["returns"]
         return self._decode_bar(out["logits"].tolist(), float(r[0]), float(r[self._m]),
                                 float(out["log_vol"]))
@@ -61,7 +72,10 @@ class PredictorStream:
                             f"column {bad[-1]} holds {x[tuple(bad)]!r} (normalised features "
                             "of the warm-up are 0, not NaN); nothing was updated")
         out = self.stepper.run(x)
-        return self.p.decode(out["logits"], out["returns"], out["log_vol"])
+        dec = self.p.decode(out["logits"], out["returns"], out["log_vol"])
+        if "hidden" in out:
+            dec["hidden"] = out["hidden"]
+        return dec
 
     def get_state(self) -> dict:
         return {"features": self.features.get_state(), "model": self.stepper.get_state()}

@@ -1,4 +1,4 @@
-"""State space core: HiPPO, S4, S4D, a selective SSM, the trading model and its stepper.
+"""State space core: HiPPO, S4, S4D, S5, DSS, a selective SSM, the trading model, its stepper.
 
     from s4_strategies.ssm import build_model
     model = build_model("s4", input_dim=16)                # d_model 64, d_state 64, 4 layers
@@ -15,6 +15,7 @@ from __future__ import annotations
 from .base import SequenceLayer
 from .baselines import GRUModel, LSTMModel, TransformerModel
 from .config import KINDS, ModelConfig
+from .dss import DSSLayer
 from .hippo import (
     discretize_bilinear,
     discretize_zoh,
@@ -27,20 +28,22 @@ from .hippo import (
 from .model import MultiAssetS4, S4TradingModel, TradingHeads, TradingModel, make_ssm
 from .s4 import S4Layer
 from .s4d import S4DLayer
+from .s5 import S5Layer, associative_scan, s5_init
 from .scan import selective_scan_chunked, selective_scan_recompute, selective_scan_ref
 from .selective import MambaConfig, SelectiveSSM
 from .stepper import SSMStepper, TorchStepper
 
 MODELS: dict[str, type[TradingModel]] = {
-    "s4": S4TradingModel, "s4d": S4TradingModel, "mamba": S4TradingModel, "lstm": LSTMModel,
-    "gru": GRUModel, "transformer": TransformerModel, "multi": MultiAssetS4,
+    "s4": S4TradingModel, "s4d": S4TradingModel, "mamba": S4TradingModel, "s5": S4TradingModel,
+    "dss": S4TradingModel, "lstm": LSTMModel, "gru": GRUModel, "transformer": TransformerModel,
+    "multi": MultiAssetS4,
 }
 
 
 def build_model(kind: str, input_dim: int, **config) -> TradingModel:
     """A trading model of the given kind; every kind has the S4TradingModel interface.
 
-    kind: "s4", "s4d", "mamba" (S4TradingModel with that layer), "lstm", "gru",
+    kind: "s4", "s4d", "mamba", "s5", "dss" (S4TradingModel with that layer), "lstm", "gru",
     "transformer", or "multi" (MultiAssetS4, needs n_assets). config: any
     :class:`ModelConfig` fields; those the kind does not use are ignored."""
     return model_from_config({"kind": kind, "input_dim": input_dim, **config})
@@ -56,7 +59,8 @@ __all__ = [
     "KINDS", "ModelConfig", "build_model", "model_from_config",
     "hippo_legs", "nplr_legs", "s4d_init", "dplr_init", "init_log_dt",
     "discretize_zoh", "discretize_bilinear",
-    "SequenceLayer", "S4Layer", "S4DLayer", "SelectiveSSM", "MambaConfig",
+    "SequenceLayer", "S4Layer", "S4DLayer", "S5Layer", "DSSLayer", "SelectiveSSM", "MambaConfig",
+    "s5_init", "associative_scan",
     "selective_scan_ref", "selective_scan_chunked", "selective_scan_recompute",
     "S4TradingModel", "MultiAssetS4", "TradingHeads", "make_ssm",
     "LSTMModel", "GRUModel", "TransformerModel",

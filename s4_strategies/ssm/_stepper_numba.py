@@ -12,6 +12,12 @@ H = d_model, N2 = d_state / 2, I = input_dim, O = number of outputs):
     Wh (O, H), bh (O)               all heads stacked
     state (nl, 2, H, N2)            real and imaginary planes of the half-mode state
                                     (S4: of w, with the scalar state s (nl, H) beside it)
+
+S5 (one state of P2 = d_state / 2 modes shared by the channels):
+    lam (nl, 2, P2)                 Λ̄
+    Bm (nl, 2, P2, H)               B̄
+    Cm (nl, 2, H, P2)               2 C̃
+    state (nl, 2, P2)
 """
 
 from __future__ import annotations
@@ -115,6 +121,52 @@ def _dplr_ssm(S, wr, wi, s, z, D, y):
             acc_y += S[8, c, n] * r - S[9, c, n] * i
         s[c] = 2.0 * acc_s
         y[c] = _gelu(acc_y - D[1, c] * s[c] + D[0, c] * u)
+
+
+@_jit
+def _mimo_ssm(lam, Bm, Cm, D, xr, xi, z, y):
+    """S5: x = Λ̄ x + B̄ u over the P2 shared modes, then y = Re(2C̃ x) + D u per channel."""
+    H = z.shape[0]
+    for n in range(lam.shape[1]):
+        br = 0.0
+        bi = 0.0
+        for c in range(H):
+            br += Bm[0, n, c] * z[c]
+            bi += Bm[1, n, c] * z[c]
+        ar, ai = lam[0, n], lam[1, n]
+        r = ar * xr[n] - ai * xi[n] + br
+        i = ar * xi[n] + ai * xr[n] + bi
+        xr[n] = r
+        xi[n] = i
+    for c in range(H):
+        acc = D[0, c] * z[c]
+        for n in range(lam.shape[1]):
+            acc += Cm[0, c, n] * xr[n] - Cm[1, c, n] * xi[n]
+        y[c] = _gelu(acc)
+
+
+@_jit
+def s5_model_step(x, We, be, norms, lam, Bm, Cm, D, Wo, bo, Wh, bh, state, out, eps):
+    """One bar through the whole S5 model; writes the state (nl, 2, P2) in place and ``out``."""
+    H = We.shape[0]
+    nl = lam.shape[0]
+    h = np.empty(H, dtype=x.dtype)
+    z = np.empty(H, dtype=x.dtype)
+    y = np.empty(H, dtype=x.dtype)
+    _linear(We, be, x, h)
+    for li in range(nl):
+        _layernorm(h, norms[li, 0], norms[li, 1], eps, z)
+        _mimo_ssm(lam[li], Bm[li], Cm[li], D[li], state[li, 0], state[li, 1], z, y)
+        _glu_residual(Wo[li], bo[li], y, h)
+    _layernorm(h, norms[nl, 0], norms[nl, 1], eps, z)
+    _linear(Wh, bh, z, out)
+
+
+@_jit
+def s5_model_run(X, We, be, norms, lam, Bm, Cm, D, Wo, bo, Wh, bh, state, OUT, eps):
+    """``s5_model_step`` over every row of X (L, I); outputs in OUT (L, O)."""
+    for t in range(X.shape[0]):
+        s5_model_step(X[t], We, be, norms, lam, Bm, Cm, D, Wo, bo, Wh, bh, state, OUT[t], eps)
 
 
 @_jit

@@ -11,9 +11,9 @@ Which fields each kind uses; the others keep their defaults and are not stored, 
 ``from_dict(to_dict())`` gives back an equal config:
 
     every kind          input_dim, d_model, n_layers, dropout, n_classes, horizons
-    s4, s4d, mamba      + d_state, layer (= kind) and the SSM options: init, learn_dt,
-                          bidirectional, dt_min, dt_max, disc (s4d), d_conv, expand, dt_rank,
-                          scan, chunk_size (mamba)
+    s4, s4d, mamba,     + d_state, layer (= kind) and the SSM options: init, learn_dt,
+    s5, dss               bidirectional, dt_min, dt_max, disc (s4d, s5), d_conv, expand, dt_rank,
+                          scan, chunk_size (mamba); blocks (s5); kernel, l_max (dss)
     multi               + n_assets, d_state, layer (the shared encoder's SSM) and the SSM options
     transformer         + n_heads, window
 """
@@ -25,11 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from numbers import Real
 
+from .dss import DSS_KERNELS
 from .hippo import S4D_INITS
 from .s4d import DISCS
+from .s5 import S5_INITS
 from .selective import MAMBA_INITS, SCANS
 
-SSM_KINDS = ("s4", "s4d", "mamba")
+SSM_KINDS = ("s4", "s4d", "mamba", "s5", "dss")
 KINDS = (*SSM_KINDS, "lstm", "gru", "transformer")
 MODEL_KINDS = (*KINDS, "multi")
 
@@ -45,6 +47,9 @@ STORED = {  # kind -> the keys of to_dict(), in the order checkpoints have alway
     "gru": _RNN,
     "transformer": (*_RNN, "n_heads", "window"),
 }
+#: The options of one layer kind only, stored after the others when that layer is used
+#: (by its kind, or as the shared encoder of "multi").
+LAYER_STORED = {"s5": ("blocks",), "dss": ("kernel", "l_max")}
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class ModelConfig:
     dt_rank: int | None = None  # mamba: None = ceil(H / 16)
     scan: str = "auto"  # mamba: see selective.SCANS
     chunk_size: int | None = None  # mamba: None = ~sqrt(L)
+    blocks: int = 1  # s5: J, A block-diagonal with J HiPPO-N blocks of size d_state / J
+    kernel: str = "exp"  # dss: "exp" (DSS-exp) or "softmax" (DSS-softmax)
+    l_max: int = 512  # dss softmax: the length its softmax normalises over (training window)
     # multi
     n_assets: int | None = None
     # transformer
@@ -79,7 +87,7 @@ class ModelConfig:
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; expected one of {MODEL_KINDS}")
-        used = STORED[self.kind]
+        used = self._stored()
         for f in fields(self):  # unused fields keep their defaults: equal models, equal configs
             if f.name not in used:
                 self._set(f.name, f.default)
@@ -114,7 +122,7 @@ class ModelConfig:
         if self.layer != "mamba" and self.d_state % 2:
             raise ValueError(f"d_state must be even for {self.layer} (conjugate pairs), "
                              f"got {self.d_state}")
-        inits = MAMBA_INITS if self.layer == "mamba" else S4D_INITS
+        inits = {"mamba": MAMBA_INITS, "s5": S5_INITS}.get(self.layer, S4D_INITS)
         if self.init is not None and self.init not in inits:
             raise ValueError(f"init for {self.layer} must be None or one of {inits}, "
                              f"got {self.init!r}")
@@ -133,6 +141,24 @@ class ModelConfig:
             self._integer(name)
         for name in ("dt_rank", "chunk_size"):
             self._integer(name, optional=True)
+        self._check_s5_dss()
+
+    def _check_s5_dss(self) -> None:
+        self._integer("blocks")
+        self._integer("l_max")
+        if self.layer == "s5" and self.d_state % (2 * self.blocks):
+            raise ValueError(f"d_state ({self.d_state}) must split into blocks={self.blocks} "
+                             "blocks of even size (conjugate pairs)")
+        if self.layer == "dss" and self.disc != "zoh":
+            raise ValueError(f"disc must be 'zoh' for dss (its kernels are the zero-order "
+                             f"hold), got {self.disc!r}")
+        if self.kernel not in DSS_KERNELS:
+            raise ValueError(f"kernel must be one of {DSS_KERNELS}, got {self.kernel!r}")
+
+    def _stored(self) -> tuple[str, ...]:
+        """The fields this kind (and its SSM layer) uses: the keys of ``to_dict()``."""
+        layer = self.kind if self.kind in SSM_KINDS else self.layer
+        return (*STORED[self.kind], *LAYER_STORED.get(layer, ()))
 
     def _set(self, name: str, value) -> None:
         object.__setattr__(self, name, value)  # frozen: only __post_init__ normalises
@@ -152,7 +178,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         """The JSON dict of the fields this kind uses (``model.config``, a checkpoint's
         ``model_config``)."""
-        d = {name: getattr(self, name) for name in STORED[self.kind]}
+        d = {name: getattr(self, name) for name in self._stored()}
         d["horizons"] = list(self.horizons)
         return d
 

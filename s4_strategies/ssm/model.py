@@ -24,8 +24,10 @@ from torch import nn
 
 from .base import SequenceLayer
 from .config import SSM_KINDS, ModelConfig
+from .dss import DSSLayer
 from .s4 import S4Layer
 from .s4d import S4DLayer
+from .s5 import S5Layer
 from .selective import MambaConfig, SelectiveSSM
 
 
@@ -82,6 +84,12 @@ def make_ssm(cfg: ModelConfig) -> SequenceLayer:
         return S4Layer(cfg.d_model, cfg.d_state, init=cfg.init or "legs", **common)
     if cfg.layer == "s4d":
         return S4DLayer(cfg.d_model, cfg.d_state, init=cfg.init or "legs", disc=cfg.disc, **common)
+    if cfg.layer == "s5":
+        return S5Layer(cfg.d_model, cfg.d_state, blocks=cfg.blocks, init=cfg.init or "legs",
+                       disc=cfg.disc, **common)
+    if cfg.layer == "dss":
+        return DSSLayer(cfg.d_model, cfg.d_state, init=cfg.init or "legs", kernel=cfg.kernel,
+                        l_max=cfg.l_max, **common)
     return SelectiveSSM(MambaConfig(cfg.d_model, cfg.d_state, cfg.d_conv, cfg.expand, cfg.dt_rank,
                                     init=cfg.init or "real", scan=cfg.scan,
                                     chunk_size=cfg.chunk_size, **common))  # "mamba"
@@ -148,7 +156,8 @@ class SSMBackbone(nn.Module):
 
 
 class S4TradingModel(TradingModel):
-    """The SSM trading model, kind "s4", "s4d" or "mamba" (the layer of every block)."""
+    """The SSM trading model, kind "s4", "s4d", "mamba", "s5" or "dss" (the layer of every
+    block)."""
 
     kinds = SSM_KINDS
 
@@ -174,13 +183,14 @@ class S4TradingModel(TradingModel):
         h, state = self.backbone.step(x_t, state)  # (B, H)
         return self.heads(h), state
 
-    def stepper(self, backend: str = "auto", dtype=None):
+    def stepper(self, backend: str = "auto", dtype=None, hidden: bool = False):
         """Per-bar numpy inference object (see :mod:`stepper`); a snapshot of the weights.
-        backend: "auto" (numba if installed), "numba" or "numpy"; dtype: None = the model's."""
+        backend: "auto" (numba if installed), "numba" or "numpy"; dtype: None = the model's;
+        hidden: its outputs also carry "hidden", the vector the heads read."""
         if self.cfg.bidirectional:
             raise RuntimeError("a bidirectional model has no recurrent view")
         from .stepper import SSMStepper
-        return SSMStepper(self, backend=backend, dtype=dtype)
+        return SSMStepper(self, backend=backend, dtype=dtype, hidden=hidden)
 
 
 class MultiAssetS4(TradingModel):

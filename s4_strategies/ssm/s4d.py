@@ -24,52 +24,10 @@ from .kernels import fft_conv, vandermonde_kernel, vandermonde_powers
 DISCS = ("zoh", "bilinear")
 
 
-class S4DLayer(SequenceLayer):
-    ssm_parameter_names = ("log_A_real", "A_imag", "B", "log_dt")
-
-    def __init__(self, d_model: int, d_state: int = 64, init: str = "legs", disc: str = "zoh",
-                 dt_min: float = 1e-3, dt_max: float = 1e-1, learn_dt: bool = True,
-                 bidirectional: bool = False, generator: torch.Generator | None = None):
-        super().__init__()
-        if disc not in DISCS:
-            raise ValueError(f"disc must be one of {DISCS}, got {disc!r}")
-        H, N2 = d_model, d_state // 2
-        self.d_model, self.d_state, self.disc = d_model, d_state, disc
-        self.bidirectional = bidirectional
-        A = torch.as_tensor(s4d_init(init, d_state, generator)).expand(H, N2)  # (H, N2)
-        if init == "legs":
-            B = torch.as_tensor(nplr_legs(d_state)[2]).expand(H, N2)  # (H, N2)  V^H B_hippo
-        elif init in ("random", "unstructured"):
-            B = torch.randn(H, N2, dtype=torch.complex128, generator=generator)  # (H, N2)
-        else:
-            B = torch.ones(H, N2, dtype=torch.complex128)  # (H, N2)
-        C = torch.randn(1 + bidirectional, H, N2, dtype=torch.complex128, generator=generator)
-        log_dt = init_log_dt(H, dt_min, dt_max, generator)  # (H,)
-        self.log_A_real = real_param(torch.log(-A.real))  # (H, N2)
-        self.A_imag = real_param(A.imag)  # (H, N2)
-        self.B = real_param(torch.view_as_real(B.contiguous()))  # (H, N2, 2)
-        self.C = real_param(torch.view_as_real(C * math.sqrt(0.5)))  # (c, H, N2, 2)
-        self.D = real_param(torch.randn(H, generator=generator, dtype=torch.float64))  # (H,)
-        if learn_dt:
-            self.log_dt = real_param(log_dt)  # (H,)
-        else:
-            self.register_buffer("log_dt", real_param(log_dt).data)  # (H,) fixed step (ablation)
-
-    # -- parameters and discretisation ---------------------------------------------------
-    def discrete(self):
-        """-> log_Ab (H, N2) (float64 for zoh), Ab (H, N2), Bb (H, N2), C (c, H, N2)."""
-        dt = torch.exp(self.log_dt).unsqueeze(-1)  # (H, 1)
-        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)  # (H, N2)
-        B = torch.view_as_complex(self.B)  # (H, N2)
-        C = torch.view_as_complex(self.C)  # (c, H, N2)
-        if self.disc == "zoh":
-            Ab, Bb = discretize_zoh(A, B, dt)  # (H, N2), (H, N2)
-            # (H, N2)  the exact logarithm, in float64 (see kernels.vandermonde_powers)
-            log_Ab = dt.double() * A.to(torch.complex128)
-        else:
-            Ab, Bb = discretize_bilinear(A, B, dt)  # (H, N2), (H, N2)
-            log_Ab = torch.log(Ab)  # (H, N2)  |Ab| < 1, any branch gives Ab^l exactly
-        return log_Ab, Ab, Bb, C
+class DiagonalSSM(SequenceLayer):
+    """The views every diagonal layer shares (S4D, DSS): Vandermonde kernel and FFT
+    convolution, the state carry, and the diagonal step. A subclass defines ``discrete()`` ->
+    log_Ab (H, N2), Ab (H, N2), Bb (H, N2), C (c, H, N2) with y = 2 Re(C x) + D u, and ``D``."""
 
     def kernel(self, L: int) -> torch.Tensor:
         """Convolution kernel K (c, H, L)."""
@@ -117,3 +75,51 @@ class S4DLayer(SequenceLayer):
         x = Ab * state + Bb * u_t.unsqueeze(-1)  # (B, H, N2)
         y = 2 * (C[0] * x).sum(-1).real + self.D * u_t  # (B, H)
         return y, x
+
+
+class S4DLayer(DiagonalSSM):
+    ssm_parameter_names = ("log_A_real", "A_imag", "B", "log_dt")
+
+    def __init__(self, d_model: int, d_state: int = 64, init: str = "legs", disc: str = "zoh",
+                 dt_min: float = 1e-3, dt_max: float = 1e-1, learn_dt: bool = True,
+                 bidirectional: bool = False, generator: torch.Generator | None = None):
+        super().__init__()
+        if disc not in DISCS:
+            raise ValueError(f"disc must be one of {DISCS}, got {disc!r}")
+        H, N2 = d_model, d_state // 2
+        self.d_model, self.d_state, self.disc = d_model, d_state, disc
+        self.bidirectional = bidirectional
+        A = torch.as_tensor(s4d_init(init, d_state, generator)).expand(H, N2)  # (H, N2)
+        if init == "legs":
+            B = torch.as_tensor(nplr_legs(d_state)[2]).expand(H, N2)  # (H, N2)  V^H B_hippo
+        elif init in ("random", "unstructured"):
+            B = torch.randn(H, N2, dtype=torch.complex128, generator=generator)  # (H, N2)
+        else:
+            B = torch.ones(H, N2, dtype=torch.complex128)  # (H, N2)
+        C = torch.randn(1 + bidirectional, H, N2, dtype=torch.complex128, generator=generator)
+        log_dt = init_log_dt(H, dt_min, dt_max, generator)  # (H,)
+        self.log_A_real = real_param(torch.log(-A.real))  # (H, N2)
+        self.A_imag = real_param(A.imag)  # (H, N2)
+        self.B = real_param(torch.view_as_real(B.contiguous()))  # (H, N2, 2)
+        self.C = real_param(torch.view_as_real(C * math.sqrt(0.5)))  # (c, H, N2, 2)
+        self.D = real_param(torch.randn(H, generator=generator, dtype=torch.float64))  # (H,)
+        if learn_dt:
+            self.log_dt = real_param(log_dt)  # (H,)
+        else:
+            self.register_buffer("log_dt", real_param(log_dt).data)  # (H,) fixed step (ablation)
+
+    # -- parameters and discretisation ---------------------------------------------------
+    def discrete(self):
+        """-> log_Ab (H, N2) (float64 for zoh), Ab (H, N2), Bb (H, N2), C (c, H, N2)."""
+        dt = torch.exp(self.log_dt).unsqueeze(-1)  # (H, 1)
+        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)  # (H, N2)
+        B = torch.view_as_complex(self.B)  # (H, N2)
+        C = torch.view_as_complex(self.C)  # (c, H, N2)
+        if self.disc == "zoh":
+            Ab, Bb = discretize_zoh(A, B, dt)  # (H, N2), (H, N2)
+            # (H, N2)  the exact logarithm, in float64 (see kernels.vandermonde_powers)
+            log_Ab = dt.double() * A.to(torch.complex128)
+        else:
+            Ab, Bb = discretize_bilinear(A, B, dt)  # (H, N2), (H, N2)
+            log_Ab = torch.log(Ab)  # (H, N2)  |Ab| < 1, any branch gives Ab^l exactly
+        return log_Ab, Ab, Bb, C

@@ -10,7 +10,9 @@ both stay within ~2e-6 of ``model.step`` over thousands of bars):
     get_state() / set_state(s)   a dict of numpy arrays (copy, pickle, restore)
 
 Recurrences per layer (same maths as the torch ``step``):
-    S4D:  x = Ab x + Bb u with the exact ZOH (or bilinear) Ab, Bb of the diagonal.
+    S4D, DSS:  x = Ab x + Bb u with the exact ZOH (or bilinear) Ab, Bb of the diagonal.
+    S5:   one state of P/2 modes for all channels: x = Λ̄ x + B̄ u (B̄ (P/2, H)),
+          y = Re(2C̃ x) + D u (2C̃ (H, P/2)).
     S4:   the DPLR bilinear step of :mod:`s4` (two rank-1 corrections, O(N) per channel),
           rearranged so that one pass over the modes does it. The torch step is
               w = alpha x - beta s(x) + gamma u,   x' = w - rho s(w),   s(v) = 2 Re(conj(P) v).
@@ -41,6 +43,8 @@ try:
 except ImportError:  # pragma: no cover
     _erf = np.vectorize(math.erf)
 
+from .torch_stepper import TorchStepper  # noqa: F401  (the fallback stepper, re-exported)
+
 try:  # pragma: no cover - exercised when numba is installed
     from . import _stepper_numba as _nb
 except ImportError:  # pragma: no cover
@@ -58,7 +62,7 @@ def _planes(*zs) -> np.ndarray:
 
 
 class SSMStepper:
-    def __init__(self, model, backend: str = "auto", dtype=None):
+    def __init__(self, model, backend: str = "auto", dtype=None, hidden: bool = False):
         if backend == "auto":
             backend = "numba" if _nb is not None else "numpy"
         if backend == "numba" and _nb is None:
@@ -85,7 +89,14 @@ class SSMStepper:
             w["norms"] = np.stack([[_np(n.weight), _np(n.bias)] for n in norms])
             self.eps = float(bb.norm_f.eps)
             ssms = [b.ssm for b in bb.blocks]
-            w.update(self._mamba_weights(ssms) if self.kind == "mamba" else self._s4_weights(ssms))
+            weights = {"mamba": self._mamba_weights, "s5": self._s5_weights}
+            w.update(weights.get(self.kind, self._s4_weights)(ssms))
+        self._n_heads = w["bh"].shape[0]
+        if hidden:  # identity rows after the heads: the vector the heads read comes out too
+            H = w["Wh"].shape[1]
+            w["Wh"] = np.concatenate([w["Wh"], np.eye(H)])
+            w["bh"] = np.concatenate([w["bh"], np.zeros(H)])
+        self.hidden = hidden
         self.w = {k: np.ascontiguousarray(v, dtype=self.dtype) for k, v in w.items()}
         self._n_out = self.w["bh"].shape[0]
         self.reset()
@@ -94,8 +105,8 @@ class SSMStepper:
     def _s4_weights(self, ssms) -> dict:
         planes, D, self._rho, self._tau = [], [], [], []
         for s in ssms:
-            C2 = 2 * torch.view_as_complex(s.C)[0].to(torch.complex128)  # (H, N2)
             if self.kind == "s4":
+                C2 = 2 * torch.view_as_complex(s.C)[0].to(torch.complex128)  # (H, N2)
                 # DPLR on the state (w, s): x = w - rho s, s = 2 Re(conj(P) w), so that one
                 # pass over the modes does the step (derivation in the module docstring)
                 alpha, beta, gamma, rho, Pc = (c.to(torch.complex128) for c in s.recurrence())
@@ -105,14 +116,24 @@ class SSMStepper:
                 planes.append(_planes(alpha, mu, gamma, Pc, C2))
                 self._rho.append(_np(rho))
                 self._tau.append(_np(tau[:, 0]))
-            else:
-                _, Ab, Bb, _ = s.discrete()
-                planes.append(_planes(Ab, Bb, C2))
+            else:  # s4d, dss
+                _, Ab, Bb, C = s.discrete()
+                planes.append(_planes(Ab, Bb, 2 * C[0]))
                 sigma = torch.zeros_like(s.D)
             D.append(np.stack([_np(s.D), _np(sigma)]))
         ssm = np.stack(planes)  # (nl, P, H, N2)
         self._state_shape = (ssm.shape[0], 2, ssm.shape[2], ssm.shape[3])
         return {"ssm": ssm, "D": np.stack(D)}
+
+    def _s5_weights(self, ssms) -> dict:
+        """Planes (real, imaginary): lam (nl, 2, P2), Bm (nl, 2, P2, H), Cm (nl, 2, H, P2)."""
+        dis = [s.discrete() for s in ssms]  # Λ̄ (P2,), B̄ (P2, H), C̃ (c, H, P2)
+        st = lambda f: np.stack([_planes(f(*d)) for d in dis])  # noqa: E731
+        w = {"lam": st(lambda Ab, Bb, C: Ab), "Bm": st(lambda Ab, Bb, C: Bb),
+             "Cm": st(lambda Ab, Bb, C: 2 * C[0]),
+             "D": np.stack([np.stack([_np(s.D), np.zeros(s.d_model)]) for s in ssms])}
+        self._state_shape = (len(ssms), 2, w["lam"].shape[2])
+        return w
 
     def _mamba_weights(self, ssms) -> dict:
         c0 = ssms[0].config
@@ -142,6 +163,8 @@ class SSMStepper:
         if self.kind == "mamba":
             self.state = {"conv": np.zeros(self._state_shape[0], self.dtype),
                           "h": np.zeros(self._state_shape[1], self.dtype)}
+        elif self.kind == "s5":
+            self.state = {"x": np.zeros(self._state_shape, self.dtype)}
         else:
             self.state = {"x": np.zeros(self._state_shape, self.dtype),
                           "s": np.zeros(self._state_shape[:1] + self._state_shape[2:3], self.dtype)}
@@ -154,6 +177,9 @@ class SSMStepper:
             keys = ("We", "be", "norms", "Win", "bin", "convw", "convb", "Wx", "Wdt", "bdt",
                     "dt_fixed", "A", "Dm", "Wout", "bout", "Wo", "bo", "Wh", "bh")
             self._args = tuple(w[k] for k in keys) + (st["conv"], st["h"])
+        elif self.kind == "s5":
+            keys = ("We", "be", "norms", "lam", "Bm", "Cm", "D", "Wo", "bo", "Wh", "bh")
+            self._args = tuple(w[k] for k in keys) + (st["x"],)
         else:
             self._args = tuple(w[k] for k in ("We", "be", "norms", "ssm", "D", "Wo", "bo", "Wh",
                                               "bh")) + (st["x"], st["s"])
@@ -176,7 +202,7 @@ class SSMStepper:
                 self.state["h"][li] = _np(h[index])
             return
         for li, x in enumerate(state):
-            x = _np(x[index]).astype(np.complex128)  # (H, N2)
+            x = _np(x[index]).astype(np.complex128)  # (H, N2); s5: (P2,)
             if self.kind == "s4":  # s = 2 Re(conj(P) x) / (1 - tau),  w = x + rho s
                 Pc = self.w["ssm"][li, 6] + 1j * self.w["ssm"][li, 7]
                 s = 2 * (Pc * x).real.sum(-1) / (1 - self._tau[li])  # (H,)
@@ -190,17 +216,28 @@ class SSMStepper:
 
     # -- the hot path ------------------------------------------------------------------------
     def step(self, x_t) -> dict:
+        """One bar: x_t (input_dim,) -> {"logits", "returns", "log_vol"} (and "hidden" (H,),
+        the vector the heads read, for a stepper made with ``hidden=True``)."""
         x = np.ascontiguousarray(x_t, dtype=self.dtype)
         out = np.empty(self._n_out, self.dtype)
         if self.backend == "numba":
             if self.kind == "mamba":
                 _nb.mamba_model_step(x, *self._args, out, self.eps)
+            elif self.kind == "s5":
+                _nb.s5_model_step(x, *self._args, out, self.eps)
             else:
                 _nb.s4_model_step(x, *self._args, out, self.eps, self.kind == "s4")
         else:
             out[:] = self._step_numpy(x)
-        C, R = self.n_classes, len(self.horizons)
-        return {"logits": out[:C], "returns": out[C:C + R], "log_vol": out[C + R:].reshape(())}
+        return self._split(out)
+
+    def _split(self, out: np.ndarray) -> dict:
+        """The heads' outputs (and the hidden vector) from a last axis of outputs."""
+        C, R, O = self.n_classes, len(self.horizons), self._n_heads
+        res = {"logits": out[..., :C], "returns": out[..., C:C + R], "log_vol": out[..., C + R]}
+        if self.hidden:
+            res["hidden"] = out[..., O:]
+        return res
 
     def run(self, X) -> dict:
         """Step through every row of ``X`` (L, input_dim) from the current state, in one
@@ -211,13 +248,14 @@ class SSMStepper:
         if self.backend == "numba":
             if self.kind == "mamba":
                 _nb.mamba_model_run(X, *self._args, OUT, self.eps)
+            elif self.kind == "s5":
+                _nb.s5_model_run(X, *self._args, OUT, self.eps)
             else:
                 _nb.s4_model_run(X, *self._args, OUT, self.eps, self.kind == "s4")
         else:
             for t in range(X.shape[0]):
                 OUT[t] = self._step_numpy(X[t])
-        C, R = self.n_classes, len(self.horizons)
-        return {"logits": OUT[:, :C], "returns": OUT[:, C:C + R], "log_vol": OUT[:, C + R]}
+        return self._split(OUT)
 
     def _ln(self, h, i):
         g, b = self.w["norms"][i]
@@ -234,7 +272,9 @@ class SSMStepper:
         H = h.shape[0]
         for li in range(w["Wo"].shape[0]):
             z = self._ln(h, li)  # (H,)
-            y = self._mamba_numpy(li, z) if self.kind == "mamba" else self._s4_numpy(li, z)
+            step = {"mamba": self._mamba_numpy, "s5": self._s5_numpy}.get(self.kind,
+                                                                          self._s4_numpy)
+            y = step(li, z)
             y = self._gelu(y)
             g = w["Wo"][li] @ y + w["bo"][li]  # (2H,)
             h = h + g[:H] / (1 + np.exp(-g[H:]))
@@ -257,6 +297,13 @@ class SSMStepper:
         xs[0], xs[1] = x.real, x.imag
         return y + D[0] * z  # (H,)
 
+    def _s5_numpy(self, li, z):
+        w, xs = self.w, self.state["x"][li]
+        lam, Bm, Cm = (w[k][li][0] + 1j * w[k][li][1] for k in ("lam", "Bm", "Cm"))
+        x = lam * (xs[0] + 1j * xs[1]) + Bm @ z  # (P2,)
+        xs[0], xs[1] = x.real, x.imag
+        return (Cm @ x).real + w["D"][li][0] * z  # (H,)
+
     def _mamba_numpy(self, li, z):
         w, conv, hs = self.w, self.state["conv"][li], self.state["h"][li]
         E, N = w["A"].shape[1:]
@@ -277,51 +324,3 @@ class SSMStepper:
         ye = (hs @ dbc[R + N:] + w["Dm"][li] * xc) * g / (1 + np.exp(-g))
         return w["Wout"][li] @ ye + w["bout"][li]
 
-
-def _to_numpy(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().numpy().copy()
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_numpy(o) for o in obj)
-    return obj
-
-
-def _to_torch(obj):
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(obj.copy())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_torch(o) for o in obj)
-    return obj
-
-
-class TorchStepper:
-    """Fallback stepper for models without a numpy kernel (baselines, multi-asset): a
-    snapshot of the model in eval mode, stepped with batch 1 under no_grad. Same API."""
-
-    def __init__(self, model, **_ignored):
-        self.model = copy.deepcopy(model).eval()
-        self.dtype = next(self.model.parameters()).dtype
-        self.reset()
-
-    def reset(self) -> None:
-        self.state = self.model.default_state(1)
-
-    def step(self, x_t) -> dict:
-        x = torch.as_tensor(np.asarray(x_t), dtype=self.dtype).unsqueeze(0)  # (1, ...)
-        with torch.no_grad():
-            out, self.state = self.model.step(x, self.state)
-        return {k: v[0].numpy() for k, v in out.items()}
-
-    def run(self, X) -> dict:
-        """Every row of ``X`` (L, input_dim) from the current state, through the model's
-        parallel view with state carry (the same outputs as stepping); leading L axis."""
-        x = torch.as_tensor(np.asarray(X), dtype=self.dtype).unsqueeze(0)  # (1, L, ...)
-        with torch.no_grad():
-            out, self.state = self.model(x, state=self.state, return_state=True)
-        return {k: v[0].numpy() for k, v in out.items()}
-
-    def get_state(self) -> dict:
-        return {"state": _to_numpy(self.state)}  # nested numpy arrays (and ints): picklable
-
-    def set_state(self, state: dict) -> None:
-        self.state = _to_torch(state["state"])

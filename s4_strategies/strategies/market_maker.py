@@ -1,7 +1,10 @@
 """Avellaneda–Stoikov market making with inventory control, sessions and a trend lean.
 
 ``AvellanedaStoikovStrategy`` quotes a bid and an ask on every data feed, refreshing them on
-every bar or tick (cancel-and-replace when a quote moves). The maths is in
+every bar or tick (cancel-and-replace when a quote moves, as a live quoter does: one working
+order per side, the replacement sent once the cancel is confirmed, see
+``strategies.orders.TwoSidedQuoting``; ``requote="aggressive"`` replaces at once). The maths
+is in
 ``s4_strategies.market_making``; units are documented there: **time in seconds**, ``sigma``
 in price per √second, ``kappa`` in 1/price, ``A`` in fills per second, inventory ``q`` in
 lots (position / ``lot``), ``gamma`` in 1/(price·lot).
@@ -13,11 +16,13 @@ Quote on each event, per feed::
     q'   = q − clip(trend_weight·mu/(gamma·sigma²), ±trend_cap)        # GLFT drift term
     AS:    bid, ask = r ∓ spread/2,  r = mid − q'·gamma·sigma²·tau      (model="as")
     GLFT:  bid = mid − c1 − (q'+½)c2,  ask = mid + c1 − (q'−½)c2        (model="glft")
+    linear: bid, ask = mid ∓ half_spread − skew·q'                     (model="linear")
     both quotes move by −q·(inventory_nudge + close_skew·ramp)·half_spread,
     ramp = 1 − (time to close)/close_window in the last close_window seconds of a session,
     else 0 (``session.close_ramp``)
     sizes: lot on the side that reduces |q|, lot·exp(−eta·|q|) on the side that grows it,
-    capped so |position| never exceeds max_inventory lots
+    capped so |position| never exceeds max_inventory lots, counting what every working
+    order could still fill (live requoting); q is the position the fill reports add up to
     a side whose rounded price would be <= 0 is not quoted (market_making.positive_quotes)
 
 ``tau = min(horizon, time to session_close)``: a rolling horizon for 24/7 markets
@@ -63,7 +68,7 @@ from ..market_making.estimation import RollingEstimator, drift_from_return
 from ..market_making.instrument import instrument_params
 from ..market_making.quotes import positive_quotes
 from ..market_making.session import close_ramp
-from .orders import cancel_or_in_flight
+from .orders import OrderView, TwoSidedQuoting
 
 __all__ = ["AvellanedaStoikovStrategy"]
 
@@ -92,13 +97,15 @@ class _Book:
         self.last = None
 
 
-class AvellanedaStoikovStrategy(bt.Strategy):
+class AvellanedaStoikovStrategy(TwoSidedQuoting, bt.Strategy):
     """Two-sided Avellaneda–Stoikov / GLFT quoting (see the module doc for the maths).
 
     Params (units: seconds, price, lots; every param but ``instruments`` can be overridden
     per feed through ``instruments``; checked when the strategy is created):
 
-    - ``model``: ``"as"`` (finite horizon) or ``"glft"`` (infinite horizon, needs ``A``)
+    - ``model``: ``"as"`` (finite horizon), ``"glft"`` (infinite horizon, needs ``A``) or
+      ``"linear"`` (a constant ``half_spread`` around the mid, moved by ``skew`` price per
+      lot of inventory; needs no calibration)
     - ``gamma``: risk aversion, 1/(price·lot); one lot moves the AS reservation price by
       ``gamma·sigma²·tau``. Rule of thumb: ``gamma ≈ s/(kappa·sigma²·tau)`` makes it
       ``s/kappa`` (``s`` half-spreads)
@@ -109,8 +116,8 @@ class AvellanedaStoikovStrategy(bt.Strategy):
     - ``close_window``, ``close_skew``: in the last ``close_window`` seconds the inventory
       skew grows linearly to ``close_skew`` half-spreads per lot
     - ``flatten_at_close``, ``flatten_before``: pull quotes and flatten before the close
-    - ``lot``: base order size (contracts, > 0); ``size_step``: size increment (≥ 0;
-      ``None`` or 0: none)
+    - ``lot``: base order size (contracts, > 0); ``size_step``: size increment (> 0;
+      ``None``: none)
     - ``max_inventory``: hard limit in lots (≥ 0); ``eta``: size decay per lot of inventory
     - ``tick``: price increment (> 0); ``min_spread`` (price) / ``min_spread_bps``: minimum
       width
@@ -121,9 +128,12 @@ class AvellanedaStoikovStrategy(bt.Strategy):
       closes on bars) for the volatility estimate
     - ``sigma_window``, ``calib_window``, ``recalibrate`` (s); ``min_trades``/``min_bars``
       needed before a calibration is trusted
-    - ``requote``: replace a resting quote when it should move by at least this fraction
-      of the half-spread (and at least one tick); a quote that does not move keeps its place
-      in the queue
+    - ``requote``: ``"live"`` (one working order per side, replaced once its cancel is
+      confirmed, the limit counting worst-case fills in flight) or ``"aggressive"``
+      (replaced at once while the cancel is in flight), see ``orders.TwoSidedQuoting``;
+      ``requote_threshold``: replace a resting quote when it should move by at least this
+      fraction of the half-spread (and at least half a tick); a quote that does not move
+      keeps its place in the queue
     - ``post_only``: keep quotes one tick off the opposite best (on bars: off the close),
       and flag orders post-only (``MarketMakingBroker`` rejects them rather than let them
       take liquidity if the book has moved through them by the time they arrive)
@@ -135,6 +145,8 @@ class AvellanedaStoikovStrategy(bt.Strategy):
 
     params = dict(
         model="as",
+        half_spread=None,
+        skew=0.0,
         gamma=3e-3,
         sigma=None,
         A=None,
@@ -165,7 +177,8 @@ class AvellanedaStoikovStrategy(bt.Strategy):
         recalibrate=10.0,
         min_trades=30,
         min_bars=48,
-        requote=0.1,
+        requote="live",
+        requote_threshold=0.1,
         post_only=True,
         bar_seconds=None,
         stamp_at_open=True,
@@ -174,6 +187,7 @@ class AvellanedaStoikovStrategy(bt.Strategy):
 
     def __init__(self):
         overrides = dict(self.p.instruments or {})
+        self.view = OrderView()
         self._books: dict = {}
         for i, data in enumerate(self.datas):
             name = data._name or f"data{i}"
@@ -201,17 +215,20 @@ class AvellanedaStoikovStrategy(bt.Strategy):
                              "or a callable returning an indicator")
 
     # ------------------------------------------------------------------ events
+    def start(self):
+        for data in self._books:
+            self.view.seed(data, self.getposition(data).size)
+
     def prenext(self):
         self.next()
 
     def notify_order(self, order):
-        if order.alive():
-            return
+        self.view.on_report(order)
         book = self._books.get(order.data)
-        if book is None:
-            return
-        for side, o in book.orders.items():
-            if o is not None and o.ref == order.ref:
+        if book is None or order.alive() or book.p.requote != "aggressive":
+            return  # live: the records turn final and are let go when next quoted
+        for side, rec in book.orders.items():
+            if rec is not None and rec.ref == order.ref:
                 book.orders[side] = None
         if book.flatten is not None and book.flatten.ref == order.ref:
             book.flatten = None
@@ -280,7 +297,7 @@ class AvellanedaStoikovStrategy(bt.Strategy):
     # ------------------------------------------------------------------ quoting
     def _quote(self, data, book, now, mid):
         p, est = book.p, book.est
-        position = self.getposition(data).size
+        position = self._known_position(data)
         to_close = mm.time_to_close(now, book.close_s)
         if book.close_s is not None and p.flatten_at_close and to_close <= p.flatten_before:
             self._flatten(data, book, position)
@@ -300,20 +317,23 @@ class AvellanedaStoikovStrategy(bt.Strategy):
         bid_size, ask_size = mm.quote_sizes(position, p.lot, p.eta, p.max_inventory, p.size_step)
         book.last = dict(bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size, mid=mid,
                          tau=min(p.horizon, to_close), lean=lean, q=q)
-        threshold = max(p.requote * half, 0.5 * p.tick)
+        threshold = max(p.requote_threshold * half, 0.5 * p.tick)
         info = dict(mid=mid, A=est.A, kappa=est.kappa, sigma=est.sigma, post_only=p.post_only)
         self._place(data, book, "bid", bid, bid_size, threshold, info)
         self._place(data, book, "ask", ask, ask_size, threshold, info)
 
     def _model_quotes(self, book, now, mid, q):
-        """Unrounded AS / GLFT quotes around the trend-shifted inventory, and the lean (lots)."""
+        """Unrounded AS / GLFT / linear quotes around the trend-shifted inventory, and the
+        lean (lots)."""
         p, est = book.p, book.est
         gamma, sigma, kappa = p.gamma, est.sigma, est.kappa
-        mu = self._trend(book, mid)
-        lean = p.trend_weight * mm.drift_shift(mu, gamma, sigma)
+        mu = self._trend(book, mid) if sigma is not None else 0.0  # linear: maybe no sigma yet
+        lean = p.trend_weight * mm.drift_shift(mu, gamma, sigma) if mu else 0.0
         lean = max(-p.trend_cap, min(p.trend_cap, lean))
         qe = q - lean
-        if p.model == "as":
+        if p.model == "linear":
+            bid, ask = mm.linear_quotes(mid, qe, p.half_spread, p.skew)
+        elif p.model == "as":
             tau = max(mm.session_tau(now, book.close_s, p.horizon), 1e-3)
             bid, ask = mm.as_quotes(mid, qe, gamma, sigma, tau, kappa)
         else:
@@ -336,41 +356,11 @@ class AvellanedaStoikovStrategy(bt.Strategy):
             ask = max(ask, best_bid + book.p.tick)
         return bid, ask
 
-    def _place(self, data, book, side, price, size, threshold, info):
-        order = book.orders[side]
-        step = book.p.size_step or 0.0
-        if order is not None and order.alive():
-            rem = abs(order.executed.remsize)
-            moved = price is None or abs(order.created.price - price) >= threshold
-            too_big = rem > size + 0.5 * step
-            too_small = rem < 0.5 * size
-            if not (moved or too_big or too_small):
-                return
-            if not cancel_or_in_flight(self, order):
-                return  # not cancellable yet (not accepted): try again next event
-            book.orders[side] = None
-        if size <= 0 or price is None:
-            return
-        make = self.buy if side == "bid" else self.sell
-        book.orders[side] = make(data=data, size=size, price=price, exectype=bt.Order.Limit,
-                                 **info)
-        book.n_quotes += 1
-
-    def _flatten(self, data, book, position):
-        for side, order in book.orders.items():
-            if order is not None and order.alive() and cancel_or_in_flight(self, order):
-                book.orders[side] = None
-        step = book.p.size_step or 1e-12
-        if abs(position) < 0.5 * step or (book.flatten is not None and book.flatten.alive()):
-            return
-        make = self.sell if position > 0 else self.buy
-        book.flatten = make(data=data, size=abs(position), exectype=bt.Order.Market,
-                            flatten=True)
-
     # ------------------------------------------------------------------ inspection
     def inventory_limit(self, data=None) -> float:
         """The hard inventory limit of a feed in contracts (``max_inventory·lot``; inf for
-        none). Quotes respect it; fills in flight on cancelled orders can overshoot it."""
+        none). Live requoting never passes it; with ``requote="aggressive"`` fills in
+        flight on cancelled orders can overshoot it."""
         p = self._books[data if data is not None else self.datas[0]].p
         return p.max_inventory * p.lot
 

@@ -1,4 +1,4 @@
-"""``s4trade compare``: S4, S4D, selective SSM, LSTM, GRU and Transformer against the
+"""``s4trade compare``: S4, S4D, selective SSM, S5, DSS, LSTM, GRU and Transformer against the
 baselines, skill first (``skill_report``), then trading (``trading_report``); plus ablations
 of the S4D design choices. Every network is trained with several seeds (mean ± sd).
 
@@ -33,6 +33,8 @@ MODELS = [
     ("S4", "s4", {}, {}),
     ("S4D", "s4d", {}, {}),
     ("Selective SSM", "mamba", {}, {"d_state": 16}),
+    ("S5", "s5", {}, {}),
+    ("DSS", "dss", {}, {}),
     ("LSTM", "lstm", {}, {}),
     ("GRU", "gru", {}, {}),
     ("Transformer", "transformer", {"window": 256}, {}),
@@ -47,7 +49,7 @@ ABLATIONS = [
     ("S4D half d_state", "s4d", {}, {"d_state": 16}),
 ]
 #: The comparison's model size: every network the same width and depth, so that five seeds
-#: of six models and five ablations fit in under an hour on two CPU cores (the default
+#: of eight models and five ablations fit in about an hour on two CPU cores (the default
 #: recipe on windows of 256 bars, at most 8 epochs, patience 3).
 COMPARE_SIZE = dict(d_model=32, d_state=32, n_layers=2, seq_len=256, burn_in=64, epochs=8,
                     patience=3)

@@ -187,6 +187,7 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
     import torch
 
     from ..ssm import build_model
+    from ..ssm.config import SSM_KINDS
 
     cfg = cfg or TrainConfig()
     fspec = fspec or FeatureSpec()
@@ -198,7 +199,7 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
     model = build_model(
         cfg.layer, input_dim=x.shape[1], d_model=cfg.d_model, n_layers=cfg.n_layers,
         dropout=cfg.dropout, n_classes=lspec.n_classes, horizons=tuple(lspec.horizons),
-        **({"d_state": cfg.d_state} if cfg.layer in ("s4", "s4d", "mamba") else {}),
+        **({"d_state": cfg.d_state} if cfg.layer in SSM_KINDS else {}),
         **cfg.layer_options,
     ).to(device)
     draw = window_draw(cfg, split.train, fspec.warmup, lambda starts, n: _batch(

@@ -1,4 +1,4 @@
-"""Bars with a planted dependence: a check that a recipe can learn what only the state carries.
+"""Bars with planted structure: a dependence only the state can carry, and switching regimes.
 
 One-bar log returns follow
 
@@ -52,3 +52,34 @@ def planted_bars(n: int = 12_000, lag: int = 48, rho: float = 0.3, sigma: float 
 def spearman_ceiling(rho: float) -> float:
     """Spearman IC of the best forecast: (6/π) arcsin(ρ/2) for a Gaussian pair with corr ρ."""
     return 6.0 / math.pi * math.asin(rho / 2.0)
+
+
+#: (drift, volatility) of the one-bar log return in each planted regime: calm, a rising
+#: trend, a turbulent fall.
+REGIMES = ((0.0, 0.004), (0.0008, 0.008), (-0.0015, 0.018))
+
+
+def regime_bars(n: int = 20_000, stay: float = 0.995, regimes=REGIMES, seed: int = 0,
+                start: str = "2020-01-01") -> tuple[pd.DataFrame, np.ndarray]:
+    """Hourly bars whose log returns switch between planted regimes, and the truth (n,).
+
+    A Markov chain s_t keeps its regime with probability ``stay`` (mean stay 1 / (1 − stay)
+    bars) and otherwise jumps to one of the others at random; r_t = μ_{s_t} + σ_{s_t} ε_t.
+    Bars are built from the returns as in :func:`planted_bars`."""
+    rng = np.random.default_rng(seed)
+    K = len(regimes)
+    s = np.empty(n, dtype=int)
+    s[0] = rng.integers(K)
+    jumps = rng.random(n) > stay
+    step = rng.integers(1, K, n)  # to one of the other regimes
+    for t in range(1, n):
+        s[t] = (s[t - 1] + step[t]) % K if jumps[t] else s[t - 1]
+    mu, sigma = (np.array([r[i] for r in regimes])[s] for i in (0, 1))
+    r = mu + sigma * rng.standard_normal(n)
+    close = 100.0 * np.exp(np.cumsum(r))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    wick = np.abs(rng.standard_normal((2, n))) * sigma * 0.3
+    index = pd.date_range(start, periods=n, freq="1h", tz="UTC")
+    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * np.exp(wick[0]),
+                         "low": np.minimum(open_, close) * np.exp(-wick[1]), "close": close,
+                         "volume": rng.lognormal(3.0, 0.3, n)}, index=index), s

@@ -28,7 +28,7 @@ from ...fees import BYBIT_TAKER
 from ..fit import TrainConfig
 from ..funding import DEFAULT_FUNDING_RATE
 
-NETWORKS = ("s4", "s4d", "mamba", "lstm", "gru", "transformer")
+NETWORKS = ("s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer")
 BASELINES = ("linear", "lightgbm")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 #: the validation objectives a search may optimise: columns every trial row carries
@@ -169,11 +169,12 @@ def _distribution(name: str, dist) -> dict:
 
 
 def layer_options(layer: str) -> set[str]:
-    """Options a layer takes besides ``TrainConfig``'s fields (``ssm.config.STORED``)."""
-    from ...ssm.config import STORED
+    """Options a layer takes besides ``TrainConfig``'s fields (``ssm.config.STORED`` and
+    ``LAYER_STORED``: S5's blocks, DSS's kernel and l_max)."""
+    from ...ssm.config import LAYER_STORED, STORED
 
-    return set(STORED.get(layer, ())) - {"kind", "input_dim", "layer", "n_classes",
-                                         "horizons"}
+    return (set(STORED.get(layer, ())) | set(LAYER_STORED.get(layer, ()))) - {
+        "kind", "input_dim", "layer", "n_classes", "horizons"}
 
 
 #: names people write for the fields they mean
