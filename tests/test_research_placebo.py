@@ -94,7 +94,7 @@ def test_a_research_run_with_a_placebo(tmp_path, monkeypatch):
     assert trail["null"] == pytest.approx([trail["real"]]) and trail["n"] == 1
     assert {"Linear|ic_5", "LightGBM|net_sharpe", "LightGBM|dsr", "all|pbo"} <= set(pl)
     md = (tmp_path / "report.md").read_text()
-    assert "Placebo (flip: the spec rerun 1 time on" in md and "Placebo: 1 flip run(s)" in md
+    assert "Placebo (flip: the spec rerun 1 time on" in md and "Placebo: 1 flip run(s) of" in md
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["reports"]["yahoo:AAPL:1d"]["placebo"]["meta"]["runs"] == 1
     lgbm = res["reports"]["yahoo:AAPL:1d"]["dsr"]["LightGBM"]

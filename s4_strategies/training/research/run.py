@@ -62,11 +62,13 @@ def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
                          store.optuna_storage(storage), placebo, placebo_kind)
 
 
-def _placebos(spec, frames, root: Path, executor, log, runs: int, kind: str) -> dict:
-    """Null statistics of ``runs`` placebo reruns, per dataset."""
+def _placebos(spec, frames, root: Path, executor, log, runs: int, kind: str):
+    """Null statistics of ``runs`` placebo reruns, per dataset, and the wall seconds their
+    trials took over every invocation (each run's ``runs.jsonl``)."""
     from .placebo import placebo_frames, statistics
 
     null: dict[str, list] = {ds: [] for ds in spec.datasets}
+    seconds = 0.0
     block = 2 * spec.label_spec.max_horizon
     for i in range(1, runs + 1):
         log(f"placebo {i}/{runs} ({kind})")
@@ -77,7 +79,8 @@ def _placebos(spec, frames, root: Path, executor, log, runs: int, kind: str) -> 
             raise RuntimeError(f"placebo run {i} did not complete: see {ps.root}")
         for ds, rep in res["reports"].items():
             null[ds].append(statistics(rep))
-    return null
+        seconds += res["trial_seconds"]
+    return null, seconds
 
 
 def _research(spec, frames, store, executor, log, max_trials, command, storage,
@@ -98,8 +101,10 @@ def _research(spec, frames, store, executor, log, max_trials, command, storage,
         from .placebo import place, statistics
 
         t1 = time.perf_counter()
-        null = _placebos(spec, frames, store.root, executor, log, placebo, placebo_kind)
+        null, trial_seconds = _placebos(spec, frames, store.root, executor, log, placebo,
+                                        placebo_kind)
         counts["placebo_seconds"] = time.perf_counter() - t1
+        counts["placebo_trial_seconds"] = trial_seconds
         for ds, rep in reports.items():
             rep["placebo"] = {**place(statistics(rep), null[ds]),
                               "_meta": {"runs": placebo, "kind": placebo_kind}}
@@ -119,9 +124,9 @@ def _research(spec, frames, store, executor, log, max_trials, command, storage,
           f"{counts['finished']} of {counts['total']} trials finished ({state}); "
           f"{len(failed)} failed attempt(s) recorded. Objective {spec.objective}; fee "
           f"{spec.fee:.3%} per side, funding {spec.funding_rate:.3%} per 8 h.", "",
-          f"Run: {how}." + (f" Placebo: {placebo} {placebo_kind} run(s) of the spec in "
-                            f"{counts['placebo_seconds']:.0f} s." if "placebo_seconds" in counts
-                            else ""), ""]
+          f"Run: {how}." + (f" Placebo: {placebo} {placebo_kind} run(s) of the spec, their "
+                            f"trials {counts['placebo_trial_seconds']:.0f} s in all."
+                            if "placebo_seconds" in counts else ""), ""]
     md += [markdown(rep, spec.objective) + "\n" for rep in reports.values()]
     text = "\n".join(md)
     counts["report_seconds"] = (time.perf_counter() - t0 - counts["wall_seconds"]
@@ -139,4 +144,5 @@ def _research(spec, frames, store, executor, log, max_trials, command, storage,
                                               "error")} for r in failed]}
     store.write_text("report.json", json.dumps(json_safe(payload), indent=2))
     store.write_text("report.md", text + "\n")
-    return {"counts": counts, "reports": reports, "markdown": text, "store": store}
+    return {"counts": counts, "reports": reports, "markdown": text, "store": store,
+            "trial_seconds": sum(r["wall_seconds"] for r in ran)}
