@@ -208,21 +208,16 @@ def compute_metrics(
 # ---------------------------------------------------------------- bootstrap
 
 
-def _stationary_indices(rng, rows: int, length: int, block: float) -> np.ndarray:
-    """Politis & Romano (1994): blocks of geometric length (mean ``block``), circular."""
-    steps = np.arange(length)
-    new = rng.random((rows, length)) < 1.0 / block
-    new[:, 0] = True
-    last = np.maximum.accumulate(np.where(new, steps, 0), axis=1)  # start of current block
-    starts = rng.integers(0, length, size=(rows, length))
-    return (np.take_along_axis(starts, last, axis=1) + steps - last) % length
+def _politis_white(r: np.ndarray, method: str) -> float:
+    """Politis & White's (2004, corrected 2009) automatic block length of ``r`` for the
+    bootstrap ``method`` (``arch.bootstrap.optimal_block_length``), in [1, len / 10]."""
+    from arch.bootstrap import optimal_block_length
 
-
-def _block_indices(rng, rows: int, length: int, block: int) -> np.ndarray:
-    """Circular moving-block bootstrap with blocks of exactly ``block`` periods."""
-    n_blocks = -(-length // block)
-    starts = rng.integers(0, length, size=(rows, n_blocks, 1))
-    return ((starts + np.arange(block)) % length).reshape(rows, -1)[:, :length]
+    if len(r) < 10:
+        return 1.0
+    b = float(optimal_block_length(r)["stationary" if method == "stationary" else
+                                      "circular"].iloc[0])
+    return float(min(max(b if math.isfinite(b) else 1.0, 1.0), max(1.0, len(r) / 10.0)))
 
 
 def bootstrap_sharpe_ci(
@@ -235,14 +230,19 @@ def bootstrap_sharpe_ci(
     method: str = "stationary",
     rf: float = 0.0,
 ) -> tuple[float, float]:
-    """Percentile confidence interval of the annualised Sharpe ratio by resampling.
+    """Percentile confidence interval of the annualised Sharpe ratio by resampling, with
+    ``arch``'s bootstraps.
 
     ``method="stationary"`` (Politis–Romano, random block lengths with mean ``block``) or
     ``"block"`` (circular blocks of fixed length). Blocks keep the autocorrelation and
     volatility clustering that an i.i.d. bootstrap would destroy; ``block=None`` uses
-    ``len ** (1/3)``, ``block=1`` is the plain i.i.d. bootstrap. Returns ``(lo, hi)``;
-    ``(nan, nan)`` for fewer than 3 periods or a constant series.
+    Politis & White's automatic length for the series (``arch.bootstrap.
+    optimal_block_length``, at least 1 and at most a tenth of the sample), ``block=1`` is
+    the plain i.i.d. bootstrap. Returns ``(lo, hi)``; ``(nan, nan)`` for fewer than 3
+    periods or a constant series.
     """
+    from arch.bootstrap import CircularBlockBootstrap, StationaryBootstrap
+
     if method not in ("stationary", "block"):
         raise ValueError(f"method must be 'stationary' or 'block', not {method!r}")
     if not 0 < level < 1:
@@ -251,22 +251,18 @@ def bootstrap_sharpe_ci(
     length = len(r)
     if length < 3 or np.all(r == r[0]):
         return float("nan"), float("nan")
-    block = max(1.0, float(block) if block is not None else round(length ** (1 / 3)))
+    block = max(1.0, float(block) if block is not None else _politis_white(r, method))
     rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // length)
-    stats = []
-    for done in range(0, n, chunk):
-        rows = min(chunk, n - done)
-        if method == "stationary":
-            idx = _stationary_indices(rng, rows, length, block)
-        else:
-            idx = _block_indices(rng, rows, length, int(round(block)))
-        sample = r[idx]
-        sd = sample.std(axis=1, ddof=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stats.append(np.where(sd > 0, sample.mean(axis=1) / sd, np.nan))
-    sharpe = np.concatenate(stats) * math.sqrt(periods_per_year)
-    sharpe = sharpe[np.isfinite(sharpe)]
+    if method == "stationary":
+        bs = StationaryBootstrap(block, r, seed=rng)
+    else:
+        bs = CircularBlockBootstrap(max(1, int(round(block))), r, seed=rng)
+    sharpe = np.empty(n)
+    for i, (pos, _) in enumerate(bs.bootstrap(n)):
+        sample = pos[0]  # (length,) one replicate of the returns
+        sd = sample.std(ddof=1)
+        sharpe[i] = sample.mean() / sd if sd > 0 else np.nan
+    sharpe = sharpe[np.isfinite(sharpe)] * math.sqrt(periods_per_year)
     if len(sharpe) == 0:
         return float("nan"), float("nan")
     tail = (1.0 - level) / 2.0 * 100.0

@@ -43,7 +43,6 @@ def main(argv=None) -> int:
     from s4_strategies.features import FeatureSpec, LabelSpec, make_labels
     from s4_strategies.training import TrainConfig, date_split, skill_report, train_model
     from s4_strategies.training import compare as C
-    from s4_strategies.training.baselines import HAR
     from s4_strategies.training.multi_asset import frames_from, train_multi
 
     cfg = replace(TrainConfig(progress=False), **C.COMPARE_SIZE)
@@ -70,11 +69,8 @@ def main(argv=None) -> int:
         split = date_split(df.index, TRAIN[0], TRAIN[1], purge=lspec.max_horizon,
                            test_from=TEST[0], test_to=TEST[1])
         y = skill_report.targets(make_labels(df, lspec), lspec)
-        r1 = np.concatenate([[np.nan], np.diff(np.log(df["close"].to_numpy()))])
-        train = slice(max(split.train[0], fspec.warmup), split.train[1])
-        har = HAR().fit(r1, y["log_vol"], rows=(train.start, train.stop)).predict(r1)
         test = slice(*split.test)
-        rows[a] = [skill_report.score(name, forecasts[a][key], y, test, har, lspec.vol_horizon)
+        rows[a] = [skill_report.score(name, forecasts[a][key], y, test)
                    for name, key in (("S4D per asset", "single"),
                                      ("Multi-asset S4D (shared encoder)", "multi"))]
         text += [f"#### {a}", C.markdown_table(rows[a])]

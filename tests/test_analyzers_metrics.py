@@ -309,3 +309,19 @@ def test_json_safe():
     out = json.loads(json.dumps(json_safe(payload), allow_nan=False))
     assert out == {"a": None, "b": [None, None, 3], "c": True, "d": "2024-01-01T00:00:00",
                    "e": {"2024-01-01T00:00:00": 0.5}}
+
+
+def test_bootstrap_default_block_is_politis_white():
+    from arch.bootstrap import optimal_block_length
+
+    rng = np.random.default_rng(6)
+    e = rng.normal(0, 0.01, 1000)
+    ar = np.empty_like(e)
+    ar[0] = e[0]
+    for t in range(1, len(e)):
+        ar[t] = 0.7 * ar[t - 1] + e[t]
+    r = _series(ar + 0.0005)
+    pw = float(optimal_block_length(r.to_numpy())["stationary"].iloc[0])
+    assert pw > 15  # far from round(1000 ** (1/3)) = 10, the old default
+    assert bootstrap_sharpe_ci(r, 252, n=200, seed=4) == bootstrap_sharpe_ci(
+        r, 252, n=200, seed=4, block=pw)

@@ -58,23 +58,29 @@ def test_compare_quick_runs_and_reports(tmp_path):
                          log=lines.append)
     assert not any("nan" in line.lower() for line in lines), lines  # "–", never "+nan"
     skill = {r["model"]: r for r in res["skill"]}
-    assert list(skill) == ["Majority class", "Class prior", "Linear (logistic / OLS)",
-                           "Trailing vol (24 bars)", "HAR", "S4D", "GRU"]
+    assert list(skill) == ["Majority class", "Class prior", "Linear (ridge / logistic, tuned)",
+                           "LightGBM (tuned)", "Trailing vol (24 bars)", "EWMA", "HAR", "S4D",
+                           "GRU"]
     for name in ("S4D", "GRU"):
         row = skill[name]
         assert row["seeds"] == 2 and len(row["per_seed"]["ic_5"]) == 2
         lo, hi = row["ic_5_ci"]
         assert lo <= hi and -1 <= lo and hi <= 1
         assert row["log_loss"] > 0 and 0 <= row["accuracy"] <= 1 and row["us_per_bar"] > 0
-        assert np.isfinite(row["dm_vs_har"])
     # the prior's log-loss is the entropy of the training classes, the majority's accuracy
     # the share of the majority class: both are scored like the models
     assert "log_loss" in skill["Class prior"] and "ic_5" not in skill["Class prior"]
-    assert "S4D" in res["paired_vs_linear"] and "S4D" in res["paired_vs_gru"]
+    v = res["verdicts"]
+    assert {"ic_5", "log_loss", "vol", "trading"} <= set(v["mcs"])
+    assert {(p["model"], p["against"]) for p in v["paired"]} == {
+        ("S4D", "Linear (ridge / logistic, tuned)"), ("GRU", "Linear (ridge / logistic, tuned)"),
+        ("S4D", "GRU")}
+    assert all(0 <= p["p_holm"] <= 1 for p in v["paired"])
+    assert set(res["baseline_settings"]) >= {"Linear (ridge / logistic, tuned)", "EWMA", "HAR"}
     trading = res["trading"]
     assert [(r["model"], r["rule"]) for r in trading][:3] == [
-        ("Buy & hold", "always long"), ("Linear (OLS)", "cost band"),
-        ("Linear (OLS)", "argmax (ref.)")]
+        ("Buy & hold", "always long"), ("Linear (ridge / logistic, tuned)", "cost band"),
+        ("Linear (ridge / logistic, tuned)", "argmax (ref.)")]
     bh = trading[0]
     assert bh["funding_paid"] > 0 and bh["trades"] == 1
     for row in trading[1:]:
@@ -84,9 +90,23 @@ def test_compare_quick_runs_and_reports(tmp_path):
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert saved["seeds"] == [0, 1] and saved["funding_rate_per_8h"] == 1e-4
     md = (tmp_path / "compare.md").read_text()
-    assert md.index("### Skill") < md.index("### Trading")
+    assert md.index("### Skill") < md.index("### Which models") < md.index("### Trading")
     assert "| S4D | 2 |" in md and " ± " in md
     assert res["periods"]["test"][0].startswith("2021-07-01")
+    # the README's tables are written from the saved run by the committed script
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        import compare_models
+    finally:
+        sys.path.pop(0)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- compare:begin -->\nOLD BLOCK\n<!-- compare:end -->\n")
+    compare_models.write_readme(str(tmp_path / "compare.json"), readme)
+    text = readme.read_text()
+    assert "OLD BLOCK" not in text and "### Which models can be told apart" in text
 
 
 def test_unknown_strategy_is_refused():

@@ -13,6 +13,7 @@ from s4_strategies.training.decision import (
     DEFAULT_GRID,
     BandRule,
     band_from_cost,
+    carry_positions,
     cost_report,
     count_trades,
     select_rule,
@@ -159,6 +160,33 @@ def test_select_rule_charges_funding():
         select_rule(score, close, FEE, funding=heavy[:-1])
     with pytest.raises(ValueError, match="k_exit must be <= k_enter"):
         select_rule(score, close, FEE, grid=[(1.0, 2.0)])
+
+
+def test_the_position_held_at_the_end_is_closed_and_one_never_held_trades_nothing():
+    close, fee = [100.0, 110.0, 121.0], 0.01
+    out = backtest_positions(close, [0, 1, 0], fee)  # long over the last bar, closed at its end
+    assert out["returns"][2] == pytest.approx(0.1 - 2 * fee)  # the entry and the exit
+    assert out["turnover"] == 2 and out["fees"] == pytest.approx(2 * fee)
+    late = backtest_positions(close, [0, 0, 1], fee)  # decided at the last close: never held
+    assert late["returns"].tolist() == [0.0, 0.0, 0.0] and late["turnover"] == 0
+    held = backtest_positions(close, [1, 1, 1], fee)  # in at the first close, out at the last
+    assert held["returns"][1:] == pytest.approx([0.1 - fee, 0.1 - fee])
+    assert cost_report(close, [0, 1, 0], fee, 4)["turnover"] == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([-1.0, 1.0]))
+def test_carried_positions_equal_stepping_the_band_from_the_carried_state(seed, start):
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(0, 0.002, 40)
+    scores[rng.integers(0, 40, 3)] = np.nan
+    rule = band_from_cost(FEE, 1.0, float(rng.choice([-0.5, 0.0, 0.5])))
+    pos, want = start, []
+    for s in scores:
+        pos = rule.step(s, pos)
+        want.append(pos)
+    assert carry_positions(rule, scores, start).tolist() == want
+    assert carry_positions(rule, scores, 0.0).tolist() == rule.positions(scores).tolist()
 
 
 # -- cost_report -----------------------------------------------------------------------------

@@ -115,3 +115,36 @@ def test_superior_to_a_benchmark():
     assert out["superior"] == ["better"] and out["spa_p"] < 0.05
     none = inference.superior_to(bench, models[["same"]], reps=300)
     assert none["superior"] == [] and none["spa_p"] > 0.05
+
+
+def test_one_sample_and_per_bar_loss_forms():
+    rng = np.random.default_rng(8)
+    y = rng.normal(size=300)
+    good = 0.4 * y + rng.normal(size=(3, 300))
+    one = inference.paired_bootstrap("ic", good, None, y, reps=200, seed=2)
+    want = np.mean([skill.spearman_ic(g, y) for g in good])
+    assert one["diff"] == pytest.approx(want) and one["seeds"] == [3, 0]
+    assert 0 < one["ci"][0] < want < one["ci"][1] and one["p_value"] < 0.01
+    # per-bar losses: the score is their mean; a constant shift of 0.1 is found exactly
+    la = rng.exponential(size=300)
+    lb = la + 0.1
+    out = inference.paired_bootstrap("mean", la, lb, np.zeros(300), reps=200, seed=1)
+    assert out["diff"] == pytest.approx(-0.1) and out["ci"] == pytest.approx([-0.1, -0.1])
+    noise = inference.paired_bootstrap("mean", la, rng.exponential(size=300),
+                                       np.zeros(300), reps=200, seed=1, overlap=5)
+    assert noise["block"] >= 10 and noise["ci"][0] < 0 < noise["ci"][1]
+
+
+def test_models_with_identical_losses_enter_the_set_as_one():
+    # two rules that never trade lose exactly 0 at every bar: the bootstrap cannot rank a
+    # difference that is zero everywhere (arch divides by its variance); they share a verdict
+    rng = np.random.default_rng(9)
+    n = 400
+    flat = np.zeros(n)
+    losses = pd.DataFrame({"flat A": flat, "flat B": flat.copy(),
+                           "worse": 0.3 + rng.normal(0, 0.5, n)})
+    out = inference.confidence_set(losses, reps=200)
+    assert out["included"] == ["flat A", "flat B"] and out["excluded"] == ["worse"]
+    assert out["pvalues"]["flat A"] == out["pvalues"]["flat B"] == 1.0
+    same = inference.superior_to(flat, losses[["flat A"]], reps=100)
+    assert same["spa_p"] == 1.0 and same["superior"] == []

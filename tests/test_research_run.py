@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 import feeds
+from s4_strategies.training import skill_report, verdicts
 from s4_strategies.training.research import parse_spec
 from s4_strategies.training.research.engine import SerialExecutor, run_trials
 from s4_strategies.training.research.run import plan_folds, research
+from s4_strategies.training.research.schema import OBJECTIVES
 from s4_strategies.training.research.store import ResultStore
 from s4_strategies.training.research.trial import Task, run_trial
 
@@ -31,6 +33,15 @@ TINY = {
     "decision": {"min_trades": 3}, "fees": {"per_side": 0.0005}, "funding": {"rate_per_8h": 0},
 }
 N_TRIALS = 2 * (2 + 1 + 1)  # folds × (two S4D settings, the chosen one's second seed, linear)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _few_replicates():
+    """The reports' bootstraps with 100 replicates: these tests check the mechanics."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(verdicts, "REPS", 100)
+        mp.setattr(skill_report, "N_BOOT", 100)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +68,7 @@ def test_every_trial_runs_and_is_stored(tiny_run):
     assert len(rows) == N_TRIALS and set(rows["status"]) == {"ok"}
     assert {"val_log_loss", "test_ic_5", "test_net_sharpe", "seconds", "train_seconds",
             "host"} <= set(rows.columns)
+    assert set(OBJECTIVES) <= set(rows.columns)  # every objective a spec may name is a column
     nets = rows[rows["model"] == "S4D"]
     assert all((out / p).is_file() for p in nets["checkpoint"])
     # the search phase proposed two settings per fold; the best was trained again, seed 1
@@ -82,15 +94,26 @@ def test_the_report_stitches_the_folds(tiny_run, frames):
     assert len(stitched) == last - first and {"position_0", "position_1", "equity"} <= set(
         stitched.columns)
     skill = {r["model"]: r for r in rep["skill"]}
-    assert {"Majority class", "Class prior", "HAR", "Trailing vol", "S4D", "Linear"} <= set(skill)
-    assert skill["S4D"]["seeds"] == 2 and np.isfinite(skill["S4D"]["dm_vs_har"])
-    trading = {r["model"]: r for r in rep["trading"]}
-    assert 0.0 <= trading["S4D"]["dsr"] <= 1.0 and rep["selected"] in ("S4D", "Linear")
-    assert rep["pbo"]["n_configurations"] == 3 and 0.0 <= rep["pbo"]["pbo"] <= 1.0
+    assert {"Majority class", "Class prior", "HAR", "EWMA", "Trailing vol", "S4D",
+            "Linear"} <= set(skill)
+    assert skill["S4D"]["seeds"] == 2 and np.isfinite(skill["S4D"]["ic_5_ci"]).all()
+    v = rep["verdicts"]  # MCS per loss, SPA of the networks against the linear baseline
+    assert {"ic_1", "ic_5", "log_loss", "vol", "trading"} <= set(v["mcs"])
+    assert "Buy & hold" in v["mcs"]["trading"]["models"] and v["spa"]["ic_5"]["models"] == ["S4D"]
+    assert {(p["model"], p["against"]) for p in v["paired"]} == {("S4D", "Linear")}
+    assert rep["selected"] in ("S4D", "Linear")
+    # DSR: S4D against its 2 candidate paths, the linear model (no search) against none
+    assert rep["dsr"]["S4D"]["n_paths"] == 2 and 0.0 <= rep["dsr"]["S4D"]["dsr"] <= 1.0
+    lin = rep["dsr"]["Linear"]
+    assert lin["n_trials"] == 1 and lin["sr0"] == 0.0 and lin["dsr"] == lin["psr_vs_zero"]
+    assert rep["selected_dsr"]["n_paths"] == 3
+    assert rep["pbo"]["all"]["n_configurations"] == 3 and 0.0 <= rep["pbo"]["all"]["pbo"] <= 1
+    assert rep["pbo"]["models"]["S4D"]["n_configurations"] == 2
     report = json.loads((out / "report.json").read_text())
     assert report["counts"]["total"] == N_TRIALS
     md = (out / "report.md").read_text()
     assert "Probability of backtest overfitting" in md and "DSR" in md
+    assert "partitions" in md and "indistinguishable from the best" in md
 
 
 def test_a_rerun_resumes_without_running_anything(tiny_run, frames):
@@ -156,3 +179,24 @@ def test_a_trial_never_sees_a_bar_after_its_test_block(frames):
         assert a["row"]["status"] == "ok" == b["row"]["status"], a["row"]["error"]
         pd.testing.assert_frame_equal(a["predictions"], b["predictions"])
         assert a["row"]["val_log_loss"] == b["row"]["val_log_loss"]
+
+
+def test_the_scripts_put_the_report_where_readers_find_it(tiny_run, tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import research_readme
+
+    out = tiny_run[0]
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- research:tiny:begin -->\nOLD BLOCK\n"
+                      "<!-- research:tiny:end -->\n")
+    research_readme.write_readme("tiny", str(out), readme)
+    text = readme.read_text()
+    assert "OLD BLOCK" not in text and "### Research: tiny" in text and text.startswith("intro")
+    page = research_readme.write_page("docs/results/x.md", [str(out)], root=tmp_path)
+    text = page.read_text()
+    assert text.startswith("# Research: the quick studies") and "\n## Research: tiny" in text
+    assert f"`python scripts/research_readme.py --page docs/results/x.md {out}`" in text
+    assert "research_readme" in sys.modules

@@ -61,7 +61,7 @@ def test_the_default_studies_cover_the_crises_they_name():
         assert covered(p, "yahoo:SPY:1d", "2020-03"), p.name
     full = load_spec(crypto[0])
     assert {m.layer for m in full.models} == {"s4", "s4d", "mamba", "lstm", "gru",
-                                              "transformer", "linear"}
+                                              "transformer", "linear", "lightgbm"}
     assert len(full.seeds) >= 5
 
 
@@ -73,6 +73,8 @@ def test_the_default_studies_cover_the_crises_they_name():
     ({"models": [{"layer": "s4d", "space": {"lr": {"log_uniform": [0.0, 1]}}}]}, "low > 0"),
     ({"models": [{"layer": "s4d", "space": {"lr": {"uniform": [2, 1]}}}]}, "low < high"),
     ({"models": [{"layer": "linear", "space": {"lr": {"uniform": [1, 2]}}}]}, "linear"),
+    ({"models": [{"layer": "lightgbm", "space": {"lr": {"uniform": [1, 2]}}}]},
+     "models.lightgbm.space.lr: not a LightGBM setting"),
     ({"walk_forward": {"test_start": "2022-01-01", "purge": 5}}, "longest horizon"),
     ({"walk_forward": {"test_start": "2022-01-01", "bogus": 1}}, "walk_forward"),
     ({"train": {"epochz": 3}}, "TrainConfig"),
@@ -153,6 +155,9 @@ def test_the_command_reports_a_bad_spec_in_one_line(tmp_path, capsys):
     ({"from": "2023-01-01", "to": "2022-01-01"}, "from: 2023-01-01 is after to: 2022-01-01"),
     ({"search": {"trials_per_fold": "many"}},
      "search.trials_per_fold: must be a whole number, got 'many'"),
+    ({"search": {"objective": "val_ic"}},  # rows carry val_ic_1 and val_ic_5 only
+     "search.objective: 'val_ic' is not a column the trials carry: the IC is scored at 1 and "
+     "5 bars, use val_ic_1 or val_ic_5"),
 ])
 def test_what_was_accepted_or_unclear_is_one_line_naming_the_key(change, message):
     with pytest.raises(SpecError) as err:

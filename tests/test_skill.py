@@ -9,7 +9,6 @@ import pytest
 from scipy import stats
 
 from s4_strategies.training.baselines import (
-    HAR,
     OLS,
     ClassPrior,
     MajorityClass,
@@ -272,23 +271,3 @@ def test_realised_log_vol_closed_form_and_trailing_vol_is_causal(rng):
     moved = tv.predict(r2)
     assert np.array_equal(base[:30], moved[:30], equal_nan=True)
     assert not np.allclose(base[30:35], moved[30:35]) and base[35:] == pytest.approx(moved[35:])
-
-
-def test_har_recovers_a_planted_relation_and_is_causal(rng):
-    n = 4000
-    sigma = np.exp(np.cumsum(rng.normal(scale=0.05, size=n)) * 0.2) * 0.01
-    r = rng.normal(size=n) * sigma
-    har = HAR(windows=(1, 24, 168))
-    X = har.features(r)
-    beta, a = np.array([0.05, 0.3, 0.5]), -0.7
-    target = a + X @ beta + rng.normal(scale=0.01, size=n)
-    m = har.fit(r, target, rows=(0, 3000))
-    assert m.coef_ == pytest.approx(beta, abs=0.02)
-    assert m.intercept_ == pytest.approx(a, abs=0.1)
-    pred = m.predict(r)
-    assert np.isnan(pred[:167]).all() and np.isfinite(pred[167:]).all()
-    r2 = r.copy()
-    r2[3500:] *= 10
-    assert np.array_equal(m.predict(r2)[:3500], pred[:3500], equal_nan=True)
-    with pytest.raises(ValueError, match="differ in length"):
-        HAR().fit(r, target[:-1])

@@ -118,7 +118,8 @@ def _cmd_research(args) -> int:
     res = run_research(args.spec, args.out, address=args.address, workers=args.workers,
                        serial=args.serial, max_trials=args.max_trials,
                        cache_dir=args.cache_dir, command=args.command_line,
-                       storage=args.storage)
+                       storage=args.storage, placebo=args.placebo,
+                       placebo_kind=args.placebo_kind)
     print()
     print(res["markdown"])
     c = res["counts"]
@@ -259,6 +260,13 @@ def _add_research(sub) -> None:
     rs.add_argument("--storage", default=None, metavar="URL",
                     help="where the Optuna studies live: a database URL (postgresql://..., "
                          "sqlite:///...) or a journal file (default: DIR/optuna.journal)")
+    rs.add_argument("--placebo", type=_positive(int), default=0, metavar="N",
+                    help="after the run, rerun the spec N times on bars whose returns carry "
+                         "no direction, and place the real IC, net Sharpe, DSR and PBO in "
+                         "that null distribution (default: none)")
+    rs.add_argument("--placebo-kind", choices=("flip", "blocks"), default="flip",
+                    help="flip: each bar's return reflected at random (volatility kept); "
+                         "blocks: bars shuffled in blocks of twice the longest label horizon")
     rs.set_defaults(func=_cmd_research)
 
 

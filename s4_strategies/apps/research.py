@@ -60,7 +60,8 @@ def _copy_selected(out: Path, reports: dict) -> list[str]:
 def run_research(spec_path, out, address: str | None = None, workers: int | None = None,
                  serial: bool = False, max_trials: int | None = None,
                  cache_dir=DEFAULT_CACHE, log=print, command: str | None = None,
-                 storage: str | None = None) -> dict:
+                 storage: str | None = None, placebo: int = 0,
+                 placebo_kind: str = "flip") -> dict:
     """The whole command; returns ``training.research.run.research``'s result plus the tear
     sheets and the copied checkpoints."""
     spec = load_spec(spec_path)
@@ -71,7 +72,8 @@ def run_research(spec_path, out, address: str | None = None, workers: int | None
     executor = SerialExecutor() if serial else RayExecutor(address, workers)
     try:
         result = research(spec, frames, out, executor, log=log, max_trials=max_trials,
-                          command=command, storage=storage)
+                          command=command, storage=storage, placebo=placebo,
+                          placebo_kind=placebo_kind)
     finally:
         executor.close()
     out = Path(out)

@@ -23,17 +23,7 @@ Regressors:
   intercept is not penalised); ``y`` may be (n,) or (n, k).
 - ``TrailingVol(window)``: next period's log realised volatility forecast by the trailing
   one, ``realised_log_vol(r, window)``.
-- ``HAR(windows)``: Corsi's (2009) heterogeneous autoregression of realised volatility on
-  hourly bars. Row ``t`` regresses the target (the log realised volatility of the bars
-  after ``t``, e.g. the ``log_vol`` label) on the trailing log realised volatility over each
-  window, all ending at bar ``t``::
-
-      yhat_t = a + sum_w beta_w * v_t(w),   v_t(w) = realised_log_vol(r, w)_t
-      v_t(w) = log(sqrt(mean(r_{t-w+1}^2, ..., r_t^2)) + 1e-8)
-
-  with windows (1, 24, 168) = the last hour, day and week. Row ``t`` reads ``r_0..r_t``
-  only: strictly causal. The target looks ahead, so the training rows must end a purge gap
-  (the target's horizon) before the rows scored (``date_split`` does this).
+- HAR and EWMA volatility: ``vol_baselines``.
 
 ``r_t = log(c_t / c_{t-1})`` is the one-bar log return ending at bar ``t``; the volatility
 definition is the ``rv_w`` feature's and the ``log_vol`` label's (``s4_strategies.features``).
@@ -264,38 +254,3 @@ class TrailingVol:
 
     def predict(self, r) -> np.ndarray:
         return realised_log_vol(r, self.window)  # (n,)
-
-
-def har_windows(bar_seconds: float) -> tuple[int, int, int]:
-    """HAR's lags for a bar size: a bar, a day and a week of intraday bars (hourly: 1, 24,
-    168); for daily bars Corsi's day, week and month of trading days (1, 5, 22)."""
-    per_day = int(round(86400.0 / float(bar_seconds)))
-    return (1, per_day, 7 * per_day) if per_day >= 2 else (1, 5, 22)
-
-
-class HAR:
-    """Corsi's HAR-RV on log realised volatility (see the module docstring for the lags)."""
-
-    def __init__(self, windows: tuple[int, ...] = (1, 24, 168), ridge: float = 1e-6):
-        if not windows or any(int(w) != w or w < 1 for w in windows):
-            raise ValueError(f"windows must be positive integers, got {windows}")
-        self.windows, self.ridge = tuple(int(w) for w in windows), float(ridge)
-
-    def features(self, r) -> np.ndarray:
-        """(n, len(windows)): trailing log realised volatility over each window."""
-        return np.column_stack([realised_log_vol(r, w) for w in self.windows])  # (n, k)
-
-    def fit(self, r, target, rows=None) -> HAR:
-        """OLS of ``target`` on the features over ``rows`` (None, a slice, a (start, stop)
-        pair, a boolean mask or positions); rows with a NaN are left out."""
-        X = self.features(r)  # (n, k)
-        y = _vector(target, "target")  # (n,)
-        if len(y) != len(X):
-            raise ValueError(f"r and target differ in length: {len(X)} vs {len(y)}")
-        mask = _row_mask(rows, len(y))  # (n,)
-        self.ols_ = OLS(self.ridge).fit(X[mask], y[mask])
-        self.coef_, self.intercept_ = self.ols_.coef_, self.ols_.intercept_
-        return self
-
-    def predict(self, r) -> np.ndarray:
-        return self.ols_.predict(self.features(r))  # (n,)

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features import FeatureSpec, LabelSpec, make_labels, signal_values
-from . import skill_report, trading_report
+from ..features import FeatureSpec, LabelSpec, bar_spacing, make_labels, signal_values
+from . import skill_report, trading_report, verdicts
 from .evaluation import TAKER_FEE, time_per_bar
 from .fit import TrainConfig, prepare_arrays, train_model
 from .funding import DEFAULT_FUNDING_RATE, funding_per_bar
 from .splits import date_split
+from .tuned_baselines import LGBM_GRID, LIGHTGBM, LINEAR
+from .vol_baselines import har_windows
 
 # (name, layer, layer options, config overrides). The selective SSM uses Mamba's own
 # default d_state 16; the Transformer attends to the last 256 bars (half its training
@@ -52,8 +54,6 @@ ABLATIONS = [
 COMPARE_SIZE = dict(d_model=32, d_state=32, n_layers=2, seq_len=256, burn_in=64, epochs=8,
                     patience=3)
 
-LINEAR = "Linear (logistic / OLS)"
-
 SKILL_COLUMNS = [
     ("model", "model", "{}"),
     ("seeds", "seeds", "{:d}"),
@@ -65,7 +65,6 @@ SKILL_COLUMNS = [
     ("IC 5 95% CI", "ic_5_ci", "[{:+.3f}, {:+.3f}]"),
     ("vol corr", "vol_corr", "{:.3f}"),
     ("vol MSE", "vol_mse", "{:.3f}"),
-    ("DM vs HAR", "dm_vs_har", "{:+.1f}"),
 ]
 TRADING_COLUMNS = [
     ("model", "model", "{}"),
@@ -79,6 +78,10 @@ TRADING_COLUMNS = [
     ("break-even fee", "break_even_fee", "{:+.3%}"),
     ("funding paid", "funding_paid", "{:+.2%}"),
 ]
+
+
+#: ``--quick``'s bootstrap replicates (a smoke run: the mechanics, not the last decimal)
+QUICK_REPS = 200
 
 
 def quick_config(cfg: TrainConfig) -> TrainConfig:
@@ -112,27 +115,14 @@ def markdown_table(rows: list[dict], columns=SKILL_COLUMNS) -> str:
     return "\n".join([head, sep, *body])
 
 
-def _paired_table(diffs: dict, against: str) -> str:
-    lines = [f"| model − {against} | Δ log-loss (mean ± sd, p) | Δ IC 5 bars (mean ± sd, p) |",
-             "|---|---|---|"]
-    for name, d in diffs.items():
-        cells = []
-        for k in ("log_loss", "ic_5"):
-            x = d.get(k)
-            cells.append("–" if x is None else f"{x['mean']:+.4f} ± {_fmt('{:.4f}', x['sd'])}, "
-                         f"p {_fmt('{:.2f}', x['p_value'])}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 class _Context:
     """Data, split, targets, baseline inputs and funding shared by every row."""
 
-    def __init__(self, data: str, train, test):
+    def __init__(self, data: str, train, test, reps: int | None = None):
         import feeds
         from analyzers.metrics import infer_periods_per_year
 
-        self.data = data
+        self.data, self.reps = data, reps  # bootstrap replicates (None: the defaults)
         self.df = df = feeds.load_embedded(data, todate=test[1] + " 23:59")
         self.fspec, self.lspec = FeatureSpec(), LabelSpec()
         self.split = date_split(df.index, train[0], train[1], purge=self.lspec.max_horizon,
@@ -176,26 +166,32 @@ def run_model(name, layer, ctx: _Context, cfg: TrainConfig, seeds, layer_options
             "us_per_bar": us}
 
 
-def _baselines(ctx: _Context, log) -> tuple[dict, list]:
-    fc = skill_report.baseline_forecasts(ctx.x, ctx.y, ctx.r1, ctx.train_rows,
-                                         ctx.lspec.n_classes, ctx.lspec.vol_window)
-    linear = fc[LINEAR]
-    values = signal_values(ctx.lspec.n_classes)
-    signal = values[np.argmax(linear["probs"], axis=1)]
-    trade = trading_report.trade_forecast(linear[f"ret_{ctx.lspec.signal_horizon}"], signal,
-                                          ctx.df, ctx.val, ctx.test, TAKER_FEE, ctx.funding,
-                                          ctx.ppy, ctx.lspec.n_classes)
+def _baselines(ctx: _Context, log) -> tuple[dict, dict]:
+    """Every baseline's forecasts (tuned on validation) and the trading runs of the two that
+    forecast returns (``tuned_baselines``; ``--quick``: one LightGBM setting)."""
+    lspec = ctx.lspec
+    horizons = sorted({*skill_report.IC_HORIZONS, lspec.signal_horizon})
+    fc = skill_report.baseline_forecasts(
+        ctx.x, ctx.y, ctx.df, ctx.train_rows, ctx.val, lspec.n_classes, lspec.vol_window,
+        har_windows(bar_spacing(ctx.df.index).total_seconds()), horizons, lightgbm=True,
+        lgbm_grid=LGBM_GRID[:1] if ctx.reps else LGBM_GRID)
+    values = signal_values(lspec.n_classes)
+    trades = {}
+    for name in (LINEAR, LIGHTGBM):
+        signal = values[np.argmax(np.nan_to_num(fc[name]["probs"], nan=-1.0), axis=1)]
+        trades[name] = [trading_report.trade_forecast(
+            fc[name][f"ret_{lspec.signal_horizon}"], signal, ctx.df, ctx.val, ctx.test,
+            TAKER_FEE, ctx.funding, ctx.ppy, lspec.n_classes)]
     log("baselines fitted")
-    return fc, [trade]
+    return fc, trades
 
 
 def _skill_rows(results: list[dict], fc: dict, ctx: _Context) -> dict:
-    har = fc["HAR"]["log_vol"]
-    h = ctx.lspec.vol_horizon
-    rows = {name: skill_report.score(name, [f], ctx.y, ctx.test, har, h)
+    rows = {name: skill_report.score(name, [f], ctx.y, ctx.test, reps=ctx.reps)
             for name, f in fc.items()}
     for r in results:
-        rows[r["name"]] = skill_report.score(r["name"], r["forecasts"], ctx.y, ctx.test, har, h)
+        rows[r["name"]] = skill_report.score(r["name"], r["forecasts"], ctx.y, ctx.test,
+                                             reps=ctx.reps)
         rows[r["name"]]["us_per_bar"] = r["us_per_bar"]
         rows[r["name"]]["runs"] = r["runs"]
     return rows
@@ -209,19 +205,37 @@ def _trading_rows(results: list[dict], ctx: _Context, extra=()) -> list[dict]:
     return rows
 
 
+def _verdicts(results: list[dict], fc: dict, ctx: _Context, against, extra=None,
+              trades=None) -> dict:
+    """``verdicts.verdicts`` over the baselines ``fc`` and the networks ``results``."""
+    forecasts = {name: [f] for name, f in fc.items() if name != "Majority class"}
+    forecasts.update({r["name"]: r["forecasts"] for r in results})
+    returns = None
+    if trades is not None:
+        returns = {name: np.stack([t["band"]["net_returns"] for t in runs])
+                   for name, runs in trades.items()}
+        returns.update({r["name"]: np.stack([t["band"]["net_returns"] for t in r["trades"]])
+                        for r in results})
+        if extra is not None:
+            returns["Buy & hold"] = extra[None, :]
+    return verdicts.verdicts(forecasts, ctx.y, ctx.test, ctx.lspec, benchmark=LINEAR,
+                             networks=[r["name"] for r in results], against=against,
+                             returns=returns, reps=ctx.reps)
+
+
 def run_comparison(data: str = "bybit:BTCUSDT:60", train=("2021-01-01", "2022-12-31"),
                    test=("2023-01-01", "2024-12-31"), quick: bool = False,
                    ablations: bool = True, models=None, out=None, seed: int = 0,
                    seeds: int = 5, log=print) -> dict:
     """Skill and trading tables of every model (``seeds`` seeds each) and the baselines."""
     t_start = time.perf_counter()
-    ctx = _Context(data, train, test)
+    ctx = _Context(data, train, test, reps=QUICK_REPS if quick else None)
     cfg = replace(TrainConfig(progress=False), **COMPARE_SIZE)
     if quick:
         cfg = quick_config(cfg)
         ablations = False
     seed_list = list(range(seed, seed + seeds))
-    fc, linear_trades = _baselines(ctx, log)
+    fc, baseline_trades = _baselines(ctx, log)
     chosen = [m for m in MODELS if models is None or m[1] in models]
     results = []
     for name, layer, opts, over in chosen:
@@ -236,9 +250,10 @@ def run_comparison(data: str = "bybit:BTCUSDT:60", train=("2021-01-01", "2022-12
         log(f"ablation {name} ({len(seed_list)} seeds) ...")
         ablation_results.append(run_model(name, layer, ctx, cfg, seed_list, opts, over,
                                           log=log))
-    abl = _skill_rows(ablation_results, {"HAR": fc["HAR"]}, ctx)
-    abl.pop("HAR")
+    abl = _skill_rows(ablation_results, {}, ctx)
     bh = trading_report.buy_and_hold(ctx.df, ctx.test, TAKER_FEE, ctx.funding, ctx.ppy)
+    main_s4d = [r for r in results if r["name"] == "S4D"]
+    bh_returns = bh.pop("net_returns")
     result = {
         "data": data,
         "periods": ctx.split.dates(ctx.df.index),
@@ -249,12 +264,16 @@ def run_comparison(data: str = "bybit:BTCUSDT:60", train=("2021-01-01", "2022-12
         "seeds": seed_list,
         "config": cfg.to_dict(),
         "skill": list(skill_rows.values()),
-        "paired_vs_linear": skill_report.paired(skill_rows, LINEAR, networks),
-        "paired_vs_gru": skill_report.paired(skill_rows, "GRU", networks),
+        "baseline_settings": {n: f["chosen"] for n, f in fc.items() if "chosen" in f},
+        "verdicts": _verdicts(results, fc, ctx, [LINEAR, "GRU"] if "GRU" in networks
+                              else [LINEAR], extra=bh_returns,
+                              trades=baseline_trades),
         "trading": [{"model": "Buy & hold", "rule": "always long", "seeds": 1, **bh},
-                    *_trading_rows(results, ctx, [("Linear (OLS)", linear_trades)])],
+                    *_trading_rows(results, ctx, list(baseline_trades.items()))],
         "ablation_skill": list(abl.values()),
         "ablation_trading": _trading_rows(ablation_results, ctx),
+        "ablation_verdicts": (_verdicts(main_s4d + ablation_results, {}, ctx, ["S4D"])
+                              if main_s4d and ablation_results else None),
     }
     result["wall_seconds"] = time.perf_counter() - t_start
     result["tables"] = tables(result)
@@ -270,17 +289,20 @@ def run_comparison(data: str = "bybit:BTCUSDT:60", train=("2021-01-01", "2022-12
 
 def tables(result: dict) -> str:
     """Every table of a comparison result, in markdown, skill first."""
+    v = result["verdicts"]
     parts = ["### Skill (test period)", markdown_table(result["skill"]),
-             "### Paired differences over seeds",
-             _paired_table(result["paired_vs_linear"], "linear"),
-             _paired_table(result["paired_vs_gru"], "GRU"),
+             "### Which models can be told apart", verdicts.markdown(v),
+             "\n".join(f"- {s}" for s in verdicts.sentences(v)),
              "### Trading (test period, fees and funding)",
              markdown_table(result["trading"], TRADING_COLUMNS)]
     main = {r["model"] for r in result["skill"]}
     ablation = [r for r in result["ablation_skill"] if r["model"] not in main]  # no repeats
     if ablation:
         parts += ["### Ablations of S4D (compare with its row above): skill",
-                  markdown_table(ablation),
-                  "### Ablations: trading",
+                  markdown_table(ablation)]
+        av = result.get("ablation_verdicts")
+        if av:
+            parts += [verdicts.markdown(av), "\n".join(f"- {s}" for s in verdicts.sentences(av))]
+        parts += ["### Ablations: trading",
                   markdown_table(result["ablation_trading"], TRADING_COLUMNS)]
     return "\n\n".join(parts)

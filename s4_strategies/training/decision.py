@@ -63,6 +63,25 @@ def _inputs(close, pos_or_scores, funding, what: str):
     return close, other, funding
 
 
+def carry_positions(rule: BandRule, scores, start: float = 0.0) -> np.ndarray:
+    """``rule.positions(scores)`` from the position ``start`` instead of flat: the state a
+    band inherits when it takes over from another (the next walk-forward fold's rule, from
+    the position the last fold's rule held at its last bar). Equals iterating
+    ``rule.step`` from ``start``; the paths meet at the first bar where both positions
+    agree and stay together after it (the step depends on the score and the position
+    only), so only that prefix is stepped."""
+    flat = rule.positions(scores)  # (n,)
+    if start == 0.0:
+        return flat
+    out, pos = flat.copy(), float(start)
+    for t, score in enumerate(np.asarray(scores, dtype=np.float64)):
+        pos = float(rule.step(score, pos))
+        if pos == flat[t]:
+            break
+        out[t] = pos
+    return out
+
+
 def net_returns(close, pos, fee, funding=None) -> tuple[np.ndarray, np.ndarray]:
     """(net returns, funding costs) of holding ``pos``: the taker ``fee`` at each change and
     ``funding`` (per-bar rates, or None) on the position held."""
@@ -130,8 +149,7 @@ def cost_report(close, pos, fee: float = BYBIT_TAKER, periods_per_year: float = 
         raise ValueError("no bars")
     gross = backtest_positions(close, pos, 0.0)["returns"]
     net, fund = net_returns(close, pos, fee, funding)
-    prev = np.concatenate([[0.0], pos[:-1]])
-    turnover = float(np.abs(pos - prev)[:-1].sum() + abs(pos[-1]))  # what the fee is paid on
+    turnover = backtest_positions(close, pos, fee)["turnover"]  # what the fee is paid on
     trades, held = count_trades(pos), int(np.count_nonzero(pos[:-1]))
     return {
         "gross_sharpe": _sharpe(gross, periods_per_year),

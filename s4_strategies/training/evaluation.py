@@ -32,7 +32,10 @@ def backtest_positions(close: np.ndarray, pos: np.ndarray, fee: float = TAKER_FE
     """Per-bar strategy returns of holding ``pos[t]`` over (t, t+1], fees at each change.
 
     ``returns[t+1] = pos[t] * (c[t+1] / c[t] - 1) - fee * |pos[t] - pos[t-1]|``; the first
-    bar has no return. A position still open at the end pays the fee to close it.
+    bar has no return. The last entry of ``pos`` (decided at the last close) is never
+    held, so it trades nothing; what is held over the last bar, ``pos[-2]``, is closed at
+    the last close and pays ``fee * |pos[-2]|`` in the last bar's return. ``turnover`` is
+    the notional that pays the fee (that close included), ``fees`` = ``fee * turnover``.
     """
     close = np.asarray(close, dtype=np.float64)
     pos = np.asarray(pos, dtype=np.float64)
@@ -40,12 +43,14 @@ def backtest_positions(close: np.ndarray, pos: np.ndarray, fee: float = TAKER_FE
     simple = np.zeros(n)
     simple[1:] = close[1:] / close[:-1] - 1.0
     prev = np.concatenate([[0.0], pos[:-1]])
-    traded = np.abs(pos - prev)
+    traded = np.abs(pos - prev)[:-1]  # (n - 1,) the changes that are executed
+    closing = abs(pos[-2]) if n >= 2 else 0.0  # what is held at the end, closed there
     ret = np.zeros(n)
-    ret[1:] = pos[:-1] * simple[1:] - fee * traded[:-1]
-    ret[-1] -= fee * abs(pos[-1]) if n else 0.0
-    fees = fee * (traded.sum() + (abs(pos[-1]) if n else 0.0))
-    return {"returns": ret, "turnover": float(traded.sum()), "fees": float(fees)}
+    ret[1:] = pos[:-1] * simple[1:] - fee * traded
+    if n >= 2:
+        ret[-1] -= fee * closing
+    turnover = float(traded.sum() + closing)
+    return {"returns": ret, "turnover": turnover, "fees": float(fee * turnover)}
 
 
 def trade_returns(pos: np.ndarray, returns: np.ndarray) -> np.ndarray:

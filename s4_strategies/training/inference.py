@@ -21,7 +21,10 @@ with ``S*``, ``S'*`` seeds drawn with replacement (independently: seed 3 of one 
 nothing to do with seed 3 of another) and ``I*`` one stationary-bootstrap draw of the bars,
 shared by both models and the targets. The interval is the percentile interval of ``θ*``; the
 p-value inverts it (``2 min(P(θ* ≤ 0), P(θ* ≥ 0))``), so p < 0.05 exactly when the 95 %
-interval excludes zero. A single-seed (deterministic) baseline simply has one seed.
+interval excludes zero. A single-seed (deterministic) baseline simply has one seed. With no
+``b`` the same bootstrap gives the interval of one model's seed-mean score (the skill
+table's IC intervals). ``score="mean"`` takes per-bar losses (log-loss, squared error), whose
+mean is the score.
 
 Per-bar losses for the confidence set. The Spearman IC is the mean of a per-bar product:
 with ``z(·)`` the ranks standardised to mean 0 and population sd 1 over the sample,
@@ -101,21 +104,44 @@ def _ic_rows(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.divide(ac @ yc, den, out=np.full(len(a), np.nan), where=den > 0)  # (S,)
 
 
+def _bar_terms(score, A: np.ndarray, B: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The per-bar series whose mean the statistic follows (its block length is chosen on
+    it): the difference of the seed means' losses, or IC terms for ``"ic"``."""
+    if score == "mean":
+        return A.mean(axis=0) - (B.mean(axis=0) if len(B) else 0.0)  # (T,)
+    d = ic_losses(A.mean(axis=0), y)  # (T,)
+    return d - ic_losses(B.mean(axis=0), y) if len(B) else d
+
+
+def _scorer(score):
+    """``f(m (S, T), y (T,)) -> (S,)``: every seed's score on (resampled) bars."""
+    if score == "ic":
+        return _ic_rows  # Pearson of the ranks, one matrix product
+    if score == "mean":
+        return lambda m, yy: m.mean(axis=1)
+    return lambda m, yy: np.array([score(row, yy) for row in m])
+
+
 def paired_bootstrap(score, a, b, target, *, overlap: int = 1, reps: int = 1000,
                      level: float = 0.95, seed: int = 0, block: float | None = None) -> dict:
     """The two-level (seeds × time) bootstrap of ``mean_s score(a_s, y) − mean_s
-    score(b_s, y)`` (module doc). ``a``, ``b``: (seeds, bars) or (bars,); ``target``: (bars,).
-    ``score``: ``"ic"`` (the Spearman IC; replicates correlate the sample's ranks, so each
-    is one matrix product) or any ``f(pred, target) -> float``. Bars where the target or any
-    forecast is missing are dropped first (time order kept). ``block``: the mean block
-    length (default: :func:`block_length` of the per-bar IC-loss difference of the seed
-    means, at least ``2 * overlap``).
+    score(b_s, y)`` (module doc). ``a``, ``b``: (seeds, bars) or (bars,); ``b`` None: the
+    one-sample version, ``mean_s score(a_s, y)`` itself (its interval, and the p-value of
+    "it is zero"). ``target``: (bars,). ``score``: ``"ic"`` (the Spearman IC; replicates
+    correlate the sample's ranks, so each is one matrix product), ``"mean"`` (``a``/``b``
+    are per-bar losses, the score their mean; ``target`` is only its length) or any
+    ``f(pred, target) -> float``. Bars where the target or any forecast is missing are
+    dropped first (time order kept). ``block``: the mean block length (default:
+    :func:`block_length` of the per-bar difference of the seed means, IC terms for
+    ``"ic"``, at least ``2 * overlap``).
 
     Returns ``{"diff", "ci": [lo, hi], "p_value", "block", "reps", "n_bars", "seeds":
-    [n_a, n_b], "a", "b"}`` (``a``/``b``: each side's mean score)."""
+    [n_a, n_b], "a", "b"}`` (``a``/``b``: each side's mean score; ``b`` 0 and ``n_b`` 0
+    for the one-sample version)."""
     from arch.bootstrap import StationaryBootstrap
 
-    A, B = _seeds(a), _seeds(b)  # (Sa, T), (Sb, T)
+    A = _seeds(a)  # (Sa, T)
+    B = _seeds(b) if b is not None else np.zeros((0, A.shape[1]))  # (Sb, T)
     y = np.asarray(target, dtype=np.float64)  # (T,)
     if A.shape[1] != len(y) or B.shape[1] != len(y):
         raise ValueError(f"forecasts and target differ in length: {A.shape[1]}, {B.shape[1]}, "
@@ -126,28 +152,26 @@ def paired_bootstrap(score, a, b, target, *, overlap: int = 1, reps: int = 1000,
     if n < 20:
         raise ValueError(f"paired_bootstrap needs at least 20 complete bars, got {n}")
     if block is None:
-        d = ic_losses(A.mean(axis=0), y) - ic_losses(B.mean(axis=0), y)  # (T,)
-        block = block_length(d, overlap)
+        block = block_length(_bar_terms(score, A, B, y), overlap)
     if score == "ic":  # ranks once; every replicate is a Pearson correlation of them
         A = np.apply_along_axis(stats.rankdata, 1, A)  # (Sa, T)
-        B = np.apply_along_axis(stats.rankdata, 1, B)  # (Sb, T)
+        B = np.apply_along_axis(stats.rankdata, 1, B) if len(B) else B  # (Sb, T)
         y = stats.rankdata(y)  # (T,)
+    scores = _scorer(score)
 
-        def scores(m, yy):
-            return _ic_rows(m, yy)  # (S,)
-    else:
-        def scores(m, yy):
-            return np.array([score(row, yy) for row in m])  # (S,)
-    sa, sb = float(np.mean(scores(A, y))), float(np.mean(scores(B, y)))
+    def side(m, yy, draw):
+        return float(np.mean(scores(m, yy)[draw])) if len(m) else 0.0
+
+    sa, sb = side(A, y, slice(None)), side(B, y, slice(None))
     rng = np.random.default_rng(seed)
     bs = StationaryBootstrap(block, np.arange(n), seed=rng)
     reps_out = np.empty(reps)
     for i, (pos, _) in enumerate(bs.bootstrap(reps)):
         idx = pos[0]  # (T,) resampled bar indices
         ia = rng.integers(0, len(A), len(A))  # seeds redrawn, each model on its own
-        ib = rng.integers(0, len(B), len(B))
+        ib = rng.integers(0, max(len(B), 1), len(B))
         yi = y[idx]
-        reps_out[i] = np.mean(scores(A[:, idx], yi)[ia]) - np.mean(scores(B[:, idx], yi)[ib])
+        reps_out[i] = side(A[:, idx], yi, ia) - side(B[:, idx], yi, ib)
     reps_out = reps_out[np.isfinite(reps_out)]
     tail = (1.0 - level) / 2.0
     lo, hi = (np.quantile(reps_out, [tail, 1.0 - tail]) if len(reps_out)
@@ -180,33 +204,52 @@ def _losses(losses) -> pd.DataFrame:
     return df
 
 
+def _groups(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Columns with identical losses bar by bar (a model that never trades and another that
+    never trades): one representative each, since the bootstrap cannot rank a difference
+    that is zero at every bar."""
+    groups: dict[str, list[str]] = {}
+    for c in df.columns:
+        rep = next((r for r in groups if np.array_equal(df[r].to_numpy(), df[c].to_numpy())),
+                   None)
+        groups.setdefault(rep if rep is not None else c, []).append(c)
+    return groups
+
+
 def confidence_set(losses, *, size: float = 0.10, reps: int = 1000, overlap: int = 1,
                    seed: int = 0, block: float | None = None) -> dict:
     """Hansen–Lunde–Nason Model Confidence Set at level ``1 − size`` over per-bar
     ``losses`` (bars × models DataFrame, lower is better; bars with any NaN dropped), by
     ``arch.bootstrap.MCS`` (range statistic, stationary bootstrap). Returns ``{"included",
     "excluded", "pvalues" {model: MCS p-value}, "size", "block", "n_bars"}``: the models
-    in the set are statistically indistinguishable from the best at that level."""
+    in the set are statistically indistinguishable from the best at that level. Models
+    with identical losses at every bar enter as one and share its verdict."""
     from arch.bootstrap import MCS
 
     df = _losses(losses)
     if block is None:
         block = block_length(df.mean(axis=1) - df.iloc[:, 0], overlap)
-    mcs = MCS(df, size=size, reps=reps, block_size=max(1, round(block)), method="R",
-              bootstrap="stationary", seed=np.random.default_rng(seed))
-    mcs.compute()
-    pv = mcs.pvalues.iloc[:, 0]
-    return {"included": [str(c) for c in df.columns if c in set(mcs.included)],
-            "excluded": [str(c) for c in df.columns if c in set(mcs.excluded)],
-            "pvalues": {str(k): float(v) for k, v in pv.items()}, "size": size,
-            "block": float(block), "n_bars": int(len(df))}
+    groups = _groups(df)
+    pv = {r: 1.0 for r in groups}
+    if len(groups) >= 2:
+        uniq = df[list(groups)]
+        mcs = MCS(uniq, size=size, reps=reps, block_size=max(1, round(block)), method="R",
+                  bootstrap="stationary", seed=np.random.default_rng(seed))
+        mcs.compute()
+        pv = {str(k): float(v) for k, v in mcs.pvalues.iloc[:, 0].items()}
+    pvalues = {str(c): pv[str(r)] for r, cs in groups.items() for c in cs}
+    return {"included": [str(c) for c in df.columns if pvalues[str(c)] > size],
+            "excluded": [str(c) for c in df.columns if pvalues[str(c)] <= size],
+            "pvalues": pvalues, "size": size, "block": float(block), "n_bars": int(len(df))}
 
 
 def superior_to(benchmark, losses, *, size: float = 0.05, reps: int = 1000, overlap: int = 1,
                 seed: int = 0, block: float | None = None) -> dict:
     """Does any model beat ``benchmark`` (per-bar losses, lower is better)? Hansen's SPA
     p-value (``consistent``) for "no model is better than the benchmark", and Romano–Wolf's
-    StepM: the models that beat it with the family-wise error held at ``size``."""
+    StepM: the models that beat it with the family-wise error held at ``size``. A model
+    whose losses equal the benchmark's at every bar cannot beat it and is left out of the
+    bootstrap."""
     from arch.bootstrap import SPA, StepM
 
     df = _losses(pd.concat([pd.Series(np.asarray(benchmark, dtype=np.float64),
@@ -216,12 +259,17 @@ def superior_to(benchmark, losses, *, size: float = 0.05, reps: int = 1000, over
     if block is None:
         block = block_length(models.mean(axis=1) - bench, overlap)
     b = max(1, round(block))
-    spa = SPA(bench, models, reps=reps, block_size=b, bootstrap="stationary",
+    differ = [c for c in models.columns if not np.array_equal(models[c].to_numpy(),
+                                                              bench.to_numpy())]
+    out = {"spa_p": 1.0, "superior": [], "size": size, "block": float(block),
+           "n_bars": int(len(models))}
+    if not differ:
+        return out
+    spa = SPA(bench, models[differ], reps=reps, block_size=b, bootstrap="stationary",
               seed=np.random.default_rng(seed))
     spa.compute()
-    stepm = StepM(bench, models, size=size, reps=reps, block_size=b, bootstrap="stationary",
-                  seed=np.random.default_rng(seed + 1))
+    stepm = StepM(bench, models[differ], size=size, reps=reps, block_size=b,
+                  bootstrap="stationary", seed=np.random.default_rng(seed + 1))
     stepm.compute()
-    return {"spa_p": float(spa.pvalues["consistent"]),
-            "superior": [str(c) for c in models.columns if c in set(stepm.superior_models)],
-            "size": size, "block": float(block), "n_bars": int(len(models))}
+    return {**out, "spa_p": float(spa.pvalues["consistent"]),
+            "superior": [str(c) for c in differ if c in set(stepm.superior_models)]}

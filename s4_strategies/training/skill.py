@@ -12,11 +12,12 @@ Definitions (``x`` predictions, ``y`` targets, ``n`` finite pairs)::
     accuracy(k, c)    = mean(k == c)
     log_loss(P, c)    = -mean(log(clip(P[i, c_i], 1e-12, 1)))
 
-Moving-block bootstrap (circular, Künsch 1989). For a series of length ``n`` and block length
-``b`` one replicate draws ``ceil(n / b)`` start points uniformly in ``0..n-1`` and reads
-``b`` consecutive rows from each, wrapping past the end; the first ``n`` rows make the
-replicate. The *same* row indices are used for every array, so pairs stay paired. The
-interval is the percentile interval of the replicate statistics. ``b = round(n ** (1/3))``
+Block bootstrap (``block_bootstrap_ci``): the stationary bootstrap of Politis & Romano
+(1994) by ``arch`` (blocks of geometric length with mean ``b``, wrapping past the end). The
+*same* row indices are used for every array, so pairs stay paired. The interval is the
+percentile interval of the replicate statistics. ``b`` is Politis & White's automatic
+length (``inference.block_length``: of the first array, or of the per-bar IC terms for
+``ic_with_ci``), at least ``2 * overlap`` when the targets overlap over ``overlap`` bars,
 unless given (``b = 1`` is the i.i.d. bootstrap).
 
 Diebold–Mariano (1995) with the Harvey–Leybourne–Newbold (1997) correction. With loss
@@ -36,7 +37,9 @@ For ``h = 1``, ``DM_HLN = dbar / sqrt(s^2 / n)`` with ``s^2`` the ddof-1 sample 
 
 Seeds. ``seed_summary`` gives mean and ddof-1 standard deviation over seeds;
 ``paired_difference`` a one-sample t test of the per-seed differences ``a_s - b_s``
-(``b`` may be one baseline number), with the same zero-variance convention as above.
+(``b`` may be one baseline number), with the same zero-variance convention as above. It
+counts seed noise only: model comparisons on one test period use
+``inference.paired_bootstrap``, which redraws the test bars as well.
 """
 
 from __future__ import annotations
@@ -103,14 +106,21 @@ def mse(pred, target) -> float:
     return float(np.mean((x[keep] - y[keep]) ** 2)) if keep.any() else math.nan
 
 
-def block_bootstrap_ci(stat_fn: Callable[..., float], *arrays, block: int | None = None,
-                       n: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of ``stat_fn(*arrays)`` by the circular moving-block bootstrap.
+def block_bootstrap_ci(stat_fn: Callable[..., float], *arrays, block: float | None = None,
+                       n: int = 1000, level: float = 0.95, seed: int = 0,
+                       overlap: int = 1) -> tuple[float, float]:
+    """Percentile interval of ``stat_fn(*arrays)`` by the stationary block bootstrap.
 
     ``arrays`` are aligned along their first axis and resampled with the same row indices.
     NaN in the data is passed to ``stat_fn`` (which may drop it); replicates whose statistic
-    is NaN are left out, and ``(nan, nan)`` comes back if all are. Deterministic given seed.
+    is NaN are left out, and ``(nan, nan)`` comes back if all are. ``block``: the mean
+    block length (default: Politis–White of the first array, at least ``2 * overlap``).
+    Deterministic given seed.
     """
+    from arch.bootstrap import StationaryBootstrap
+
+    from .inference import block_length
+
     if not arrays:
         raise ValueError("block_bootstrap_ci needs at least one array")
     data = [np.asarray(a) for a in arrays]
@@ -125,17 +135,17 @@ def block_bootstrap_ci(stat_fn: Callable[..., float], *arrays, block: int | None
         raise ValueError(f"level must lie in (0, 1), got {level}")
     if n < 1:
         raise ValueError(f"n (replicates) must be at least 1, got {n}")
-    b = max(1, round(n_obs ** (1.0 / 3.0))) if block is None else int(block)
+    if block is None:
+        first = data[0].astype(np.float64) if data[0].ndim == 1 else None
+        enough = first is not None and np.isfinite(first).sum() >= 10
+        b = block_length(first, overlap) if enough else float(max(1, 2 * overlap))
+        b = min(b, float(n_obs))
+    else:
+        b = float(block)
     if not 1 <= b <= n_obs:
         raise ValueError(f"block must lie in 1..{n_obs}, got {block}")
-    rng = np.random.default_rng(seed)
-    n_blocks = -(-n_obs // b)
-    starts = rng.integers(0, n_obs, size=(n, n_blocks))  # (n, n_blocks)
-    offsets = np.arange(b)  # (b,)
-    reps = np.empty(n)
-    for i in range(n):
-        idx = ((starts[i][:, None] + offsets) % n_obs).ravel()[:n_obs]  # (n_obs,)
-        reps[i] = stat_fn(*(a[idx] for a in data))
+    bs = StationaryBootstrap(b, np.arange(n_obs), seed=np.random.default_rng(seed))
+    reps = np.array([stat_fn(*(a[pos[0]] for a in data)) for pos, _ in bs.bootstrap(n)])
     reps = reps[np.isfinite(reps)]
     if len(reps) == 0:
         return math.nan, math.nan
@@ -144,15 +154,23 @@ def block_bootstrap_ci(stat_fn: Callable[..., float], *arrays, block: int | None
     return float(lo), float(hi)
 
 
-def ic_with_ci(pred, target, block: int | None = None, n: int = 1000, seed: int = 0) -> dict:
+def ic_with_ci(pred, target, block: float | None = None, n: int = 1000, seed: int = 0,
+               overlap: int = 1) -> dict:
     """Spearman IC with a 95 % block-bootstrap interval, over the finite pairs.
 
     Non-finite pairs are dropped first, then the remaining rows (kept in time order) are
-    resampled. Returns ``{"ic", "ci": [lo, hi], "n"}``; all NaN for fewer than 3 pairs.
+    resampled; the block length defaults to Politis–White of the per-bar IC terms
+    (``inference.ic_losses``), at least ``2 * overlap``. Returns ``{"ic", "ci": [lo, hi],
+    "n"}``; all NaN for fewer than 3 pairs.
     """
+    from .inference import block_length, ic_losses
+
     x, y = _paired(pred, target)
     if len(x) < MIN_POINTS:
         return {"ic": math.nan, "ci": [math.nan, math.nan], "n": len(x)}
+    if block is None:
+        block = (min(block_length(ic_losses(x, y), overlap), float(len(x))) if len(x) >= 10
+                 else 1.0)
     lo, hi = block_bootstrap_ci(spearman_ic, x, y, block=block, n=n, seed=seed)
     return {"ic": spearman_ic(x, y), "ci": [lo, hi], "n": len(x)}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fees import BYBIT_TAKER as TAKER_FEE
-from .decision import cost_report, select_rule
+from .decision import cost_report, net_returns, select_rule
 from .evaluation import evaluate_positions, positions_from_signal
 from .funding import DEFAULT_FUNDING_RATE, funding_per_bar
 from .skill import seed_summary
@@ -23,12 +23,14 @@ SUMMARY_KEYS = ("net_sharpe", "gross_sharpe", "max_drawdown", "annual_return",
 
 
 def position_report(index, close, pos, fee, funding, ppy, seed=0) -> dict:
-    """The trading table's columns for holding ``pos`` over the bars ``index``."""
+    """The trading table's columns for holding ``pos`` over the bars ``index``, and the
+    per-bar ``net_returns`` (the verdicts' trading loss; not a table column)."""
     costs = cost_report(close, pos, fee, ppy, funding=funding)
     ev = evaluate_positions(index, close, pos, ppy, fee=fee, funding=funding, seed=seed,
                             n_boot=300)
     return {**costs, "max_drawdown": ev["max_drawdown"], "annual_return": ev["annual_return"],
-            "sharpe_ci": ev["sharpe_ci"]}
+            "sharpe_ci": ev["sharpe_ci"],
+            "net_returns": net_returns(close, pos, fee, funding)[0]}
 
 
 def trade_forecast(score: np.ndarray, signal: np.ndarray, df, val: slice, test: slice,

@@ -1,14 +1,18 @@
 """The research report: per dataset and model the stitched out-of-sample skill and trading
-tables (the comparison's columns), the deflated Sharpe ratio for the number of trials run,
-and the probability of backtest overfitting over the grid of model × seed histories.
+tables (the comparison's columns), which models can be told apart (``training.verdicts``:
+Model Confidence Sets, SPA/StepM against the linear baseline, paired two-level bootstraps
+with Holm's adjustment), the deflated Sharpe ratio and the probability of backtest
+overfitting over the configurations the pipeline chose among (``selection``).
 
 Selection never reads the test bars: in each fold the hyperparameters with the best
 validation objective are kept, and the report's *selected configuration* is the model whose
 chosen settings have the best mean validation objective over the folds.
 
-DSR's variance of Sharpe ratios is that of every trial's own test-block per-bar Sharpe ratio
-(trials are shorter than the stitched history, so their Sharpe ratios vary more and the
-deflation is, if anything, too strict).
+DSR (``selection``, which writes out the formula): per model, ``N`` = its candidate paths
+(the ``K`` settings searched per fold, each laid end to end over the folds), ``V`` = the
+variance of their per-bar Sharpe ratios; a model without a search has ``N = 1`` and
+``SR₀ = 0`` (DSR = PSR against zero). The selected configuration: ``N`` = every model's
+candidate paths, ``V`` over all of them.
 """
 
 from __future__ import annotations
@@ -17,31 +21,28 @@ import numpy as np
 import pandas as pd
 
 from ...features import make_labels
-from .. import skill_report, trading_report
-from ..compare import LINEAR, SKILL_COLUMNS, TRADING_COLUMNS, markdown_table
+from .. import skill_report, trading_report, verdicts
+from ..compare import SKILL_COLUMNS, TRADING_COLUMNS, markdown_table
 from ..decision import net_returns
 from ..funding import funding_per_bar
-from .overfit import deflated_sharpe, pbo_cscv
+from . import selection
 from .scheduler import objective_value
 from .spec import OBJECTIVES
 from .stitch import IncompleteError, chosen, current_rows, full_length, stitched_runs
 from .walkforward import describe
 
-RESEARCH_TRADING_COLUMNS = [*TRADING_COLUMNS, ("DSR", "dsr", "{:.2f}")]
+RESEARCH_TRADING_COLUMNS = TRADING_COLUMNS
 
 
-def _blocks(n_bars: int) -> int:
-    """CSCV blocks: 16, or fewer (even) so that each block holds at least 20 bars."""
-    s = min(16, n_bars // 20)
-    return s - s % 2
-
-
-def _baseline_rows(lin: dict, y, test, har, h) -> dict:
-    fc = {"Majority class": {"class": lin["majority"]},
-          "Class prior": {"probs": lin["prior_probs"]},
-          LINEAR: {k: lin[k] for k in ("probs", "ret_1", "ret_5", "log_vol")},
-          "Trailing vol": {"log_vol": lin["trailing_log_vol"]}, "HAR": {"log_vol": har}}
-    return {name: skill_report.score(name, [f], y, test, har, h) for name, f in fc.items()}
+def _baselines(lin: dict) -> dict[str, list[dict]]:
+    """The featureless baselines carried in the linear trials' predictions."""
+    out = {"Majority class": [{"class": lin["majority"]}],
+           "Class prior": [{"probs": lin["prior_probs"]}],
+           "Trailing vol": [{"log_vol": lin["trailing_log_vol"]}]}
+    if "ewma_log_vol" in lin:
+        out["EWMA"] = [{"log_vol": lin["ewma_log_vol"]}]
+    out["HAR"] = [{"log_vol": lin["har_log_vol"]}]
+    return out
 
 
 def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dict) -> dict:
@@ -57,6 +58,7 @@ def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dic
     ppy = infer_periods_per_year(df.index)
     funding = funding_per_bar(df.index, spec.funding_rate)
     stitched, incomplete, per_fold, val_score = {}, {}, {}, {}
+    candidates, searched = {}, {}
     for m in spec.models:
         try:
             picked = chosen(mine, spec, m, folds)
@@ -74,60 +76,95 @@ def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dic
                             for k, rs in picked.items()]
         val_score[m.name] = float(np.mean([objective_value(rs[0], spec.objective)
                                            for rs in picked.values()]))
-    har = None  # no DM column without the linear trials (they carry HAR)
-    skill_rows = {}
-    lin_name = next((m.name for m in spec.models if not m.network and m.name in stitched), None)
+        paths = selection.candidate_rows(mine, spec, m, folds)
+        candidates[m.name] = selection.candidate_returns(store, paths, folds, close[test],
+                                                         spec.fee, funding[test])
+        searched[m.name] = bool(m.space)
+    forecasts: dict[str, list[dict]] = {}
+    lin_name = next((m.name for m in spec.models if m.layer == "linear" and m.name in stitched),
+                    None)
     if lin_name is not None:
         lin = full_length(stitched[lin_name][0], n, lspec.n_classes)
-        har = lin["har_log_vol"]
-        skill_rows.update(_baseline_rows(lin, y, test, har, lspec.vol_horizon))
-        skill_rows.pop(LINEAR)
+        forecasts.update(_baselines(lin))
+    for name, runs in stitched.items():
+        forecasts[name] = [full_length(r, n, lspec.n_classes) for r in runs]
+    skill_rows = [skill_report.score(name, fcs, y, test) for name, fcs in forecasts.items()]
     trading, returns = [], {}
     bh = trading_report.buy_and_hold(df, test, spec.fee, funding, ppy)
+    bh_returns = bh.pop("net_returns")
     trading.append({"model": "Buy & hold", "rule": "always long", "seeds": 1, **bh})
     for name, runs in stitched.items():
-        fcs = [full_length(r, n, lspec.n_classes) for r in runs]
-        skill_rows[name] = skill_report.score(name, fcs, y, test, har, lspec.vol_horizon)
         results = []
         for i, r in enumerate(runs):
             pos = r["position"].to_numpy()
             returns[(name, i)] = net_returns(close[test], pos, spec.fee, funding[test])[0]
             rep = trading_report.position_report(df.index[test], close[test], pos, spec.fee,
                                                  funding[test], ppy)
+            rep.pop("net_returns")
             results.append({"band": {**rep, "rule": None}})
-        row = trading_report.summarise(name, results, "band")
-        trading.append({**row, "rule": "cost band per fold"})
-    n_trials = len(mine)
-    sharpes = np.array([r["test_sharpe_bar"] for r in mine], dtype=np.float64)
-    var_sr = float(np.nanvar(sharpes, ddof=1)) if np.isfinite(sharpes).sum() > 1 else 0.0
-    dsr = {}
-    for name in stitched:
-        mean_net = np.mean([returns[(name, i)] for i in range(len(stitched[name]))], axis=0)
-        dsr[name] = deflated_sharpe(mean_net, max(n_trials, 1), var_sr)
-    for row in trading:
-        if row["model"] in dsr:
-            row["dsr"] = dsr[row["model"]]["dsr"]
-    pbo = None
-    cols = sorted(returns)
-    blocks = _blocks(test.stop - test.start)
-    if len(cols) >= 2 and blocks >= 2:
-        res = pbo_cscv(np.stack([returns[c] for c in cols], axis=1), n_blocks=blocks)
-        pbo = {k: v for k, v in res.items() if k not in ("logits", "is_oos_sharpe")}
-        pbo["configurations"] = [f"{m} seed {spec.seeds[i]}" for m, i in cols]
+        trading.append({**trading_report.summarise(name, results, "band"),
+                        "rule": "cost band per fold"})
     sign = 1 if OBJECTIVES[spec.objective] == "minimize" else -1
     selected = min(val_score, key=lambda k: sign * val_score[k]) if val_score else None
+    # the search seed's path of each model's chosen settings (seeds[0] ran the search)
+    dsr = selection.deflation({name: returns[(name, 0)] for name in stitched}, candidates,
+                              searched, selected)
+    seed_paths = {name: np.stack([returns[(name, i)] for i in range(len(runs))])
+                  for name, runs in stitched.items()}
+    verdict = None
+    if len(forecasts) >= 2:
+        nets = [m.name for m in spec.models if m.network and m.name in stitched]
+        verdict = verdicts.verdicts(forecasts, y, test, lspec, benchmark=lin_name,
+                                    networks=nets, against=[lin_name] if lin_name else [],
+                                    returns={**seed_paths, "Buy & hold": bh_returns[None, :]})
     sel_returns = None
     if selected is not None:
-        sel_returns = pd.Series(np.mean([returns[(selected, i)] for i in
-                                         range(len(stitched[selected]))], axis=0),
-                                index=df.index[test], name=selected)
-    return {"dataset": dataset, "folds": describe(folds, df.index), "n_trials": n_trials,
-            "var_sharpe_per_bar": var_sr, "periods_per_year": ppy,
+        sel_returns = pd.Series(seed_paths[selected].mean(axis=0), index=df.index[test],
+                                name=selected)
+    return {"dataset": dataset, "folds": describe(folds, df.index), "n_trials": len(mine),
+            "periods_per_year": ppy,
             "test_period": [str(df.index[test.start]), str(df.index[test.stop - 1])],
-            "skill": list(skill_rows.values()), "trading": trading, "dsr": dsr, "pbo": pbo,
+            "skill": skill_rows, "trading": trading, "verdicts": verdict,
+            "dsr": dsr["models"], "selected_dsr": dsr["selected"],
+            "pbo": selection.pbo(candidates, searched),
             "chosen": per_fold, "validation_objective": val_score, "selected": selected,
-            "selected_dsr": dsr.get(selected), "incomplete": incomplete,
-            "_selected_returns": sel_returns, "_stitched": stitched, "_returns": returns}
+            "incomplete": incomplete, "_selected_returns": sel_returns,
+            "_stitched": stitched, "_returns": returns, "_candidates": candidates}
+
+
+def _num(x, fmt: str = "{:.2f}") -> str:
+    return fmt.format(x) if x is not None and np.isfinite(x) else "–"
+
+
+def _dsr_table(report: dict) -> list[str]:
+    lines = ["| model | candidate paths N | V (per-bar SR) | SR₀ | SR (per bar) | DSR | "
+             "PSR vs 0 |", "|---|---|---|---|---|---|---|"]
+    rows = list(report["dsr"].items())
+    if report["selected_dsr"] is not None:
+        rows.append((f"selected: {report['selected_dsr']['model']}", report["selected_dsr"]))
+    for name, d in rows:
+        lines.append(f"| {name} | {d['n_paths'] if d.get('searched', True) else '1 (no search)'}"
+                     f" | {d['var_sharpe']:.2e} | {d['sr0']:.4f} | {d['sharpe']:+.4f} | "
+                     f"{_num(d['dsr'])} | {_num(d['psr_vs_zero'])} |"
+                     + (f" ({d['note']})" if d.get("note") else ""))
+    return lines
+
+
+def _pbo_lines(pbo: dict) -> list[str]:
+    out = []
+    for name, p in [*pbo["models"].items(), ("all models' paths together", pbo["all"])]:
+        if p is None:
+            out.append(f"- {name}: too few paths or bars for CSCV.")
+            continue
+        if p["pbo"] is None:
+            out.append(f"- {name}: {p['note']} ({p['n_configurations']} paths): nothing was "
+                       "chosen, no PBO.")
+            continue
+        out.append(f"- {name}: PBO **{p['pbo']:.2f}** over {p['n_configurations']} candidate "
+                   f"paths, CSCV with {p['n_blocks']} blocks ({p['n_combinations']} "
+                   f"partitions); the in-sample best's out-of-sample Sharpe is negative in "
+                   f"{p['p_oos_loss']:.0%} of them.")
+    return out
 
 
 def markdown(report: dict, objective: str) -> str:
@@ -139,11 +176,31 @@ def markdown(report: dict, objective: str) -> str:
     for f in report["folds"]:
         lines.append(f"| {f['fold']} | " + " | ".join(
             f"{f[k][0][:10]} .. {f[k][1][:10]}" for k in ("train", "val", "test")) + " |")
-    lines += ["", "Skill (stitched out-of-sample):", "", markdown_table(report["skill"],
-                                                                          SKILL_COLUMNS), "",
-              "Trading (stitched out-of-sample, fees and funding; DSR for "
-              f"{report['n_trials']} trials):", "",
+    lines += ["", "Skill (stitched out-of-sample; IC intervals: two-level bootstrap over seeds "
+              "and blocks of test bars):", "", markdown_table(report["skill"], SKILL_COLUMNS),
+              ""]
+    v = report.get("verdicts")
+    if v:
+        lines += [verdicts.markdown(v), ""]
+        lines += [f"- {s}" for s in verdicts.sentences(v)] + [""]
+    lines += ["Trading (stitched out-of-sample, fees and funding; each fold's band takes over "
+              "the position the previous fold's band held):", "",
               markdown_table(report["trading"], RESEARCH_TRADING_COLUMNS), ""]
+    if report["dsr"]:
+        lines += ["Deflated Sharpe ratio (Bailey & López de Prado, 2014) of each model's chosen "
+                  "settings (stitched path, search seed; SR per bar over its T bars, γ₃ "
+                  "skewness, γ₄ kurtosis): DSR = Φ((SR − SR₀) √(T − 1) / √(1 − γ₃ SR + "
+                  "(γ₄ − 1)/4 SR²)) with SR₀ = √V ((1 − γ) Φ⁻¹(1 − 1/N) + γ Φ⁻¹(1 − 1/(N e))), "
+                  "N its candidate paths (each fold's k-th proposal laid end to end) and V the "
+                  "variance of their per-bar Sharpe ratios; no search: N = 1, SR₀ = 0, DSR = "
+                  "PSR vs 0. The selected configuration counts every model's paths:", ""]
+        lines += _dsr_table(report) + [""]
+        strong = [n for n, d in report["dsr"].items() if np.isfinite(d["dsr"]) and
+                  d["dsr"] >= 0.95]
+        lines += [("DSR at least 0.95 (the strategy's Sharpe survives its search at 5 %): "
+                   + ", ".join(strong) + ".") if strong else
+                  "No model's DSR reaches 0.95: no evidence that a chosen strategy's Sharpe "
+                  "ratio survives the search that chose it.", ""]
     if report["chosen"]:
         lines += ["When: each fold's test block alone (IC 5 bars / net Sharpe, mean over seeds; "
                   "the setting chosen on that fold's validation):", "",
@@ -154,18 +211,20 @@ def markdown(report: dict, objective: str) -> str:
             lines.append(f"| {name} | " + " | ".join(
                 f"{f['test_ic_5']:+.3f} / {f['test_net_sharpe']:+.2f}" for f in folds) + " |")
         lines.append("")
-    pbo = report["pbo"]
-    if pbo is not None:
-        lines.append(f"Probability of backtest overfitting (CSCV, {pbo['n_blocks']} blocks, "
-                     f"{pbo['n_combinations']} splits, {pbo['n_configurations']} model × seed "
-                     f"histories): **{pbo['pbo']:.2f}**; P(in-sample best loses "
-                     f"out-of-sample) {pbo['p_oos_loss']:.2f}.")
+    lines += ["Probability of backtest overfitting of choosing among the candidate paths:"]
+    lines += _pbo_lines(report["pbo"]) + [""]
     sel = report["selected"]
-    if sel is not None:
+    if sel is not None and report["selected_dsr"] is not None:
         d = report["selected_dsr"]
-        lines.append(f"Selected on validation ({objective}): **{sel}**; stitched net Sharpe "
-                     f"per bar {d['sharpe']:+.4f} against SR₀ {d['sr0']:.4f} → DSR "
-                     f"**{d['dsr']:.2f}** (PSR vs 0: {d['psr_vs_zero']:.2f}).")
+        lines.append(f"Selected on validation ({objective}): **{sel}**; its stitched net Sharpe "
+                     f"per bar {d['sharpe']:+.4f} against SR₀ {d['sr0']:.4f} (N = "
+                     f"{d['n_paths']} paths) → DSR **{_num(d['dsr'])}** (PSR vs 0: "
+                     f"{_num(d['psr_vs_zero'])}).")
     for why in report["incomplete"].values():
         lines.append(f"Not reported, incomplete: {why}.")
+    pl = report.get("placebo")
+    if pl:
+        from .placebo import markdown as placebo_markdown
+
+        lines += ["", placebo_markdown(pl)]
     return "\n".join(lines)

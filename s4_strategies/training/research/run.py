@@ -47,18 +47,44 @@ def plan_folds(spec, frames: dict[str, pd.DataFrame]) -> dict:
 
 def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,
              max_trials: int | None = None, command: str | None = None,
-             storage: str | None = None) -> dict:
+             storage: str | None = None, placebo: int = 0,
+             placebo_kind: str = "flip") -> dict:
     """Run (or resume) ``spec`` on ``frames`` with ``executor``; write the report under
     ``out``. ``storage``: where the Optuna studies live (default ``out/optuna.journal``; a
-    database URL for Optuna's RDB storage). Returns the counts, the per-dataset reports and
-    the markdown. The counts' ``complete`` says whether every trial the spec asks for has
+    database URL for Optuna's RDB storage). ``placebo``: once the real run is complete,
+    rerun the spec that many times on placebo bars (``placebo.placebo_frames``; each run
+    under ``out/placebo/<kind>-<i>``, resumed like the real one) and place the real results
+    in their null distribution. Returns the counts, the per-dataset reports and the
+    markdown. The counts' ``complete`` says whether every trial the spec asks for has
     finished, whatever else ``out`` holds."""
     with ResultStore(out) as store:
         return _research(spec, frames, store, executor, log, max_trials, command,
-                         store.optuna_storage(storage))
+                         store.optuna_storage(storage), placebo, placebo_kind)
 
 
-def _research(spec, frames, store, executor, log, max_trials, command, storage) -> dict:
+def _placebos(spec, frames, root: Path, executor, log, runs: int, kind: str):
+    """Null statistics of ``runs`` placebo reruns, per dataset, and the wall seconds their
+    trials took over every invocation (each run's ``runs.jsonl``)."""
+    from .placebo import placebo_frames, statistics
+
+    null: dict[str, list] = {ds: [] for ds in spec.datasets}
+    seconds = 0.0
+    block = 2 * spec.label_spec.max_horizon
+    for i in range(1, runs + 1):
+        log(f"placebo {i}/{runs} ({kind})")
+        with ResultStore(root / "placebo" / f"{kind}-{i:03d}") as ps:
+            res = _research(spec, placebo_frames(frames, i, kind, block), ps, executor,
+                            lambda s: None, None, None, ps.optuna_storage(None), 0, kind)
+        if not res["counts"]["complete"]:
+            raise RuntimeError(f"placebo run {i} did not complete: see {ps.root}")
+        for ds, rep in res["reports"].items():
+            null[ds].append(statistics(rep))
+        seconds += res["trial_seconds"]
+    return null, seconds
+
+
+def _research(spec, frames, store, executor, log, max_trials, command, storage,
+              placebo=0, placebo_kind="flip") -> dict:
     from analyzers.metrics import json_safe
 
     t0 = time.perf_counter()
@@ -71,6 +97,17 @@ def _research(spec, frames, store, executor, log, max_trials, command, storage) 
                for ds in spec.datasets}
     for ds, rep in reports.items():
         _write_stitched(store.root, ds, rep)
+    if placebo and counts["complete"]:
+        from .placebo import place, statistics
+
+        t1 = time.perf_counter()
+        null, trial_seconds = _placebos(spec, frames, store.root, executor, log, placebo,
+                                        placebo_kind)
+        counts["placebo_seconds"] = time.perf_counter() - t1
+        counts["placebo_trial_seconds"] = trial_seconds
+        for ds, rep in reports.items():
+            rep["placebo"] = {**place(statistics(rep), null[ds]),
+                              "_meta": {"runs": placebo, "kind": placebo_kind}}
     failed = [r for r in rows.values() if r["status"] == "failed"]
     workers = getattr(executor, "workers", 1)
     runs = store.log_invocation({"command": command, "executor": executor.name,
@@ -87,12 +124,19 @@ def _research(spec, frames, store, executor, log, max_trials, command, storage) 
           f"{counts['finished']} of {counts['total']} trials finished ({state}); "
           f"{len(failed)} failed attempt(s) recorded. Objective {spec.objective}; fee "
           f"{spec.fee:.3%} per side, funding {spec.funding_rate:.3%} per 8 h.", "",
-          f"Run: {how}.", ""]
+          f"Run: {how}." + (f" Placebo: {placebo} {placebo_kind} run(s) of the spec, their "
+                            f"trials {counts['placebo_trial_seconds']:.0f} s in all."
+                            if "placebo_seconds" in counts else ""), ""]
     md += [markdown(rep, spec.objective) + "\n" for rep in reports.values()]
     text = "\n".join(md)
-    counts["report_seconds"] = time.perf_counter() - t0 - counts["wall_seconds"]
+    counts["report_seconds"] = (time.perf_counter() - t0 - counts["wall_seconds"]
+                                - counts.get("placebo_seconds", 0.0))
     public = {ds: {k: v for k, v in rep.items() if not k.startswith("_")}
               for ds, rep in reports.items()}
+    for rep in public.values():
+        if rep.get("placebo"):
+            rep["placebo"] = {k: v for k, v in rep["placebo"].items() if k != "_meta"} | {
+                "meta": rep["placebo"]["_meta"]}
     payload = {"spec": spec.to_dict(), "counts": counts, "executor": executor.name,
                "workers": workers, "command": command, "invocations": runs,
                "reports": public,
@@ -100,4 +144,5 @@ def _research(spec, frames, store, executor, log, max_trials, command, storage) 
                                               "error")} for r in failed]}
     store.write_text("report.json", json.dumps(json_safe(payload), indent=2))
     store.write_text("report.md", text + "\n")
-    return {"counts": counts, "reports": reports, "markdown": text, "store": store}
+    return {"counts": counts, "reports": reports, "markdown": text, "store": store,
+            "trial_seconds": sum(r["wall_seconds"] for r in ran)}

@@ -29,9 +29,12 @@ from ..fit import TrainConfig
 from ..funding import DEFAULT_FUNDING_RATE
 
 NETWORKS = ("s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer")
-BASELINES = ("linear",)
+BASELINES = ("linear", "lightgbm")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
-OBJECTIVES = {"val_log_loss": "minimize", "val_ic": "maximize", "val_net_sharpe": "maximize"}
+#: the validation objectives a search may optimise: columns every trial row carries
+#: (``trial.run_trial``: ``val_`` + the score's name; the ICs at the skill table's horizons)
+OBJECTIVES = {"val_log_loss": "minimize", "val_ic_1": "maximize", "val_ic_5": "maximize",
+              "val_net_sharpe": "maximize"}
 #: fees and funding beyond these are typing mistakes, not markets
 MAX_FEE, MAX_FUNDING = 0.05, 0.05
 #: what a spec's ``train`` and a model's ``params``/``space`` may set of ``TrainConfig``
@@ -100,7 +103,15 @@ class _Section(BaseModel):
 class Search(_Section):
     trials_per_fold: int = Field(1, ge=1)
     concurrency: int = Field(2, ge=1)
-    objective: Literal["val_log_loss", "val_ic", "val_net_sharpe"] = "val_log_loss"
+    objective: Literal[tuple(OBJECTIVES)] = "val_log_loss"
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _a_column_rows_carry(cls, v):
+        if isinstance(v, str) and v not in OBJECTIVES and v.startswith("val_ic"):
+            raise ValueError(f"{v!r} is not a column the trials carry: the IC is scored at "
+                             "1 and 5 bars, use val_ic_1 or val_ic_5")
+        return v
 
 
 class Fees(_Section):
@@ -193,18 +204,22 @@ class Model(_Section):
     @model_validator(mode="after")
     def _known_keys(self):
         label = self.name or self.layer
-        if self.layer in BASELINES:
+        if self.layer == "linear":
             if self.params or self.space:
                 raise ValueError(f"models.{label}: the linear baseline takes no params or "
-                                 "space")
+                                 "space (its penalty is tuned on validation)")
             return self
-        allowed = TRAIN_FIELDS | layer_options(self.layer)
+        if self.layer == "lightgbm":
+            from ..tuned_baselines import LGBM_PARAMS
+
+            allowed, what = LGBM_PARAMS, "a LightGBM setting this layer takes"
+        else:
+            allowed = TRAIN_FIELDS | layer_options(self.layer)
+            what = f"a TrainConfig field or an option of the {self.layer} layer"
         for part in ("params", "space"):
             for key in getattr(self, part):
                 if key not in allowed:
-                    raise _unknown(f"models.{label}.{part}", key, allowed,
-                                   f"a TrainConfig field or an option of the {self.layer} "
-                                   "layer")
+                    raise _unknown(f"models.{label}.{part}", key, allowed, what)
         object.__setattr__(self, "space", {k: _distribution(f"models.{label}.space.{k}", d)
                                            for k, d in self.space.items()})
         return self

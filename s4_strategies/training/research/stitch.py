@@ -3,9 +3,11 @@ chosen on validation (``scheduler.best_row``), and their test blocks laid end to
 
 The stitched history covers the test period bar by bar: :func:`stitch` raises when a bar
 appears twice or one is missing, and says which fold is incomplete when a trial has not
-finished. Positions are concatenated as traded (each fold's band chosen on its own
-validation bars, starting flat), and the stitched returns are computed once over the whole
-period, so a position carried across a fold boundary pays no fee it did not incur.
+finished. Each fold's band is chosen on its own validation bars; on the stitched path it
+takes over from the position the previous fold's band held at its last bar (as one account
+switching models at the boundary would), and the stitched returns are computed once over
+the whole period, so a position carried across a fold boundary pays no fee it did not incur
+and a position closed there pays the fee it did.
 """
 
 from __future__ import annotations
@@ -82,12 +84,32 @@ def stitch(frames: list[pd.DataFrame], first_bar: int, last_bar: int) -> pd.Data
     return out
 
 
+def stitch_path(store, rows: list[dict], first_bar: int, last_bar: int) -> pd.DataFrame:
+    """The test blocks of ``rows`` (one trial per fold, in fold order) laid end to end, the
+    positions re-run with each fold's band carried over from the position the previous
+    fold's band held at its last bar (:func:`decision.carry_positions`): what one account
+    trading the folds in turn would hold. That state is decided at the close of the last
+    bar before the block, so it reads nothing the block's own trial could not."""
+    from ...rules import BandRule
+    from ..decision import carry_positions
+
+    frames, pos = [], 0.0
+    for row in rows:
+        frame = store.predictions(row["trial_id"]).copy()
+        rule = BandRule(float(row["band_enter"]), float(row["band_exit"]))
+        held = carry_positions(rule, frame["move"].to_numpy(), pos)  # (bars of the block,)
+        frame["position"] = held
+        pos = float(held[-1]) if len(held) else pos
+        frames.append(frame)
+    return stitch(frames, first_bar, last_bar)
+
+
 def stitched_runs(store, picked: dict, folds: list[Fold]) -> list[pd.DataFrame]:
     """One stitched prediction frame per seed (seed order of ``picked``'s lists)."""
     n_seeds = len(next(iter(picked.values())))
     first, last = folds[0].test[0], folds[-1].test[1]
-    return [stitch([store.predictions(picked[f.number][i]["trial_id"]) for f in folds],
-                   first, last) for i in range(n_seeds)]
+    return [stitch_path(store, [picked[f.number][i] for f in folds], first, last)
+            for i in range(n_seeds)]
 
 
 def full_length(frame: pd.DataFrame, n: int, n_classes: int) -> dict[str, np.ndarray]:
@@ -109,4 +131,6 @@ def full_length(frame: pd.DataFrame, n: int, n_classes: int) -> dict[str, np.nda
         prior[bars] = frame[[f"prior_p{c}" for c in range(n_classes)]].to_numpy()
         out.update(har_log_vol=col("har_log_vol"), trailing_log_vol=col("trailing_log_vol"),
                    prior_probs=prior, majority=col("majority"))
+        if "ewma_log_vol" in frame:
+            out["ewma_log_vol"] = col("ewma_log_vol")
     return out

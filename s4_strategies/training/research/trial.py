@@ -27,9 +27,10 @@ import pandas as pd
 
 from ...features import bar_spacing, make_labels
 from .. import skill, skill_report
-from ..baselines import har_windows
 from ..decision import count_trades, net_returns, select_rule
 from ..funding import funding_per_bar
+from ..tuned_baselines import LINEAR, lightgbm_forecasts
+from ..vol_baselines import har_windows
 from .overfit import sharpe
 from .spec import ModelSpec, ResearchSpec
 from .walkforward import Fold
@@ -82,33 +83,55 @@ def _forecast_network(task: Task, spec: ResearchSpec, data, fspec, lspec):
     return f, info, ckpt
 
 
-def _forecast_linear(task: Task, data, fspec, lspec):
+def _baseline_inputs(task: Task, data, fspec, lspec):
+    """Features, targets and the fold's training / validation rows of a baseline trial."""
     from ..fit import prepare_arrays
 
-    t0 = time.perf_counter()
     x = prepare_arrays(data, fspec, lspec, task.fold)[0]
     y = skill_report.targets(make_labels(data, lspec), lspec)
-    logc = np.log(data["close"].to_numpy())
-    r1 = np.concatenate([[np.nan], np.diff(logc)])
     train = slice(max(task.fold.train[0], fspec.warmup), task.fold.train[1])
+    horizons = sorted({*skill_report.IC_HORIZONS, lspec.signal_horizon})
+    return x, y, train, slice(*task.fold.val), horizons
+
+
+def _forecast_linear(task: Task, data, fspec, lspec):
+    """The tuned ridge / logistic baseline, and the baselines without features (class
+    prior, majority, trailing vol, EWMA, HAR) carried in its predictions."""
+    t0 = time.perf_counter()
+    x, y, train, val, horizons = _baseline_inputs(task, data, fspec, lspec)
     spacing = bar_spacing(data.index).total_seconds()
-    fc = skill_report.baseline_forecasts(x, y, r1, train, lspec.n_classes, lspec.vol_window,
-                                         har_windows(spacing))
-    f = dict(fc["Linear (logistic / OLS)"])
+    fc = skill_report.baseline_forecasts(x, y, data, train, val, lspec.n_classes,
+                                         lspec.vol_window, har_windows(spacing), horizons)
+    f = {k: v for k, v in fc[LINEAR].items() if k != "chosen"}
     f["move"] = f[f"ret_{lspec.signal_horizon}"]
     f["har_log_vol"] = fc["HAR"]["log_vol"]
+    f["ewma_log_vol"] = fc["EWMA"]["log_vol"]
     f["trailing_log_vol"] = fc[f"Trailing vol ({lspec.vol_window} bars)"]["log_vol"]
     f["prior_probs"] = fc["Class prior"]["probs"]
     f["majority"] = fc["Majority class"]["class"]
-    return f, {"train_seconds": time.perf_counter() - t0, "best_epoch": None, "steps": None}, None
+    chosen = {"penalty": fc[LINEAR]["chosen"], "ewma": fc["EWMA"]["chosen"],
+              "har": fc["HAR"]["chosen"]}
+    return f, {"train_seconds": time.perf_counter() - t0, "best_epoch": None, "steps": None,
+               "baseline_settings": json.dumps(chosen, default=str)}, None
+
+
+def _forecast_lightgbm(task: Task, data, fspec, lspec):
+    """LightGBM with the trial's settings, its trees early-stopped on validation."""
+    t0 = time.perf_counter()
+    x, y, train, val, horizons = _baseline_inputs(task, data, fspec, lspec)
+    f, info = lightgbm_forecasts(x, y, train, val, lspec.n_classes, horizons,
+                                 {**task.model.params, **task.params}, seed=task.seed)
+    f["move"] = f[f"ret_{lspec.signal_horizon}"]
+    return f, {"train_seconds": time.perf_counter() - t0, "best_epoch": None, "steps": None,
+               "baseline_settings": json.dumps({k: v[0] for k, v in info.items()})}, None
 
 
 def _predictions(f: dict, index, rows: slice, n_classes: int) -> pd.DataFrame:
     cols = {"bar": np.arange(rows.start, rows.stop)}
     for c in range(n_classes):
         cols[f"p{c}"] = f["probs"][rows, c]
-    for key in ("ret_1", "ret_5", "move", "log_vol", "har_log_vol", "trailing_log_vol",
-                "majority"):
+    for key in ("ret_1", "ret_5", "move", "log_vol", "har_log_vol", "ewma_log_vol",
+                "trailing_log_vol", "majority"):
         if key in f:
             cols[key] = np.asarray(f[key], dtype=np.float64)[rows]
     if "prior_probs" in f:
@@ -140,6 +163,8 @@ def run_trial(task: Task, spec: ResearchSpec, df: pd.DataFrame) -> dict:
         data = df.iloc[: fold.test[1]]  # nothing after the test block reaches the model
         if task.model.network:
             f, info, ckpt = _forecast_network(task, spec, data, fspec, lspec)
+        elif task.model.layer == "lightgbm":
+            f, info, ckpt = _forecast_lightgbm(task, data, fspec, lspec)
         else:
             f, info, ckpt = _forecast_linear(task, data, fspec, lspec)
         truth = skill_report.targets(make_labels(df, lspec), lspec)  # scoring only
