@@ -149,7 +149,7 @@ def _build(cfg: TrainConfig, n_in: int, n_assets: int, lspec: LabelSpec):
     from ..ssm import build_model
 
     return build_model("multi", input_dim=n_in, n_assets=n_assets, layer=cfg.layer,
-                       d_model=cfg.d_model, d_state=cfg.d_state, n_layers=cfg.n_layers,
+                       d_model=cfg.d_model, d_state=cfg.state_size, n_layers=cfg.n_layers,
                        dropout=cfg.dropout, n_classes=lspec.n_classes,
                        horizons=tuple(lspec.horizons), **cfg.layer_options)
 
