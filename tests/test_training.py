@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,15 +33,21 @@ def test_training_lowers_the_validation_loss_and_records_its_provenance(tiny_res
     meta = tiny_result.meta
     assert meta["bar_spacing_s"] == 3600
     assert meta["periods"]["train"][0].startswith("2021-01-01")
-    # four optimiser steps already beat the untrained weights on held-out bars (1.256 vs 1.288)
+    # four optimiser steps already beat the untrained weights on held-out bars (0.875 vs 0.946)
     assert meta["best_val_loss"] < 0.99 * meta["initial_val_loss"]
     assert meta["best_val_loss"] == min(h["val_loss"] for h in tiny_result.history)
     assert meta["best_epoch"] == int(np.argmin([h["val_loss"] for h in tiny_result.history]))
-    # the criterion is the signal head's cross-entropy, recorded apart from the other heads
+    # the criterion is the next-bar return's loss (the trunk's target), recorded apart from
+    # the heads (of which it is one column of "returns")
     recipe = meta["recipe"]
-    assert recipe["criterion"] == "validation signal loss"
-    assert recipe["val_losses"]["signal"] == meta["best_val_loss"]
-    assert {"returns", "vol", "total"} <= set(recipe["val_losses"])
+    assert recipe["criterion"] == "validation next_bar loss"
+    assert recipe["val_losses"]["next_bar"] == meta["best_val_loss"]
+    assert {"signal", "returns", "vol", "total"} <= set(recipe["val_losses"])
+    # the whole curve is in the checkpoint's metadata: train and validation loss per head
+    assert meta["history"] == tiny_result.history and len(meta["history"]) == 2
+    for h in meta["history"]:
+        assert {f"{s}_{k}" for s in ("train", "val") for k in ("signal", "returns", "vol",
+                                                                "next_bar")} <= set(h)
     assert recipe["steps_taken"] == 4 and recipe["steps_to_best"] in (2, 4)
     groups = {g["name"]: g for g in recipe["param_groups"]}
     assert groups["ssm"]["weight_decay"] == 0.0 and groups["ssm"]["lr"] == 1e-3
@@ -59,6 +67,9 @@ def test_checkpoint_round_trip(tiny_result, tiny_checkpoint):
     assert payload["feature_names"] == loaded.feature_spec.names
     assert payload["versions"]["torch"] == str(torch.__version__)
     assert payload["meta"]["periods"]["train"]
+    # the training curve and the epoch kept travel with the checkpoint
+    assert loaded.meta["history"] == tiny_result.history
+    assert loaded.meta["best_epoch"] == tiny_result.best_epoch
 
 
 def test_checkpoint_that_does_not_match_the_data(tiny_checkpoint):
@@ -101,6 +112,18 @@ def test_train_command(tmp_path, capsys):
                "--out", str(out)])
     assert rc == 0 and out.exists()
     assert '"best_epoch": 0' in capsys.readouterr().out
+    rc = main(["train", "--data", "bybit:BTCUSDT:60", "--from", "2021-01-01", "--to",
+               "2021-04-30", "--layer", "gru", "--epochs", "2", "--steps-per-epoch", "2",
+               "--d-model", "8", "--n-layers", "1", "--seq-len", "128", "--batch-size", "4",
+               "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0 and json.loads(captured.out)["best_epoch"] in (0, 1)  # stdout: JSON only
+    # stderr: the per-epoch curve of every head, the epoch kept marked
+    lines = captured.err.strip().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("training curve"))
+    head, rows = lines[i + 1].split(), lines[i + 2:i + 4]
+    assert head[:2] == ["epoch", "steps"] and "next_bar" in head and "vol" in head
+    assert [r.split()[0] for r in rows].count(f"{json.loads(captured.out)['best_epoch']}*") == 1
     assert s4_strategies.load_model(out).model.config["kind"] == "gru"
 
 

@@ -60,12 +60,14 @@ def _cmd_train(args) -> int:
     df = load_source(args.data, args.from_, args.to, cache_dir=args.cache_dir)
     lspec = LabelSpec(n_classes=args.classes,
                       thresholds=(0.5,) if args.classes == 3 else (0.5, 1.5))
-    burn_in = args.burn_in if args.burn_in is not None else min(128, args.seq_len // 4)
+    default = TrainConfig()
+    burn_in = args.burn_in if args.burn_in is not None else min(default.burn_in,
+                                                                 args.seq_len // 4)
     cfg = TrainConfig(layer=args.layer, epochs=args.epochs, d_model=args.d_model,
                       steps_per_epoch=args.steps_per_epoch, burn_in=burn_in,
                       d_state=args.d_state, n_layers=args.n_layers, seq_len=args.seq_len,
                       batch_size=args.batch_size, lr=args.lr, ssm_lr=args.ssm_lr,
-                      seed=args.seed, device=args.device,
+                      seed=args.seed, device=args.device, mix=args.mix, trunk=args.trunk,
                       progress=not args.quiet,
                       # A Transformer attends to half its training window (see inference.py).
                       layer_options={"window": args.seq_len // 2} if args.layer == "transformer"
@@ -74,6 +76,12 @@ def _cmd_train(args) -> int:
                        val_fraction=args.val_fraction)
     res = train_model(df, split, cfg, FeatureSpec(), lspec, data_name=args.data)
     save_result(res, args.out)
+    if not args.quiet:  # the curve on stderr (the progress bar's stream); stdout stays JSON
+        from ..training.recipe import history_table
+
+        print(f"training curve ({cfg.criterion} chooses; * = epoch kept, stored in the "
+              f"checkpoint's meta['history']):\n{history_table(res.history, res.best_epoch)}",
+              file=sys.stderr)
     summary = {"checkpoint": str(args.out), "data": args.data, "periods": res.meta["periods"],
                "best_epoch": res.best_epoch, "best_val_loss": res.meta["best_val_loss"],
                "train_seconds": res.train_seconds}
@@ -184,7 +192,8 @@ def _add_train(sub) -> None:
                     help="optimiser steps between validation checks")
     tr.add_argument("--d-model", type=_positive(int), default=d.d_model, help="model width")
     tr.add_argument("--d-state", type=_positive(int), default=d.d_state,
-                    help="state size per channel (s4, s4d, mamba)")
+                    help="state size per channel (s4, s4d, mamba; default: 64 for s4 and "
+                         "s4d, 16 for mamba)")
     tr.add_argument("--n-layers", type=_positive(int), default=d.n_layers,
                     help="number of layers")
     tr.add_argument("--seq-len", type=_positive(int), default=d.seq_len,
@@ -197,6 +206,10 @@ def _add_train(sub) -> None:
     tr.add_argument("--lr", type=_positive(float), default=d.lr, help="peak learning rate")
     tr.add_argument("--ssm-lr", type=_positive(float), default=d.ssm_lr,
                     help="peak learning rate of A, B, dt (no weight decay)")
+    tr.add_argument("--mix", type=float, default=d.mix,
+                    help="share of training windows mixed with another window (0: none)")
+    tr.add_argument("--trunk", default=d.trunk, choices=["next_bar", "all"],
+                    help="which heads' gradients shape the shared layers")
     tr.add_argument("--classes", type=int, default=3, choices=[3, 5],
                     help="return classes the model predicts")
     tr.add_argument("--val-fraction", type=_positive(float), default=0.15,

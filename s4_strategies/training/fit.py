@@ -16,38 +16,47 @@ import pandas as pd
 
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
 from ..model import Predictor, Targets, save_model
-from .recipe import CRITERIA, fit_loop, window_draw
+from .recipe import CRITERIA, TRUNKS, fit_loop, route_heads, window_draw
 from .splits import Split
 
-
 # -- config ------------------------------------------------------------------------------
+#: State size per channel when ``TrainConfig.d_state`` is None: S4 and S4D as in their papers'
+#: defaults; the selective SSM as Mamba's (16: its state is per inner channel, E = 2H; at 64
+#: a training step of 8 windows of 1,024 bars took 17 s of CPU instead of 3).
+DEFAULT_D_STATE = {"s4": 64, "s4d": 64, "s5": 64, "dss": 64, "mamba": 16}
+
+
 @dataclass
 class TrainConfig:
-    """Model size and the training recipe (see :mod:`.recipe`).
+    """Model size and the training recipe (see :mod:`.recipe` and docs/results/memory.md).
 
-    A run is ``epochs`` × ``steps_per_epoch`` AdamW steps on randomly placed windows, with a
-    one-cycle learning rate; after every epoch the validation losses are measured and the
-    best weights by ``criterion`` are kept (early stop after ``patience`` epochs without
-    improvement).
+    A run is ``epochs`` × ``steps_per_epoch`` AdamW steps on randomly placed windows of
+    ``seq_len`` bars, with a one-cycle learning rate; after every epoch the validation losses
+    are measured and the best weights by ``criterion`` are kept (early stop after
+    ``patience`` epochs without improvement). ``trunk``: which heads' gradients shape the
+    shared layers (``recipe.TRUNKS``); ``mix``: the share of training windows replaced by a
+    mixture with another window (``augment``). ``train_multi`` ignores ``trunk`` and ``mix``.
     """
 
     layer: str = "s4d"
     d_model: int = 64
-    d_state: int = 64
+    d_state: int | None = None  # None: the layer's own (DEFAULT_D_STATE)
     n_layers: int = 4
     dropout: float = 0.1
     layer_options: dict = field(default_factory=dict)
     epochs: int = 12  # validation checks
     steps_per_epoch: int = 50  # optimiser steps between validation checks
-    batch_size: int = 16
-    seq_len: int = 512
-    burn_in: int = 128  # leading bars of a window that build state and are not scored
+    batch_size: int = 8
+    seq_len: int = 1024  # long enough for a dependence several hundred bars back
+    burn_in: int = 256  # leading bars of a window that build state and are not scored
     lr: float = 2e-3
     ssm_lr: float = 1e-3  # A, B, Δ: lower learning rate, no weight decay
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     patience: int = 4
-    criterion: str = "signal"  # "signal": validation cross-entropy; "total": all heads
+    criterion: str = "next_bar"  # see recipe.CRITERIA
+    trunk: str = "next_bar"  # see recipe.TRUNKS; "all": the recipe before issue 30
+    mix: float = 0.5  # share of training windows mixed with another (augment.py); 0: none
     val_fraction: float = 0.15
     loss_weights: dict = field(default_factory=lambda: {"signal": 1.0, "returns": 0.5, "vol": 0.5})
     seed: int = 0
@@ -57,11 +66,20 @@ class TrainConfig:
     def __post_init__(self):
         if self.criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        if self.trunk not in TRUNKS:
+            raise ValueError(f"trunk must be one of {TRUNKS}, got {self.trunk!r}")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"mix must be a share in [0, 1], got {self.mix}")
         for name in ("epochs", "steps_per_epoch", "batch_size", "seq_len", "patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.burn_in < self.seq_len:
             raise ValueError(f"need 0 <= burn_in < seq_len, got {self.burn_in}, {self.seq_len}")
+
+    @property
+    def state_size(self) -> int | None:
+        """``d_state``, or the layer's own default when it is None."""
+        return self.d_state if self.d_state is not None else DEFAULT_D_STATE.get(self.layer)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,34 +111,51 @@ def _device(name: str):
     return torch.device(name)
 
 
+def fit_targets(lab: pd.DataFrame, lspec: LabelSpec, train: slice) -> Targets:
+    """The label scales of the training rows: per-horizon std of the forward returns, mean
+    and std of the log volatility."""
+    fwd = lab[[f"fwd_{h}" for h in lspec.horizons]].to_numpy()
+    scale = np.nanstd(fwd[train], axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    lv = lab["log_vol"].to_numpy()
+    vmean, vstd = float(np.nanmean(lv[train])), float(np.nanstd(lv[train]) or 1.0)
+    return Targets(return_scale=scale.tolist(), vol_mean=vmean, vol_std=vstd)
+
+
+def scale_labels(lab: pd.DataFrame, lspec: LabelSpec, targets: Targets) -> dict:
+    """Labels as the heads are trained on them: the signal class, forward returns in units
+    of their training std, standardised log volatility."""
+    fwd = lab[[f"fwd_{h}" for h in lspec.horizons]].to_numpy()
+    return {
+        "signal": lab["signal"].to_numpy(),
+        "returns": fwd / np.asarray(targets.return_scale),
+        "vol": (lab["log_vol"].to_numpy() - targets.vol_mean) / targets.vol_std,
+    }
+
+
 def prepare_arrays(df: pd.DataFrame, fspec: FeatureSpec, lspec: LabelSpec, split: Split):
     """Features (normalised with train statistics) and standardised targets for all bars."""
     raw = make_features(df, fspec)
-    tr = slice(*split.train)
     first_valid = fspec.warmup
     train_rows = raw.iloc[max(split.train[0], first_valid) : split.train[1]]
     norm = Normalizer.fit(train_rows)
     x = np.nan_to_num(norm.transform(raw.to_numpy()), nan=0.0)
     lab = make_labels(df, lspec)
-    fwd = lab[[f"fwd_{h}" for h in lspec.horizons]].to_numpy()
-    scale = np.nanstd(fwd[tr], axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    lv = lab["log_vol"].to_numpy()
-    vmean, vstd = float(np.nanmean(lv[tr])), float(np.nanstd(lv[tr]) or 1.0)
-    targets = Targets(return_scale=scale.tolist(), vol_mean=vmean, vol_std=vstd)
-    y = {
-        "signal": lab["signal"].to_numpy(),
-        "returns": fwd / scale,
-        "vol": (lv - vmean) / vstd,
-    }
+    targets = fit_targets(lab, lspec, slice(*split.train))
+    y = scale_labels(lab, lspec, targets)
     valid = np.zeros(len(df), dtype=bool)
     valid[first_valid:] = True
     return x, y, valid, norm, targets
 
 
-def _losses(out, y, mask) -> dict:
+#: Reported, not optimised: "next_bar" is one column of "returns" (the trunk's own target).
+DIAGNOSTIC = ("next_bar",)
+
+
+def _losses(out, y, mask, col: int = 0) -> dict:
     """Per-head losses over the scored bars: signal cross-entropy, returns smooth-L1 (in
-    units of the training std), volatility MSE (standardised log vol)."""
+    units of the training std), volatility MSE (standardised log vol); and, for the record,
+    ``next_bar``: the returns loss of column ``col`` alone (the shortest horizon)."""
     import torch
     import torch.nn.functional as F
 
@@ -133,6 +168,10 @@ def _losses(out, y, mask) -> dict:
     m_ret = mask[..., None] & ~torch.isnan(ret)
     if m_ret.any():
         parts["returns"] = F.smooth_l1_loss(out["returns"][m_ret], ret[m_ret])
+        m_one = m_ret[..., col]
+        if m_one.any():
+            parts["next_bar"] = F.smooth_l1_loss(out["returns"][..., col][m_one],
+                                                 ret[..., col][m_one])
     vol = y["vol"]
     m_vol = mask & ~torch.isnan(vol)
     if m_vol.any():
@@ -141,7 +180,7 @@ def _losses(out, y, mask) -> dict:
 
 
 def _total(parts: dict, weights: dict):
-    return sum(weights.get(k, 1.0) * v for k, v in parts.items())
+    return sum(weights.get(k, 1.0) * v for k, v in parts.items() if k not in DIAGNOSTIC)
 
 
 def _batch(x, y, starts, seq_len, burn_in, valid, device, dtype):
@@ -159,7 +198,8 @@ def _batch(x, y, starts, seq_len, burn_in, valid, device, dtype):
     return t(xb), {k: t(v) for k, v in yb.items()}, torch.as_tensor(mask, device=device)
 
 
-def validation_losses(model, x, y, valid, period, cfg: TrainConfig, device, dtype) -> dict:
+def validation_losses(model, x, y, valid, period, cfg: TrainConfig, device, dtype,
+                      col: int = 0) -> dict:
     """Per-head losses on ``period`` = [lo, hi), the model run from ``seq_len`` bars before
     it (its state built on the bars before the period, as the indicator's would be), and
     their weighted ``total``."""
@@ -172,7 +212,7 @@ def validation_losses(model, x, y, valid, period, cfg: TrainConfig, device, dtyp
     model.eval()
     with torch.no_grad():
         xb, yb, mb = _batch(x, y, [ctx], hi - ctx, 0, scored, device, dtype)
-        parts = _losses(model(xb), yb, mb)
+        parts = _losses(model(xb), yb, mb, col)
     out = {k: float(v) for k, v in parts.items()}
     out["total"] = float(_total(parts, cfg.loss_weights))
     return out
@@ -199,14 +239,28 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
     model = build_model(
         cfg.layer, input_dim=x.shape[1], d_model=cfg.d_model, n_layers=cfg.n_layers,
         dropout=cfg.dropout, n_classes=lspec.n_classes, horizons=tuple(lspec.horizons),
-        **({"d_state": cfg.d_state} if cfg.layer in SSM_KINDS else {}),
+        **({"d_state": cfg.state_size} if cfg.layer in SSM_KINDS else {}),
         **cfg.layer_options,
     ).to(device)
-    draw = window_draw(cfg, split.train, fspec.warmup, lambda starts, n: _batch(
-        x, y, starts, n, cfg.burn_in, valid, device, dtype))
-    loop = fit_loop(model, cfg, draw, _losses, lambda p: _total(p, cfg.loss_weights),
-                    lambda: validation_losses(model, x, y, valid, split.val, cfg, device, dtype),
-                    cfg.layer)
+    col = int(np.argmin(lspec.horizons))  # the trunk's target: the shortest horizon
+
+    def plain(starts, n):
+        return _batch(x, y, starts, n, cfg.burn_in, valid, device, dtype)
+
+    batch = plain
+    if cfg.mix > 0:
+        from .augment import MixedWindows
+
+        batch = MixedWindows(df, fspec, lspec, norm, lambda lab: scale_labels(lab, lspec, targets),
+                             split.train[0], split.train[1], cfg.mix,
+                             np.random.default_rng([cfg.seed, 30]), plain)
+    forward = model if cfg.trunk == "all" else lambda xb: route_heads(model, xb, col)
+    loop = fit_loop(model, cfg, window_draw(cfg, split.train, fspec.warmup, batch),
+                    lambda out, yb, mb: _losses(out, yb, mb, col),
+                    lambda p: _total(p, cfg.loss_weights),
+                    lambda: validation_losses(model, x, y, valid, split.val, cfg, device, dtype,
+                                              col),
+                    cfg.layer, forward=forward)
     model = model.cpu().eval()
     meta = {
         "data_name": data_name,
@@ -218,6 +272,7 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
         "initial_val_loss": loop.initial[cfg.criterion],
         "train_seconds": loop.seconds,
         "recipe": loop.recipe(f"validation {cfg.criterion} loss"),
+        "history": loop.history,
     }
     predictor = Predictor(model, fspec, norm, lspec, targets, meta)
     if decide:

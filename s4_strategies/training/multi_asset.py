@@ -33,7 +33,7 @@ import pandas as pd
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
 from ..model.multi import MultiPredictor, asset_features, load_multi, panel, save_multi_predictor
 from ..model.predictor import Targets
-from .fit import TrainConfig, _device, _losses, seed_everything
+from .fit import DIAGNOSTIC, TrainConfig, _device, _losses, seed_everything
 from .recipe import fit_loop, window_draw
 from .splits import Split, date_split
 
@@ -112,7 +112,7 @@ def _multi_losses(out, y, mask) -> dict:
 
 def _total(parts: dict, weights: dict):
     return sum(weights.get(k, WEIGHTS_LOSS if k == "weights" else 1.0) * v
-               for k, v in parts.items())
+               for k, v in parts.items() if k not in DIAGNOSTIC)
 
 
 def _batch(x, y, starts, seq_len, burn_in, valid, device, dtype):
@@ -149,7 +149,7 @@ def _build(cfg: TrainConfig, n_in: int, n_assets: int, lspec: LabelSpec):
     from ..ssm import build_model
 
     return build_model("multi", input_dim=n_in, n_assets=n_assets, layer=cfg.layer,
-                       d_model=cfg.d_model, d_state=cfg.d_state, n_layers=cfg.n_layers,
+                       d_model=cfg.d_model, d_state=cfg.state_size, n_layers=cfg.n_layers,
                        dropout=cfg.dropout, n_classes=lspec.n_classes,
                        horizons=tuple(lspec.horizons), **cfg.layer_options)
 

@@ -24,9 +24,36 @@ from dataclasses import dataclass
 import numpy as np
 
 GROUPS = ("ssm", "no_decay", "decay")
-#: Stopping criteria: the validation loss of the signal head (cross-entropy, the one trading
-#: uses) or the weighted sum of all heads.
-CRITERIA = ("signal", "total")
+#: Stopping criteria: the validation loss of the next-bar return (the trunk's own target,
+#: see TRUNKS), of the signal head (cross-entropy, the one trading uses) or the weighted sum
+#: of all heads.
+CRITERIA = ("next_bar", "signal", "total")
+#: Which heads' gradients reach the shared layers (the trunk). "next_bar": the next-bar
+#: return's only; every other head (signal class over 5 bars, returns over 5 and 20, the
+#: volatility of the next 24) is fitted on the trunk's output with its gradient stopped
+#: there. "all": every head's (the recipe before issue 30). Why: a head whose target spans
+#: h bars has about n/h independent targets on n bars and an h times noisier gradient for
+#: the same dependence; through the trunk it teaches the model to recall the training
+#: series instead (docs/results/memory.md).
+TRUNKS = ("next_bar", "all")
+
+
+def route_heads(model, x, col: int) -> dict:
+    """``model(x)`` with the same values, but every head's gradient stopped at the trunk
+    except that of column ``col`` of the returns head. The trunk output is the input of
+    ``model.heads`` (every single-asset model has one)."""
+    import torch
+
+    seen = []
+    hook = model.heads.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    try:
+        out = model(x)
+    finally:
+        hook.remove()
+    cut = model.heads(seen[0].detach())  # the heads on a trunk output with no gradient
+    keep = torch.zeros(out["returns"].shape[-1], dtype=torch.bool, device=x.device)  # (R,)
+    keep[col] = True
+    return {**cut, "returns": torch.where(keep, out["returns"], cut["returns"])}  # (B, L, R)
 
 
 def ssm_parameter_names(model) -> set[str]:
@@ -114,13 +141,17 @@ class LoopResult:
 
 
 def fit_loop(model, cfg, draw: Callable, losses: Callable, total: Callable,
-             validate: Callable, label: str) -> LoopResult:
+             validate: Callable, label: str, forward: Callable | None = None) -> LoopResult:
     """The recipe's optimisation, shared by every trainer: ``cfg.epochs`` × ``steps_per_epoch``
     AdamW steps (``param_groups``, one-cycle, gradient clipping) on batches from ``draw()``
-    -> (x, y, mask); ``losses(out, y, mask)`` -> per-head losses, ``total(parts)`` their
-    sum; after each epoch ``validate()`` -> per-head validation losses; keeps the best
-    weights by ``cfg.criterion`` (loaded into ``model``), early stop after ``patience``."""
+    -> (x, y, mask); ``forward(x)`` (default ``model``) -> outputs; ``losses(out, y, mask)``
+    -> per-head losses, ``total(parts)`` their sum; after each epoch ``validate()`` ->
+    per-head validation losses; keeps the best weights by ``cfg.criterion`` (loaded into
+    ``model``), early stop after ``patience``. The history holds, per epoch, the mean
+    training loss and the validation loss of every head."""
     import torch
+
+    forward = forward or model
 
     groups = param_groups(model, cfg.lr, cfg.ssm_lr, cfg.weight_decay)
     opt = torch.optim.AdamW(groups)
@@ -135,9 +166,10 @@ def fit_loop(model, cfg, draw: Callable, losses: Callable, total: Callable,
     for epoch in range(cfg.epochs):
         model.train()
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         for _ in range(cfg.steps_per_epoch):
             xb, yb, mb = draw()
-            parts = losses(model(xb), yb, mb)
+            parts = losses(forward(xb), yb, mb)
             if parts:  # something was scored in this batch
                 opt.zero_grad(set_to_none=True)
                 total(parts).backward()
@@ -146,14 +178,16 @@ def fit_loop(model, cfg, draw: Callable, losses: Callable, total: Callable,
                 steps += 1
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
+                    counts[k] = counts.get(k, 0) + 1
+                bar.set_postfix(running(sums, counts), refresh=False)
             sched.step()
             bar.update(1)
         v = validate()
         score = v[cfg.criterion]
         history.append({"epoch": epoch, "steps": steps, "val_loss": score,
                         **{f"val_{k}": x for k, x in v.items()},
-                        **{f"train_{k}": s / cfg.steps_per_epoch for k, s in sums.items()}})
-        bar.set_postfix(val=f"{score:.4f}")
+                        **{f"train_{k}": s / counts[k] for k, s in sums.items()}})
+        bar.set_postfix({**running(sums, counts), "val": f"{score:.4f}"})
         if not math.isfinite(score):
             raise FloatingPointError(f"validation {cfg.criterion} loss is {score} after epoch "
                                      f"{epoch} ({label}, seed {cfg.seed}): training diverged")
@@ -170,11 +204,16 @@ def fit_loop(model, cfg, draw: Callable, losses: Callable, total: Callable,
                       time.perf_counter() - t0)
 
 
+def running(sums: dict, counts: dict) -> dict:
+    """The epoch's mean training loss of every head so far, for the progress bar."""
+    return {k: f"{sums[k] / counts[k]:.3f}" for k in sums}
+
+
 class _NoBar:
     def update(self, n=1):
         pass
 
-    def set_postfix(self, **kw):
+    def set_postfix(self, *args, **kw):
         pass
 
     def close(self):
@@ -188,3 +227,27 @@ def progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=False)
+
+
+def history_table(history: list[dict], best_epoch: int) -> str:
+    """The training curve as a small text table: per epoch the steps run, the mean training
+    loss and the validation loss of every head; ``*`` marks the epoch kept."""
+    heads = [k[4:] for k in history[0] if k.startswith("val_") and k != "val_loss"] \
+        if history else []
+    heads = [h for h in ("next_bar", "signal", "returns", "vol", "total") if h in heads] + \
+        [h for h in heads if h not in ("next_bar", "signal", "returns", "vol", "total")]
+    cols = ["epoch", "steps"] + [f"train {h}" for h in heads if h != "total"] + \
+        [f"val {h}" for h in heads]
+    rows = []
+    for h in history:
+        cells = [f"{h['epoch']}{'*' if h['epoch'] == best_epoch else ''}", str(h["steps"])]
+        cells += [_num(h.get(f"train_{k}")) for k in heads if k != "total"]
+        cells += [_num(h.get(f"val_{k}")) for k in heads]
+        rows.append(cells)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(cols), *map(line, rows)])
+
+
+def _num(v) -> str:
+    return "–" if v is None else f"{v:.4f}"

@@ -145,7 +145,7 @@ def fit_model(d: TickData, split: Split, spec: TickFeatureSpec, cfg: TrainConfig
          "vol": np.full(len(d.y), np.nan)}
     dtype, device = torch.float32, torch.device("cpu")
     model = build_model("s4d", input_dim=d.x.shape[1], d_model=cfg.d_model,
-                        d_state=cfg.d_state, n_layers=cfg.n_layers, dropout=cfg.dropout,
+                        d_state=cfg.state_size, n_layers=cfg.n_layers, dropout=cfg.dropout,
                         n_classes=3, horizons=(spec.horizon_steps,), **cfg.layer_options)
     draw = window_draw(cfg, split.train, spec.warmup, lambda starts, n: _batch(
         d.x, y, starts, n, cfg.burn_in, d.valid, device, dtype))

@@ -165,7 +165,7 @@ def _check_train(spec: ResearchSpec) -> None:
                 cfg = spec.train_config(m, params, 0)
                 ModelConfig(m.layer, input_dim=1, d_model=cfg.d_model, n_layers=cfg.n_layers,
                             dropout=cfg.dropout, **cfg.layer_options,
-                            **({"d_state": cfg.d_state} if m.layer in SSM_KINDS else {}))
+                            **({"d_state": cfg.state_size} if m.layer in SSM_KINDS else {}))
             except (TypeError, ValueError) as exc:
                 where = f"models.{m.name}" + (f".space.{next(iter(params))}" if params else "")
                 raise SpecError(f"{where}: {exc}") from None
