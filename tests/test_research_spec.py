@@ -78,7 +78,7 @@ def test_the_default_studies_cover_the_crises_they_name():
     ({"walk_forward": {"test_start": "2022-01-01", "purge": 5}}, "longest horizon"),
     ({"walk_forward": {"test_start": "2022-01-01", "bogus": 1}}, "walk_forward"),
     ({"train": {"epochz": 3}}, "TrainConfig"),
-    ({"train": {"burn_in": 600}}, "burn_in"),
+    ({"train": {"burn_in": 2000}}, "burn_in"),
     ({"search": {"objective": "test_sharpe"}}, "objective"),
     ({"search": {"trials_per_fold": 0}}, ">= 1"),
     ({"labels": {"horizons": [2, 10]}}, "horizons"),

@@ -192,8 +192,8 @@ def _add_train(sub) -> None:
                     help="optimiser steps between validation checks")
     tr.add_argument("--d-model", type=_positive(int), default=d.d_model, help="model width")
     tr.add_argument("--d-state", type=_positive(int), default=d.d_state,
-                    help="state size per channel (s4, s4d, mamba; default: 64 for s4 and "
-                         "s4d, 16 for mamba)")
+                    help="state size per channel of the SSM kinds (default: the layer's own, "
+                         "64; 16 for mamba)")
     tr.add_argument("--n-layers", type=_positive(int), default=d.n_layers,
                     help="number of layers")
     tr.add_argument("--seq-len", type=_positive(int), default=d.seq_len,
