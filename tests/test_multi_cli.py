@@ -22,10 +22,7 @@ from s4_strategies import S4MultiAssetStrategy
 from s4_strategies.apps.cli import main
 from s4_strategies.model import load_multi
 from s4_strategies.training.allocation import rebalance_path, select_allocation
-
-DATA = "bybit:BTCUSDT:60,bybit:ETHUSDT:60,bybit:SOLUSDT:60"
-TINY = ["--epochs", "2", "--steps-per-epoch", "10", "--d-model", "8", "--d-state", "8",
-        "--n-layers", "1", "--seq-len", "128", "--batch-size", "4", "--lr", "5e-3", "--quiet"]
+from tests.conftest import MULTI_DATA as DATA
 
 
 # -- the arithmetic ------------------------------------------------------------------------
@@ -77,14 +74,9 @@ def test_equal_weight_buy_and_hold_with_a_late_starter():
 
 
 # -- the command line ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def multi_ckpt(tmp_path_factory):
-    torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("multi") / "multi.pt"
-    rc = main(["train", "--multi", "--data", DATA, "--from", "2021-06-01", "--to",
-               "2021-12-31", *TINY, "--out", str(path)])
-    assert rc == 0
-    return path
+@pytest.fixture
+def multi_ckpt(tiny_multi_checkpoint):  # s4trade train --multi (tests/conftest.py)
+    return tiny_multi_checkpoint
 
 
 def test_train_multi_writes_a_sealed_checkpoint_with_the_recipe(multi_ckpt, capsys):

@@ -2,8 +2,8 @@
 
 Both wrap a strategy class without changing it: its ``next()`` is skipped before the gate
 opens, while its indicators (the S4 model's recurrent state) advance on every bar. A strategy
-that carries its model state itself (``S4MultiAssetStrategy``) has an ``advance()``: what it
-does on a bar where it may not trade, called instead.
+that carries its model state itself (``S4MultiAssetStrategy``) has a ``step_model()``: what
+it does on a bar where it may not trade, called instead.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ def _named(sub, cls):
 
 
 def _pass_over(strategy) -> None:
-    advance = getattr(strategy, "advance", None)
-    if callable(advance):
-        advance()
+    step = getattr(type(strategy), "step_model", None)  # the class's, never a line's
+    if callable(step):
+        step(strategy)
 
 
 def is_live(datas) -> bool:

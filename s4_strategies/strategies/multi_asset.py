@@ -84,13 +84,14 @@ class S4MultiAssetStrategy(bt.Strategy):
         # Some datas have not started yet: feed the stream and trade the others.
         self.next()
 
-    def advance(self) -> bool:
+    def step_model(self) -> bool:
         """Feed this step's bars to the model; True when a bar time was stepped. What the
-        strategy does on a bar where it may not trade (``live.gate``)."""
+        strategy does on a bar where it may not trade (``live.gate``). (Not ``advance``:
+        backtrader's lines have one, which moves their buffers.)"""
         return self.shared.update()
 
     def next(self):
-        if self.advance():
+        if self.step_model():
             self.rebalance()
 
     def rebalance(self) -> None:
