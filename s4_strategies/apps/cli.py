@@ -272,11 +272,13 @@ def _add_demo(sub) -> None:
                           description="Backtests the shipped S4D checkpoint out of sample "
                                       "(2023-2024): the directional strategy on BTCUSDT, the "
                                       "portfolio strategy on BTCUSDT, ETHUSDT and SOLUSDT, the "
-                                      "market maker on the tick sample and on hourly bars; "
+                                      "shipped multi-asset checkpoint's strategy on the same "
+                                      "three, the market maker on the tick sample and on "
+                                      "hourly bars; "
                                       "prints a table and writes reports into --out.")
     demo.add_argument("--out", default="runs/demo", help="folder for everything it writes")
     demo.add_argument("--retrain", action="store_true",
-                      help="train the demo model instead of using the shipped checkpoint")
+                      help="train the demo models instead of using the shipped checkpoints")
     demo.set_defaults(func=_cmd_demo)
 
 
