@@ -42,10 +42,12 @@ from .quantstats_analyzer import (
 from .regimes import RegimeAnalyzer, plot_price_by_regime, regime_metrics
 from .returns import check_returns, equity_returns, is_intraday, to_daily
 from .trades import TradeStats, summarize_trades
+from .weights import PositionWeights, plot_weights
 
 __all__ = [
     "DriftMonitor",
     "MarketMakingAnalyzer",
+    "PositionWeights",
     "QuantStatsAnalyzer",
     "RegimeAnalyzer",
     "TradeStats",
@@ -66,6 +68,7 @@ __all__ = [
     "plot_equity_drawdown",
     "plot_inventory",
     "plot_price_by_regime",
+    "plot_weights",
     "quantstats_table",
     "quiet_fonts",
     "reference_from_predictor",
@@ -110,9 +113,10 @@ def write_report(strategy, outdir, cerebro=None, tearsheet: bool = True) -> dict
     not two rows for it),
     ``metrics.json`` (labels, span, annualisation, metrics, and ``trades`` when ``TradeStats``
     is attached), ``equity_drawdown.png`` and, given ``cerebro``, ``cerebro.png``
-    (backtrader's own chart). With a ``RegimeAnalyzer``: ``regimes.png`` (the price coloured
-    by regime), the returns by regime on the tear sheet and under ``regimes`` in
-    ``metrics.json``. Needs ``QuantStatsAnalyzer`` on the strategy
+    (backtrader's own chart). With a ``PositionWeights`` analyzer: ``weights.png`` (what
+    each data held over time) and ``weights.csv``. With a ``RegimeAnalyzer``:
+    ``regimes.png`` (the price coloured by regime), the returns by regime on the tear
+    sheet and under ``regimes`` in ``metrics.json``. Needs ``QuantStatsAnalyzer`` on the strategy
     (``add_all(cerebro)`` before ``cerebro.run()``).
 
     Returns ``{"metrics": {...}, "trades": {...} or None, "files": {name: Path}}``.
@@ -148,6 +152,13 @@ def write_report(strategy, outdir, cerebro=None, tearsheet: bool = True) -> dict
         res["returns"], outdir / "equity_drawdown.png", benchmark=res["benchmark"],
         title=qs_an.title,
     )
+    weights_an = find_analyzer(strategy, PositionWeights)
+    if weights_an is not None:
+        held = weights_an.get_analysis()["weights"]
+        held.rename_axis("datetime").to_csv(outdir / "weights.csv")
+        files["weights_csv"] = outdir / "weights.csv"
+        files["weights"] = plot_weights(held, outdir / "weights.png",
+                                        title=f"{qs_an.strategy_name}: weights held")
     if cerebro is not None:
         written = save_cerebro_plot(cerebro, outdir / "cerebro.png")
         if written:

@@ -53,7 +53,9 @@ from .tearsheet import (
 )
 
 __all__ = [
+    "BENCHMARKS",
     "QuantStatsAnalyzer",
+    "equal_weight_value",
     "agg_backend",
     "qs_compat",
     "quantstats_table",
@@ -71,12 +73,30 @@ def _data_name(data) -> str:
     return data.p.dataname if isinstance(data.p.dataname, str) else "data0"
 
 
+BENCHMARKS = ("buyhold", "equal_weight")
+
+
+def equal_weight_value(close: pd.DataFrame) -> pd.Series:
+    """The value of an equal-weight buy and hold of the columns of ``close`` (one asset
+    each, NaN before it starts), starting at 1: each asset gets 1/N, held as cash until its
+    first close, then bought there and held (no rebalancing)::
+
+        value_t = (1/N) Σ_a (close_a,t / close_a,first  if t ≥ first_a  else 1)
+    """
+    close = close.astype("float64").ffill()
+    first = close.apply(lambda c: c.loc[c.first_valid_index()] if c.notna().any() else np.nan)
+    growth = (close / first).fillna(1.0)  # (T, N)  cash before an asset's first close
+    return growth.mean(axis=1).rename("value")
+
+
 class QuantStatsAnalyzer(bt.Analyzer):
     """Portfolio value every bar -> returns, metrics and (with ``output=``) a tear sheet.
 
     Params:
-      - ``benchmark``: ``"buyhold"`` (buy and hold of ``data``), a data feed (bought and held),
-        a Series of benchmark *returns* (aligned to the strategy's bars), or ``None``
+      - ``benchmark``: ``"buyhold"`` (buy and hold of ``data``), ``"equal_weight"`` (buy and
+        hold of every data: 1/N of the starting value each, bought at its first close, cash
+        until then; see :func:`equal_weight_value`), a data feed (bought and held), a Series
+        of benchmark *returns* (aligned to the strategy's bars), or ``None``
       - ``data``: the feed for ``"buyhold"`` (default: data0)
       - ``periods_per_year``: bars per year; ``None`` infers it from the bar timestamps and
         ``calendar`` (252 equity days, 365 crypto days, 8760 crypto hours, ...)
@@ -122,9 +142,10 @@ class QuantStatsAnalyzer(bt.Analyzer):
             raise TypeError(
                 f"benchmark must be 'buyhold', a data feed, a Series or None, not {bench!r}"
             )
-        if isinstance(bench, str) and bench != "buyhold":
+        if isinstance(bench, str) and bench not in BENCHMARKS:
             raise ValueError(
-                f"benchmark={bench!r}: pass 'buyhold', a data feed, a returns Series or None "
+                f"benchmark={bench!r}: pass 'buyhold', 'equal_weight', a data feed, a returns "
+                "Series or None "
                 "(ticker strings are not downloaded: offline quantstats makes them all zero)"
             )
         if self.p.calendar not in ("auto", "crypto", "equities"):
@@ -133,9 +154,12 @@ class QuantStatsAnalyzer(bt.Analyzer):
             )
         self._bench_data = None
         if isinstance(bench, bt.AbstractDataBase):
-            self._bench_data = bench
+            self._bench_data = [bench]
+        elif isinstance(bench, str) and bench == "equal_weight":
+            self._bench_data = list(self.strategy.datas)
         elif isinstance(bench, str):  # "buyhold"
-            self._bench_data = self.p.data if self.p.data is not None else self.strategy.datas[0]
+            self._bench_data = [self.p.data if self.p.data is not None
+                                else self.strategy.datas[0]]
         self._start_value = float(self.strategy.broker.getvalue())
         self._dt, self._value, self._close = [], [], []
         self.html_path = None
@@ -144,8 +168,8 @@ class QuantStatsAnalyzer(bt.Analyzer):
         self._dt.append(self.strategy.datetime[0])
         self._value.append(self.strategy.broker.getvalue())
         if self._bench_data is not None:  # a feed that has not started yet has no price
-            started = len(self._bench_data) > 0
-            self._close.append(float(self._bench_data.close[0]) if started else np.nan)
+            self._close.append([float(d.close[0]) if len(d) else np.nan
+                                for d in self._bench_data])
 
     def _periods_per_year(self, index) -> int:
         if self.p.periods_per_year:
@@ -162,12 +186,18 @@ class QuantStatsAnalyzer(bt.Analyzer):
         """Benchmark returns on ``index`` (NaN before it starts) and its name."""
         name = self.p.benchmark_name
         if self._bench_data is not None:
-            close = pd.Series(self._close, index=index, dtype="float64")[keep].ffill()
-            bench = close.pct_change()
-            started = close.first_valid_index()
-            if started is not None:
-                bench[started] = 0.0  # bought at its first close
-            return bench, name or f"{_data_name(self._bench_data)} buy & hold"
+            names = [_data_name(d) for d in self._bench_data]
+            close = pd.DataFrame(np.asarray(self._close, dtype="float64").reshape(
+                len(index), len(names)), index=index, columns=names)[keep]
+            if len(names) == 1:
+                close = close.iloc[:, 0].ffill()
+                bench = close.pct_change()
+                started = close.first_valid_index()
+                if started is not None:
+                    bench[started] = 0.0  # bought at its first close
+                return bench, name or f"{names[0]} buy & hold"
+            bench = equal_weight_value(close).pct_change().fillna(0.0)
+            return bench, name or f"equal-weight buy & hold of {', '.join(names)}"
         if isinstance(self.p.benchmark, pd.Series):
             bench = pd.Series(self.p.benchmark, dtype="float64")
             return bench, name or str(self.p.benchmark.name or "Benchmark")

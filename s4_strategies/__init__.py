@@ -25,6 +25,8 @@ _LAZY = {
     "MakerTakerCommInfo": "s4_strategies.fees",
     "Predictor": "s4_strategies.model",
     "default_checkpoint": "s4_strategies.model",
+    "load_multi": "s4_strategies.model",
+    "default_multi_checkpoint": "s4_strategies.model",
     "sweep": "s4_strategies.apps.sweep",
 }
 

@@ -16,6 +16,10 @@ Entering the other side takes precedence over staying (it matters only when
 position through a weak opposite signal (more hysteresis, fewer trades).
 :func:`band_from_cost` scales the band by the round-trip cost (``2 * fee``); the training
 side (``training.decision.select_rule``) picks that scaling on validation data.
+
+The multi-asset strategy's decision is how often to rebalance to its portfolio weights and
+the smallest change worth a trade (``training.allocation`` chooses both on validation);
+:data:`REBALANCE_FALLBACK` is what it trades with a checkpoint that carries no choice.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BandRule", "band_from_cost"]
+__all__ = ["REBALANCE_FALLBACK", "BandRule", "band_from_cost"]
+
+#: the multi-asset strategy's rebalancing without a decision in its checkpoint: every 24
+#: bars, skipping weight changes under 0.02
+REBALANCE_FALLBACK = {"rebalance": 24, "min_trade": 0.02}
 
 
 @dataclass(frozen=True)

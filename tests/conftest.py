@@ -34,3 +34,29 @@ def tiny_checkpoint(tiny_result, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_result(tiny_result, path)
     return path
+
+
+#: the command that trains the tiny multi-asset checkpoint (``tiny_multi_checkpoint``)
+MULTI_DATA = "bybit:BTCUSDT:60,bybit:ETHUSDT:60,bybit:SOLUSDT:60"
+MULTI_TRAIN = ["train", "--multi", "--data", MULTI_DATA, "--from", "2021-06-01", "--to",
+               "2021-12-31", "--epochs", "2", "--steps-per-epoch", "10", "--d-model", "8",
+               "--d-state", "8", "--n-layers", "1", "--seq-len", "128", "--batch-size", "4",
+               "--lr", "5e-3", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def tiny_multi_checkpoint(tmp_path_factory):
+    """A tiny multi-asset S4D over BTC/ETH/SOL hourly, trained by ``s4trade train --multi``
+    (SOLUSDT lists on 2021-10-15 and joins late; a few seconds on CPU)."""
+    import torch
+
+    from s4_strategies.apps.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("multi") / "multi.pt"
+    try:
+        assert main([*MULTI_TRAIN, "--out", str(path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return path

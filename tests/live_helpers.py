@@ -81,3 +81,54 @@ def local_ws_server(handler):
     finally:
         server.shutdown()
         thread.join(5)
+
+
+class FramesKlines:
+    """``FrameKlines`` for several symbols: ``frames`` ``{symbol: frame}``."""
+
+    def __init__(self, frames: dict):
+        self.by_symbol = {s: FrameKlines(f) for s, f in frames.items()}
+
+    def get_kline(self, category, symbol, interval, start, end, limit=1000, **kw):
+        return self.by_symbol[symbol].get_kline(category, symbol, interval, start, end,
+                                                limit=limit, **kw)
+
+
+class FramesKlineSocket:
+    """A kline WebSocket for several symbols, as Bybit sends them: each bar time's candles
+    of every symbol one after another (in a seeded random order, ``delay`` seconds apart),
+    before the next time's. Starts pushing once every symbol of ``frames`` subscribed."""
+
+    def __init__(self, frames: dict, delay=0.002, seed=0):
+        import numpy as np
+
+        self.frames, self.delay = frames, delay
+        self.rng = np.random.default_rng(seed)
+        self.callbacks: dict = {}
+        self.exited = False
+
+    def __call__(self, channel_type, testnet):
+        return self
+
+    def kline_stream(self, interval, symbol, callback):
+        self.callbacks[symbol] = (interval, callback)
+        if set(self.callbacks) == set(self.frames):
+            threading.Thread(target=self._push, daemon=True).start()
+
+    def _push(self):
+        index = sorted(set().union(*(f.index for f in self.frames.values())))
+        for ts in index:
+            for symbol in self.rng.permutation(sorted(self.frames)):
+                frame = self.frames[symbol]
+                if self.exited:
+                    return
+                if ts in frame.index:
+                    time.sleep(self.delay)
+                    interval, callback = self.callbacks[symbol]
+                    callback(kline_message(ts, frame.loc[ts], interval, symbol))
+
+    def is_connected(self):
+        return not self.exited
+
+    def exit(self):
+        self.exited = True

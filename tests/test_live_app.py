@@ -44,7 +44,7 @@ def test_live_source_reads_bybit_only():
 def test_cli_live_defaults_to_shadow_and_refuses_two_modes(capsys):
     args = build_parser().parse_args(["live", "--strategy", "directional"])
     assert not (args.testnet or args.demo or args.mainnet) and args.on_exit == "cancel"
-    assert args.data == "bybit:BTCUSDT:60"
+    assert args.data is None  # the directional strategy reads bybit:BTCUSDT:60 (cli_live)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["live", "--strategy", "directional", "--testnet",
                                    "--mainnet"])

@@ -125,7 +125,8 @@ class Record(bt.Analyzer):
 
     def next(self):
         s = self.strategy
-        self.rows.append((s._now(), [s.getposition(d).size for d in s.datas]))
+        now = max(d.datetime.datetime(0) for d in s.datas if len(d))
+        self.rows.append((now, [s.getposition(d).size for d in s.datas]))
 
     prenext = next
 

@@ -12,10 +12,10 @@ import pandas as pd
 from feeds.bartime import utc_timestamp
 from feeds.errors import DataError
 
-from ..model import default_checkpoint
+from ..model import default_checkpoint, default_multi_checkpoint
 from .sources import DEFAULT_CACHE, check_period, end_of, load_source, make_feed, parse_source
 
-STRATEGIES = ("directional", "portfolio", "market-making")
+STRATEGIES = ("directional", "portfolio", "multi-asset", "market-making")
 DEFAULT_CASH = 100_000.0
 
 
@@ -23,13 +23,46 @@ class InSampleWarning(UserWarning):
     """The backtest period overlaps the data the checkpoint was trained or validated on."""
 
 
-def load_predictor(model=None):
+def load_predictor(model=None, strategy: str = "directional"):
     """A loaded model: ``model`` is a checkpoint path, a loaded model, or None (the shipped
-    checkpoint)."""
-    from ..model import load_model
+    checkpoint; for ``multi-asset`` the shipped multi-asset one, an "s4-multi/1" file)."""
+    from ..model import load_model, load_multi
 
+    if strategy == "multi-asset":
+        model = default_multi_checkpoint() if model is None else model
+        return load_multi(model) if isinstance(model, (str, Path)) else model
     model = default_checkpoint() if model is None else model
     return load_model(model) if isinstance(model, (str, Path)) else model
+
+
+def trained_data(predictor) -> list[str]:
+    """The ``--data`` values a multi-asset checkpoint was trained on (``meta["data"]``)."""
+    data = (getattr(predictor, "meta", None) or {}).get("data")
+    if not isinstance(data, dict) or not data:
+        raise ValueError("the checkpoint does not say which data it was trained on: pass "
+                         "--data with one value per asset")
+    return [str(data.get(a, a)) for a in predictor.assets]
+
+
+def data_names(strategy: str, predictor, sources) -> list[str]:
+    """The name each data gets in the Cerebro: its symbol; for ``multi-asset`` the model's
+    asset that the ``--data`` value or its symbol names (``ValueError`` for one it does not
+    trade)."""
+    if strategy != "multi-asset":
+        return [src.symbol for src in sources]
+    assets = list(predictor.assets)
+    names = []
+    for src in sources:
+        match = [a for a in assets if a in (src.spec, src.symbol)]
+        if not match:
+            raise ValueError(f"--data {src.spec}: the multi-asset model trades {assets}, not "
+                             f"{src.symbol}")
+        names.append(match[0])
+    missing = [a for a in assets if a not in names]
+    if missing or len(set(names)) != len(names):
+        raise ValueError(f"the multi-asset model trades {assets}: --data must list each of "
+                         f"them once (got {[src.spec for src in sources]})")
+    return names
 
 
 def seen_span(predictor) -> dict | None:
@@ -145,9 +178,11 @@ def build_cerebro(strategy: str, data: list, model=None, fromdate=None, todate=N
     import backtrader as bt
 
     from ..strategies.directional import S4DirectionalStrategy
+    from ..strategies.multi_asset import S4MultiAssetStrategy
     from ..strategies.portfolio import S4PortfolioStrategy
 
-    classes = {"directional": S4DirectionalStrategy, "portfolio": S4PortfolioStrategy}
+    classes = {"directional": S4DirectionalStrategy, "portfolio": S4PortfolioStrategy,
+               "multi-asset": S4MultiAssetStrategy}
     if strategy not in classes:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if strategy == "directional" and len(data) != 1:
@@ -156,13 +191,14 @@ def build_cerebro(strategy: str, data: list, model=None, fromdate=None, todate=N
     _check_params(classes[strategy], strategy, params)
     cerebro = bt.Cerebro(runonce=runonce, stdstats=False)
     cerebro.broker.setcash(cash)
-    for spec in data:
-        src = parse_source(spec)
+    predictor = load_predictor(model, strategy)
+    sources = [parse_source(spec) for spec in data]
+    for spec, src, name in zip(data, sources, data_names(strategy, predictor, sources)):
         df = (frames or {}).get(spec)
         if df is None:
             df = load_source(src, fromdate, todate, cache_dir=cache_dir, bars_only=False)
-        cerebro.adddata(make_feed(src, df, fromdate, todate), name=src.symbol)
-    cerebro.addstrategy(classes[strategy], model=load_predictor(model), **params)
+        cerebro.adddata(make_feed(src, df, fromdate, todate), name=name)
+    cerebro.addstrategy(classes[strategy], model=predictor, **params)
     return cerebro
 
 
@@ -170,16 +206,21 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
                  out="runs/backtest", cash: float | None = None, runonce: bool = True,
                  fill_model=None, params: dict | None = None,
                  cache_dir=DEFAULT_CACHE) -> dict:
-    """Run, print nothing, write ``metrics.json``, ``tearsheet.html`` and pictures to ``out``.
+    """Run, print nothing, write ``metrics.json``, ``tearsheet.html`` and pictures to ``out``
+    (``equity_drawdown.png``; ``weights.png``/``weights.csv``: what each data held).
+    Several datas are benchmarked against their equal-weight buy and hold, one against its
+    buy and hold.
 
     Without ``fromdate`` the model strategies start after the checkpoint's training and
     validation data (and its label horizon); a period that overlaps them still runs, with an
     :class:`InSampleWarning` and ``"in_sample": true`` in the summary. A bare ``todate`` date
     includes its whole day. ``cash`` defaults to 100,000 (the market maker: its own default).
+    ``multi-asset`` without ``data``: the datas the checkpoint was trained on
+    (``meta["data"]``).
     """
     import analyzers
 
-    data = [data] if isinstance(data, str) else list(data)
+    data = [data] if isinstance(data, str) else list(data or [])
     out = Path(out)
     if strategy == "market-making":
         from .market_making import backtest_market_making
@@ -193,7 +234,11 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
     if strategy == "directional" and len(data) != 1:
         raise ValueError("the directional strategy trades one data; pass one --data")
     check_period(fromdate, todate)
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, strategy)
+    if not data:
+        data = trained_data(predictor)
+        sources = [parse_source(spec) for spec in data]
+    data_names(strategy, predictor, sources)  # the assets match before any bar is read
     seen = seen_span(predictor)
     frames = {}
     for spec, src in zip(data, sources):
@@ -208,14 +253,17 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
     cerebro = build_cerebro(strategy, data, predictor, start, end,
                             DEFAULT_CASH if cash is None else cash, runonce, params, frames)
     out.mkdir(parents=True, exist_ok=True)
-    analyzers.add_all(cerebro, output=str(out / "tearsheet.html"), benchmark="buyhold",
+    analyzers.add_all(cerebro, output=str(out / "tearsheet.html"),
+                      benchmark="buyhold" if len(data) == 1 else "equal_weight",
                       title=f"S4 {strategy} on {', '.join(data)}")
+    cerebro.addanalyzer(analyzers.PositionWeights, _name="weights")
     strat = cerebro.run()[0]
     report = analyzers.write_report(strat, out)
     summary = {
         "strategy": strategy,
         "data": data,
-        "model": str(model or default_checkpoint()),
+        "model": str(model or (default_multi_checkpoint() if strategy == "multi-asset"
+                               else default_checkpoint())),
         "from": str(start) if start is not None else None,
         "to": str(end) if end is not None else None,
         "period_default": fromdate is None and seen is not None,
@@ -223,6 +271,7 @@ def run_backtest(strategy: str, data, model=None, fromdate=None, todate=None,
         "warnings": warns,
         "final_value": cerebro.broker.getvalue(),
         "metrics": report.get("metrics", {}),
+        "benchmark": strat.analyzers.quantstats.get_analysis().get("benchmark_name"),
         "trades": report.get("trades", {}),
         "files": report.get("files", {}),
         "out": str(out),
@@ -279,6 +328,11 @@ def print_metrics(res: dict) -> None:
     for label, key, fmt in KEYS:
         v = m.get(key)
         print(f"  {label:<14} {fmt.format(v) if isinstance(v, (int, float)) else '–'}")
+    if m.get("benchmark_sharpe") is not None:
+        b = [f"{label} {fmt.format(m[f'benchmark_{key}'])}" for label, key, fmt in KEYS
+             if isinstance(m.get(f"benchmark_{key}"), (int, float))
+             and key in ("cagr", "sharpe", "max_drawdown")]
+        print(f"  {'benchmark':<14} {res.get('benchmark') or 'buy & hold'}: {', '.join(b)}")
     t = res.get("trades") or {}
     if t:
         print(f"  {'trades':<14} {t.get('closed_trades', t.get('trades', '–'))}")

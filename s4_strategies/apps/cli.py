@@ -21,6 +21,7 @@ from .cli_args import (
     _latency_ms,
     _positive,
 )
+from .cli_compare import add_compare
 from .cli_data import add_data
 from .cli_live import add_live, add_shadow_report
 from .sources import DEFAULT_CACHE, FORMS
@@ -57,7 +58,9 @@ def _cmd_train(args) -> int:
     from ..training import TrainConfig, date_split, save_result, train_model
     from .sources import load_source
 
-    df = load_source(args.data, args.from_, args.to, cache_dir=args.cache_dir)
+    if "," in args.data and not args.multi:
+        raise ValueError(f"--data {args.data!r} lists several assets: add --multi to train one "
+                         "shared-encoder model on them (or train one model per asset)")
     lspec = LabelSpec(n_classes=args.classes,
                       thresholds=(0.5,) if args.classes == 3 else (0.5, 1.5))
     default = TrainConfig()
@@ -72,6 +75,12 @@ def _cmd_train(args) -> int:
                       # A Transformer attends to half its training window (see inference.py).
                       layer_options={"window": args.seq_len // 2} if args.layer == "transformer"
                       else {})
+    if args.multi:
+        from .train_multi import train_multi_command
+
+        print(json.dumps(_rounded(train_multi_command(args, cfg, lspec)), indent=2))
+        return 0
+    df = load_source(args.data, args.from_, args.to, cache_dir=args.cache_dir)
     split = date_split(df.index, args.from_, args.to, purge=lspec.max_horizon,
                        val_fraction=args.val_fraction)
     res = train_model(df, split, cfg, FeatureSpec(), lspec, data_name=args.data)
@@ -86,37 +95,6 @@ def _cmd_train(args) -> int:
                "best_epoch": res.best_epoch, "best_val_loss": res.meta["best_val_loss"],
                "train_seconds": res.train_seconds}
     print(json.dumps(_rounded(summary), indent=2))
-    return 0
-
-
-#: ``compare``'s periods and seeds: the full study, and ``--quick``, a smoke run of every
-#: model (tiny, one seed, months not years: about a minute on two cores)
-COMPARE_FULL = {"train_from": "2021-01-01", "train_to": "2022-12-31",
-                "test_from": "2023-01-01", "test_to": "2024-12-31", "seeds": 5}
-COMPARE_QUICK = {"train_from": "2021-01-01", "train_to": "2021-05-31",
-                 "test_from": "2021-07-01", "test_to": "2021-08-31", "seeds": 1}
-
-
-def _cmd_compare(args) -> int:
-    from ..training.compare import run_comparison
-
-    given = {k: getattr(args, k) for k in COMPARE_FULL}
-    plan = {k: v if v is not None else (COMPARE_QUICK if args.quick else COMPARE_FULL)[k]
-            for k, v in given.items()}
-    from .sources import check_period
-
-    check_period(plan["train_from"], plan["train_to"])
-    check_period(plan["test_from"], plan["test_to"])
-    models = args.models.split(",") if args.models else None
-    res = run_comparison(data=args.data, train=(plan["train_from"], plan["train_to"]),
-                         test=(plan["test_from"], plan["test_to"]), quick=args.quick,
-                         ablations=not args.no_ablations, models=models, out=args.out,
-                         seed=args.seed, seeds=plan["seeds"])
-    print(f"\n{args.data}: train {res['periods']['train']}, validation {res['periods']['val']}, "
-          f"test {res['periods']['test']}; taker fee {res['fee_per_side']:.3%} per side, "
-          f"funding {res['funding_rate_per_8h']:.2%} per 8 h; seeds {res['seeds']}\n")
-    print(res["tables"])
-    print(f"\nwall time {res['wall_seconds']:.0f} s")
     return 0
 
 
@@ -142,7 +120,7 @@ def _cmd_backtest(args) -> int:
 
     from .backtest import InSampleWarning, print_metrics, run_backtest
 
-    given = args.data or [DEFAULT_DATA]
+    given = args.data or ([] if args.strategy == "multi-asset" else [DEFAULT_DATA])
     data = [d.strip() for spec in given for d in spec.split(",") if d.strip()]
     if args.strategy == "market-making":
         from .market_making import backtest_market_making
@@ -174,7 +152,12 @@ def _add_train(sub) -> None:
     tr = sub.add_parser("train", help="train a model on your bars", formatter_class=_formatter,
                         description="Train on [--from, --to]: the last --val-fraction is "
                                     "validation, the rest training, a purge gap between.")
-    tr.add_argument("--data", default="bybit:BTCUSDT:60", help=DATA_HELP)
+    tr.add_argument("--data", default="bybit:BTCUSDT:60",
+                    help=f"{DATA_HELP}; with --multi a comma list, one per asset")
+    tr.add_argument("--multi", action="store_true",
+                    help="one model over the assets of --data: a shared SSM encoder, a head "
+                         "per asset and a long-only portfolio head (an s4-multi checkpoint "
+                         "for --strategy multi-asset)")
     tr.add_argument("--from", dest="from_", default="2021-01-01", type=_date_arg,
                     metavar="DATE",
                     help="first bar of the training period (UTC)")
@@ -224,34 +207,6 @@ def _add_train(sub) -> None:
     tr.set_defaults(func=_cmd_train)
 
 
-def _add_compare(sub) -> None:
-    cp = sub.add_parser("compare", help="S4, S4D, S5, DSS, selective SSM vs LSTM/GRU/Transformer",
-                        formatter_class=_formatter,
-                        description="Trains every model (and its ablations) with several seeds "
-                                    "on one split of an embedded dataset, then prints the "
-                                    "skill table against simple baselines and the trading "
-                                    "table after fees and funding. --quick is a smoke run.")
-    cp.add_argument("--data", default="bybit:BTCUSDT:60", help="an embedded dataset name")
-    full, quick = COMPARE_FULL, COMPARE_QUICK
-    for flag, key, what in (("--train-from", "train_from", "first training bar"),
-                            ("--train-to", "train_to", "last validation bar"),
-                            ("--test-from", "test_from", "first test bar (after a purge gap)"),
-                            ("--test-to", "test_to", "last test bar")):
-        cp.add_argument(flag, dest=key, default=None, type=_date_arg,
-                        help=f"{what} (default: {full[key]}; --quick: {quick[key]})")
-    cp.add_argument("--models", default=None, help="comma list of layers (default: all)")
-    cp.add_argument("--quick", action="store_true",
-                    help="a smoke run: every model tiny, one short epoch, one seed, a few "
-                         "months, no ablations (about a minute)")
-    cp.add_argument("--no-ablations", action="store_true", help="skip the ablation table")
-    cp.add_argument("--seed", type=int, default=0, help="first random seed")
-    cp.add_argument("--seeds", type=_positive(int), default=None,
-                    help=f"seeds per network, for mean ± sd and paired differences "
-                         f"(default: {full['seeds']}; --quick: {quick['seeds']})")
-    cp.add_argument("--out", default="runs/compare", help="folder for the tables (and JSON)")
-    cp.set_defaults(func=_cmd_compare)
-
-
 def _add_research(sub) -> None:
     rs = sub.add_parser("research", help="walk-forward × models × seeds × assets on Ray",
                         formatter_class=_formatter,
@@ -290,13 +245,15 @@ def _add_backtest(sub) -> None:
                                     "training and validation data; an overlapping period "
                                     "runs with a loud IN-SAMPLE warning.")
     bk.add_argument("--strategy", required=True, help="what to run (required)",
-                    choices=["directional", "portfolio", "market-making"])
+                    choices=["directional", "portfolio", "multi-asset", "market-making"])
     bk.add_argument("--data", action="append", default=None,
-                    help=f"comma list; each is {FORMS} (default: {DEFAULT_DATA}). Market "
+                    help=f"comma list; each is {FORMS} (default: {DEFAULT_DATA}; "
+                         "multi-asset: the checkpoint's assets, as it was trained). Market "
                          "making: embedded only, all ticks or all bars, run together; may be "
                          "repeated")
     bk.add_argument("--model", default=None, metavar="PATH",
-                    help="checkpoint (default: the shipped one)")
+                    help="checkpoint (default: the shipped one; multi-asset: the shipped "
+                         "multi-asset one, or what s4trade train --multi wrote)")
     bk.add_argument("--from", dest="from_", default=None, type=_date_arg,
                     metavar="DATE",
                     help="first bar (default: the first bar the checkpoint has not seen)")
@@ -336,11 +293,13 @@ def _add_demo(sub) -> None:
                           description="Backtests the shipped S4D checkpoint out of sample "
                                       "(2023-2024): the directional strategy on BTCUSDT, the "
                                       "portfolio strategy on BTCUSDT, ETHUSDT and SOLUSDT, the "
-                                      "market maker on the tick sample and on hourly bars; "
+                                      "shipped multi-asset checkpoint's strategy on the same "
+                                      "three, the market maker on the tick sample and on "
+                                      "hourly bars; "
                                       "prints a table and writes reports into --out.")
     demo.add_argument("--out", default="runs/demo", help="folder for everything it writes")
     demo.add_argument("--retrain", action="store_true",
-                      help="train the demo model instead of using the shipped checkpoint")
+                      help="train the demo models instead of using the shipped checkpoints")
     demo.set_defaults(func=_cmd_demo)
 
 
@@ -364,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     add_data(sub)
     _add_train(sub)
-    _add_compare(sub)
+    add_compare(sub)
     _add_research(sub)
     _add_backtest(sub)
     add_live(sub)

@@ -14,7 +14,8 @@ def _cmd_live(args) -> int:
                                             "max_daily_loss_pct") if getattr(args, k) is not None}
     limits["stale_intervals"] = args.stale_bars
     limits["flatten"] = args.flatten_on_trip
-    summary = run_live(args.data, mode, strategy=args.strategy, model=args.model,
+    data = args.data or (None if args.strategy == "multi-asset" else DEFAULT_DATA)
+    summary = run_live(data, mode, strategy=args.strategy, model=args.model,
                        out=args.out, cash=args.cash, params=args.params or {}, limits=limits,
                        on_exit=args.on_exit, backfill=args.backfill,
                        resume=False if args.fresh else "auto")
@@ -28,10 +29,12 @@ def add_live(sub) -> None:
                                     "as the backtest would and sends nothing. --testnet, "
                                     "--demo and --mainnet trade, with keys from "
                                     "BYBIT_API_KEY and BYBIT_API_SECRET. Ctrl-C stops cleanly.")
-    lv.add_argument("--strategy", required=True, choices=["directional"],
-                    help="what to run (required)")
-    lv.add_argument("--data", default=DEFAULT_DATA, metavar="bybit:SYMBOL:INTERVAL",
-                    help="the live candles: bybit:SYMBOL:INTERVAL[:linear|spot|inverse]")
+    lv.add_argument("--strategy", required=True, choices=["directional", "multi-asset"],
+                    help="what to run (required); multi-asset: shadow mode only")
+    lv.add_argument("--data", default=None, metavar="bybit:SYMBOL:INTERVAL",
+                    help="the live candles: bybit:SYMBOL:INTERVAL[:linear|spot|inverse]; "
+                         f"multi-asset: a comma list, one per asset (default: {DEFAULT_DATA}; "
+                         "multi-asset: the checkpoint's symbols)")
     mode = lv.add_mutually_exclusive_group()
     mode.add_argument("--shadow", action="store_true",
                       help="send nothing; journal what would have happened (the default)")
@@ -39,7 +42,8 @@ def add_live(sub) -> None:
     mode.add_argument("--demo", action="store_true", help="trade on Bybit's demo account")
     mode.add_argument("--mainnet", action="store_true", help="trade with real money")
     lv.add_argument("--model", default=None, metavar="PATH",
-                    help="checkpoint (default: the shipped one)")
+                    help="checkpoint (default: the shipped one; multi-asset: the shipped "
+                         "multi-asset one)")
     lv.add_argument("--cash", type=_positive(float), default=10_000.0,
                     help="shadow mode's starting cash")
     lv.add_argument("--params", default=None, type=_json_object, metavar="JSON",

@@ -6,7 +6,10 @@
    first bar the checkpoint has not seen (its validation ends 2022-12-31 23:00, and its
    labels read 24 bars further) to the end of 2024.
 3. The portfolio strategy on BTCUSDT, ETHUSDT and SOLUSDT, over the same period.
-4. The Avellaneda–Stoikov market maker on the BTCUSDT tick sample and on hourly bars.
+4. The multi-asset strategy: the shipped multi-asset checkpoint (one S4D encoder shared by
+   BTCUSDT, ETHUSDT and SOLUSDT, trained 2021–2022 by ``scripts/make_pretrained_multi.py``;
+   with ``--retrain`` a fresh small one) trading its portfolio head, over the same period.
+5. The Avellaneda–Stoikov market maker on the BTCUSDT tick sample and on hourly bars.
 
 Everything is written under ``runs/demo/`` (metrics JSON, quantstats tear sheets, pictures).
 """
@@ -36,11 +39,23 @@ def _train_demo_model(path: Path) -> Path:
     return path
 
 
+def _train_demo_multi(path: Path) -> Path:
+    from .cli import main as cli
+
+    cli(["train", "--multi", "--data", ",".join(ASSETS), "--from", "2021-01-01", "--to",
+         "2022-12-31", "--d-model", "16", "--d-state", "16", "--n-layers", "2", "--epochs", "4",
+         "--quiet", "--out", str(path)])
+    return path
+
+
+ASSETS = ["bybit:BTCUSDT:60", "bybit:ETHUSDT:60", "bybit:SOLUSDT:60"]
+
+
 def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
     import logging
 
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
-    from ..model import default_checkpoint
+    from ..model import default_checkpoint, default_multi_checkpoint
     from .backtest import run_backtest
 
     t0 = time.perf_counter()
@@ -49,9 +64,11 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
     if retrain:
         print("training a small S4D on BTCUSDT 2021–2022 ...")
         model = _train_demo_model(outdir / "model.pt")
+        print("training a small multi-asset S4D on BTCUSDT, ETHUSDT, SOLUSDT 2021–2022 ...")
+        multi = _train_demo_multi(outdir / "multi.pt")
     else:
-        model = default_checkpoint()
-    print(f"model: {model}")
+        model, multi = default_checkpoint(), default_multi_checkpoint()
+    print(f"model: {model}\nmulti-asset model: {multi}")
     results = {}
     print("directional strategy, BTCUSDT 2023–2024 ...")
     results["directional"] = run_backtest(
@@ -59,8 +76,13 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
         out=outdir / "directional")
     print("portfolio strategy, BTCUSDT + ETHUSDT + SOLUSDT 2023–2024 ...")
     results["portfolio"] = run_backtest(
-        "portfolio", ["bybit:BTCUSDT:60", "bybit:ETHUSDT:60", "bybit:SOLUSDT:60"], model=model,
-        fromdate=None, todate=TEST_TO, out=outdir / "portfolio")
+        "portfolio", ASSETS, model=model, fromdate=None, todate=TEST_TO,
+        out=outdir / "portfolio")
+    print("multi-asset strategy (one encoder, a portfolio head), BTCUSDT + ETHUSDT + SOLUSDT "
+          "2023–2024 ...")
+    results["multi-asset"] = run_backtest(
+        "multi-asset", ASSETS, model=multi, fromdate=None, todate=TEST_TO,
+        out=outdir / "multi_asset")
     mm = {}
     try:
         from .market_making import run_market_making
@@ -75,6 +97,13 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
         m = res["metrics"]
         rows.append((name, res["final_value"], m.get("cagr"), m.get("sharpe"),
                      m.get("max_drawdown"), (res.get("trades") or {}).get("closed_trades")))
+    for key, label in (("directional", "BTCUSDT buy & hold"),
+                       ("multi-asset", "equal-weight buy & hold of the three")):
+        m = results[key]["metrics"]  # the benchmark of that backtest, on its bars
+        total = m.get("benchmark_total_return")
+        rows.append((label, None if total is None else 100_000 * (1 + total),
+                     m.get("benchmark_cagr"), m.get("benchmark_sharpe"),
+                     m.get("benchmark_max_drawdown"), None))
     d = results["directional"]
     print(f"\nbacktest period {str(d['from'])[:16]} .. {str(d['to'])[:16]} UTC "
           f"({'IN-SAMPLE' if d.get('in_sample') else 'out of sample'})")
@@ -84,7 +113,8 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
     print("|---|---|---|---|---|---|")
     for name, fv, cagr, sh, dd, nt in rows:
         trades = nt if nt is not None else "–"
-        print(f"| {name} | {fv:,.0f} | {_pct(cagr)} | {_num(sh)} | {_pct(dd)} | {trades} |")
+        value = f"{fv:,.0f}" if isinstance(fv, (int, float)) else "–"
+        print(f"| {name} | {value} | {_pct(cagr)} | {_num(sh)} | {_pct(dd)} | {trades} |")
     for src, res in mm.items():
         print(f"\nmarket making on {src}: " + ", ".join(
             f"{k} {_num(res.get(k))}" for k in ("total_pnl", "spread_pnl", "inventory_pnl", "fees",
@@ -93,6 +123,8 @@ def run_demo(out: str = "runs/demo", retrain: bool = False) -> int:
         "model": str(model),
         "directional": results["directional"]["metrics"],
         "portfolio": results["portfolio"]["metrics"],
+        "multi_asset": results["multi-asset"]["metrics"],
+        "multi_asset_model": str(multi),
         "market_making": mm,
         "seconds": time.perf_counter() - t0,
     }

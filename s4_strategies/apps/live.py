@@ -4,6 +4,7 @@
 
     s4trade live --strategy directional --data bybit:BTCUSDT:60            # shadow (default)
     s4trade live --strategy directional --data bybit:BTCUSDT:60 --testnet  # keys from env
+    s4trade live --strategy multi-asset --data bybit:BTCUSDT:60,bybit:ETHUSDT:60  # shadow
 
 The same strategy, indicator and checkpoint as the backtest. The feed backfills history
 (enough for the model's warm-up), then streams closed candles; the strategy places orders
@@ -14,7 +15,8 @@ at start (``OUT/state.json``), the drift monitor (its warnings printed), and the
 journal (``OUT/journal.jsonl``, whichever the broker; ``s4trade shadow-report`` reads it).
 Each closed live bar prints its prediction, orders and fills.
 Ctrl-C stops cleanly: open orders are cancelled (or kept, or positions flattened:
-``--on-exit``) and the state saved.
+``--on-exit``) and the state saved. The multi-asset strategy (several symbols, one model
+state, one state file) is built by :mod:`.live_multi`.
 """
 
 from __future__ import annotations
@@ -28,25 +30,13 @@ from pathlib import Path
 import backtrader as bt
 
 from ..live.gate import is_live
-from .sources import SourceError, parse_source
+from .live_parts import OnExit, live_source  # noqa: F401 (live_source: public here too)
 
 logger = logging.getLogger(__name__)
 
 MODES = ("shadow", "testnet", "demo", "mainnet")
 ON_EXIT = ("cancel", "keep", "flatten")
-LIVE_STRATEGIES = ("directional",)
-
-
-def live_source(spec: str):
-    """``bybit:SYMBOL:INTERVAL[:category]`` as a Source (live runs read Bybit only)."""
-    src = parse_source(spec)
-    if src.kind == "embedded" and str(spec).startswith("bybit:"):
-        parts = str(spec).split(":")
-        src = parse_source(":".join(parts) + ("" if len(parts) > 3 else ":linear"))
-    if src.kind != "bybit":
-        raise SourceError(f"live runs read Bybit: --data bybit:SYMBOL:INTERVAL[:category], "
-                          f"got {spec!r}")
-    return src
+LIVE_STRATEGIES = ("directional", "multi-asset")
 
 
 class LiveLog(bt.Analyzer):
@@ -96,43 +86,6 @@ class LiveLog(bt.Analyzer):
                        f"{order.getstatusname()}{fill}" + (f" ({reason})" if reason else ""))
 
 
-class OnExit(bt.Analyzer):
-    """At the end of the run (Ctrl-C, kill switch, feed end): ``cancel`` open orders
-    (default), ``keep`` them, or ``flatten`` (cancel, then close every position).
-
-    Added first, so that it stops first: what the exchange reports meanwhile (a fill that
-    beat the cancel, the cancels themselves) is drained from the broker and shown to the
-    other analyzers (the journal, the log) before they close. The strategy has stopped and
-    is not told, so it cannot answer with new orders."""
-
-    params = dict(policy="cancel", printer=print)
-
-    def stop(self):
-        broker = self.strategy.broker
-        self._deliver(broker)
-        if self.p.policy != "keep":
-            orders = [o for o in broker.get_orders_open() if o.alive()]
-            for o in orders:
-                broker.cancel(o)
-            if orders:
-                self.p.printer(f"cancelled {len(orders)} open order(s)")
-            if self.p.policy == "flatten":
-                for d in self.strategy.datas:
-                    if broker.getposition(d).size:
-                        self.strategy.close(data=d)
-                        self.p.printer(f"flattening {d._name}")
-        self._deliver(broker)
-
-    def _deliver(self, broker) -> None:
-        drain = getattr(broker, "drain", None)  # an exchange's broker: apply what came back
-        if callable(drain):
-            drain()
-        while (order := broker.get_notification()) is not None:
-            for an in self.strategy.analyzers:
-                if an is not self:
-                    an._notify_order(order)
-
-
 def build_live(spec, mode="shadow", *, model=None, out="runs/live", cash=10_000.0, params=None,
                limits=None, on_exit="cancel", backfill=None, session=None, ws_factory=None,
                now=None, qcheck=0.5, printer=print, resume="auto", strategy="directional"):
@@ -160,6 +113,13 @@ def build_live(spec, mode="shadow", *, model=None, out="runs/live", cash=10_000.
     if strategy not in LIVE_STRATEGIES:
         raise ValueError(f"live runs support --strategy {', '.join(LIVE_STRATEGIES)} (market "
                          "making needs a live order book feed, not built yet)")
+    if strategy == "multi-asset":
+        from .live_multi import build_live_multi
+
+        return build_live_multi(spec, mode, model=model, out=out, cash=cash, params=params,
+                                limits=limits, on_exit=on_exit, backfill=backfill,
+                                session=session, ws_factory=ws_factory, now=now,
+                                qcheck=qcheck, printer=printer, resume=resume)
     src = live_source(spec)
     predictor = load_predictor(model)
     out = Path(out) / src.symbol
@@ -229,6 +189,15 @@ def run_live(spec, mode="shadow", *, stop_after=None, printer=print, **kwargs) -
             signal.signal(signal.SIGINT, old)
     an = strat.analyzers
     ks = an.killswitch.get_analysis()
+    if "datas" in ctx:  # the multi-asset run
+        from .live_multi import summary_of
+
+        summary = summary_of(strat, ctx)
+        printer(f"stopped after {summary['bars']} live bar times; positions "
+                + ", ".join(f"{a} {v:g}" for a, v in summary["position"].items())
+                + f", value {strat.broker.getvalue():,.2f}"
+                + (f"; {ks['tripped']['message']}" if ks.get("tripped") else ""))
+        return summary
     summary = {"bars": an.log.bars, "position": strat.broker.getposition(strat.data).size,
                "value": strat.broker.getvalue(), "killswitch": ks.get("tripped"),
                "drift_warnings": len(an.drift.get_analysis().get("warnings", [])),

@@ -1,7 +1,9 @@
 """When a strategy may place orders: only on live bars, or only from a given bar on.
 
 Both wrap a strategy class without changing it: its ``next()`` is skipped before the gate
-opens, while its indicators (the S4 model's recurrent state) advance on every bar.
+opens, while its indicators (the S4 model's recurrent state) advance on every bar. A strategy
+that carries its model state itself (``S4MultiAssetStrategy``) has a ``step_model()``: what
+it does on a bar where it may not trade, called instead.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ def _named(sub, cls):
     sub.__name__ = sub.__qualname__ = cls.__name__  # the saved state names the user's class
     sub.__doc__ = cls.__doc__
     return sub
+
+
+def _pass_over(strategy) -> None:
+    step = getattr(type(strategy), "step_model", None)  # the class's, never a line's
+    if callable(step):
+        step(strategy)
 
 
 def is_live(datas) -> bool:
@@ -29,6 +37,8 @@ def live_only(cls):
         def next(self):
             if is_live(self.datas):
                 super().next()
+            else:
+                _pass_over(self)
 
     return _named(LiveOnly, cls)
 
@@ -43,5 +53,7 @@ def trade_from(cls, start):
         def next(self):
             if self.data.datetime.datetime(0) >= first:
                 super().next()
+            else:
+                _pass_over(self)
 
     return _named(TradeFrom, cls)

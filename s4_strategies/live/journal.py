@@ -28,8 +28,14 @@ def _clean(x):
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
-def predictions_of(owner) -> dict:
-    """The S4 lines of the strategy's indicator (``owner.s4``) on this bar, if it has one."""
+def predictions_of(owner, data=None) -> dict:
+    """The S4 lines of the strategy's indicator (``owner.s4``) on this bar, if it has one;
+    for a multi-asset strategy (``owner.shared``) the model's outputs for ``data``'s asset
+    at the last bar time it stepped (``weight`` among them)."""
+    shared = getattr(owner, "shared", None)
+    if shared is not None and data is not None:
+        out = shared.latest.get(getattr(data, "_name", None)) or {}
+        return {k: _clean(float(v)) for k, v in out.items() if isinstance(v, (int, float))}
     s4 = getattr(owner, "s4", None)
     if s4 is None:
         return {}
@@ -66,7 +72,7 @@ def order_record(order, broker, now: datetime) -> dict:
         "close": _clean(float(data.close[0])) if len(data) else None,
         "position": broker.getposition(data).size,
         "value": _clean(float(broker.getvalue())),
-        "predictions": predictions_of(order.owner),
+        "predictions": predictions_of(order.owner, data),
         "link": order.info.get("orderLinkId"),
         "exec_ids": list(getattr(order, "exec_ids", ()) or ()),
         "adopted": bool(order.info.get("adopted", False)),

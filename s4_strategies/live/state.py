@@ -25,9 +25,12 @@ file with ``resume="auto"`` is a first start (logged); ``resume=True`` requires 
 
 Convention: any strategy with ``get_state()``/``set_state(state)`` (plain data: dicts,
 lists, tuples, numbers, strings, numpy arrays) gets its state saved and restored; open
-orders and positions are the broker's, not part of it. A simulated broker with
-``get_state()``/``set_state(state, datas)`` (the shadow broker: cash and positions) is saved
-and restored with it; an exchange's broker reads its account instead.
+orders and positions are the broker's, not part of it. A strategy whose model state lives
+in it (``S4MultiAssetStrategy``: no ``S4Indicator``) says when it has one to save
+(``state_ready``), checks what it restores in ``set_state`` (a ``StateError`` it raises
+comes through as it is) and names the bar it resumes from (``resumed_from``). A simulated
+broker with ``get_state()``/``set_state(state, datas)`` (the shadow broker: cash and
+positions) is saved and restored with it; an exchange's broker reads its account instead.
 
 File: JSON (no pickle), ``{"format": "s4-trading-state", "version": 1, "sha256", "body"}``,
 body = ``{"saved_at" (UTC), "strategy": {"class", "state"} | None, "indicators": {name:
@@ -39,18 +42,16 @@ body = ``{"saved_at" (UTC), "strategy": {"class", "state"} | None, "indicators":
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import backtrader as bt
-import numpy as np
 
 from feeds.bartime import SECONDS_PER_DAY, num_to_iso
 
 from ..indicators import S4Indicator
+from ..indicators.identity import _plain, bar_spacing_s, data_identity, fingerprint
 from ..indicators.s4 import StateError, StateMismatch
 from .codec import dump_bytes, load_bytes, read_bytes, write_atomic
 
@@ -59,7 +60,6 @@ logger = logging.getLogger(__name__)
 FORMAT = "s4-trading-state"
 VERSION = 1
 _OHLCV = ("open", "high", "low", "close", "volume")
-_DATA_KEYS = ("symbol", "category", "interval", "testnet")
 _SAME_TIME = 0.5 / SECONDS_PER_DAY
 _ENTRY_KEYS = ("fingerprint", "data", "settings", "spacing_s", "bar", "state")
 
@@ -68,61 +68,7 @@ __all__ = ["FORMAT", "VERSION", "StateError", "StateFile", "StateMismatch", "Sta
            "save_state"]
 
 
-# -- identities ------------------------------------------------------------------------
-def fingerprint(predictor) -> str:
-    """``"sha256:…"`` of what makes a predictor's state mean what it means: its model config
-    and weights (the bytes of every ``state_dict`` tensor, with name, dtype and shape), the
-    feature spec, normalisation, label spec and targets. Two loads of one checkpoint agree;
-    any changed weight does not."""
-    h = hashlib.sha256()
-    spec = {"model_config": dict(predictor.model.config),
-            "feature_spec": predictor.feature_spec.to_dict(),
-            "normalizer": predictor.normalizer.to_dict(),
-            "label_spec": predictor.label_spec.to_dict(),
-            "targets": predictor.targets.to_dict()}
-    h.update(json.dumps(spec, sort_keys=True, default=repr).encode())
-    for name, tensor in sorted(predictor.model.state_dict().items()):
-        arr = np.ascontiguousarray(tensor.detach().cpu().numpy())
-        h.update(f"\0{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
-        h.update(arr.tobytes())
-    return "sha256:" + h.hexdigest()
-
-
-def _plain(v):
-    return v if v is None or isinstance(v, (str, bool, int, float)) else repr(v)
-
-
-def data_identity(data) -> dict:
-    """What names a feed: its name, timeframe and compression, and (where the feed has
-    them, e.g. ``feeds.BybitData``) symbol, category, interval and testnet."""
-    ident = {"name": str(getattr(data, "_name", "") or "")}
-    tf, comp = getattr(data, "_timeframe", None), getattr(data, "_compression", None)
-    if tf is not None:
-        try:
-            ident["timeframe"] = bt.TimeFrame.Names[tf]
-        except (IndexError, TypeError):
-            ident["timeframe"] = _plain(tf)
-    if comp is not None:
-        ident["compression"] = _plain(comp)
-    params = getattr(data, "params", None)
-    for key in _DATA_KEYS:
-        if params is not None and hasattr(params, key):
-            ident[key] = _plain(getattr(params, key))
-    return ident
-
-
-def bar_spacing_s(data, n: int = 64) -> float | None:
-    """The median spacing (seconds, to the ms) of the last ``n`` bars of ``data``."""
-    nums = []
-    for ago in range(min(len(data), n)):
-        try:
-            nums.append(data.datetime[-ago])
-        except IndexError:
-            break
-    gaps = sorted(a - b for a, b in zip(nums, nums[1:]) if a > b)
-    return round(gaps[len(gaps) // 2] * SECONDS_PER_DAY, 3) if gaps else None
-
-
+# -- identities (fingerprint, data_identity: indicators.identity) ---------------------
 def _settings(ind: S4Indicator) -> dict:
     rt = ind._reset_time
     return {"warmup": ind._warmup, "reset_time": None if rt is None else rt.isoformat(),
@@ -281,6 +227,8 @@ def restore_strategy(strategy, state, allow_gap: bool | None = None,
     if strat is not None:  # first: a strategy refusing its state leaves nothing moved
         try:
             put(strat["state"])
+        except StateError:  # a refusal that names what does not fit (StateMismatch)
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{sf.path}: the strategy's saved state is unusable: "
                              f"{exc}") from exc
@@ -333,7 +281,8 @@ class StateSaver(bt.Analyzer):
         if self.p.resume is True or (self.p.resume == "auto" and self._path.exists()):
             sf = restore_strategy(self.strategy, self._path, allow_gap=self.p.allow_gap,
                                   prints=self._prints)
-            self.restored = sf.bar["time"] if sf.bar else sf.saved_at
+            self.restored = (sf.bar["time"] if sf.bar else
+                             getattr(self.strategy, "resumed_from", None) or sf.saved_at)
             logger.info("restored the state saved after %s from %s", self.restored, self._path)
         elif self.p.resume == "auto":
             logger.info("no state at %s: starting fresh", self._path)
@@ -349,7 +298,7 @@ class StateSaver(bt.Analyzer):
         self.next()
 
     def next(self):
-        if not _on_bar(self._inds):
+        if not _on_bar(self._inds) or not getattr(self.strategy, "state_ready", True):
             return
         self._pending += 1
         if self._pending >= int(self.p.every):

@@ -187,6 +187,23 @@ class MultiStream:
         self.stepper.reset()
         self.seen = [0] * len(self.seen)
 
+    def get_state(self) -> dict:
+        """Everything the stream carries between bars (plain data and numpy arrays): every
+        asset's feature state and bar count, and the model's one recurrent state."""
+        return {"features": [f.get_state() for f in self.features],
+                "model": self.stepper.get_state(), "seen": list(self.seen)}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from :meth:`get_state` (``ValueError`` for another number of assets)."""
+        feats, seen = list(state["features"]), [int(n) for n in state["seen"]]
+        if len(feats) != len(self.features) or len(seen) != len(self.seen):
+            raise ValueError(f"a state of {len(feats)} assets for a model of "
+                             f"{len(self.features)}")
+        for f, st in zip(self.features, feats):
+            f.set_state(st)
+        self.stepper.set_state(state["model"])
+        self.seen = seen
+
     def warm(self, asset: str) -> bool:
         """Whether ``asset``'s last bar was past its warm-up (its outputs are reported)."""
         return self.seen[self.p.assets.index(asset)] > self.warmup

@@ -3,34 +3,49 @@ model (``MultiAssetS4``) that reads every asset through one recurrent state."""
 
 from __future__ import annotations
 
+import math
+
 import backtrader as bt
 
 from ..fees import apply_fees, target_size
-from ..indicators.multi import as_multi_predictor, bar_tuple
+from ..indicators.multi import SharedStream, as_multi_predictor
+from ..rules import REBALANCE_FALLBACK
 
 
 class S4MultiAssetStrategy(bt.Strategy):
     """Targets the model's "weights" head (long-only, sum ≤ 1, the rest in cash).
 
-    Every bar, each data's current bar goes to the model's one stream (a data that has not
+    Every bar time, each data's bar goes to the model's one stream (a data that has not
     started yet, or has no bar at this time, goes as ``None``: a zero input, as in
-    training). At each rebalance the warmed-up assets get the weights the model gives them,
-    each capped at ``max_weight``; assets not warm yet get none. Datas may start on
-    different dates: an asset joins once it has seen the feature warm-up of its own bars.
-    Orders go through ``order_target_size`` with fractional sizes (``fees.target_size``),
-    sells first; changes smaller than ``min_trade`` are skipped.
+    training; see :class:`~s4_strategies.indicators.multi.SharedStream` for live feeds,
+    whose bars of one time arrive one by one). At each rebalance the warmed-up assets get
+    the weights the model gives them, each capped at ``max_weight``; assets not warm yet get
+    none. Datas may start on different dates: an asset joins once it has seen the feature
+    warm-up of its own bars. Orders go through ``order_target_size`` with fractional sizes
+    (``fees.target_size``), sells first; changes smaller than ``min_trade`` are skipped (an
+    exit is always taken).
+
+    By default it trades the rebalancing its checkpoint carries (``meta["decision"]``,
+    chosen on the validation period by net Sharpe after fees and funding,
+    ``training.allocation``); without one, every 24 bars and a minimum trade of 0.02.
 
     Params:
       - ``model``: a ``MultiPredictor`` or the path of an "s4-multi/1" checkpoint; the datas
         must carry the model's asset names (``cerebro.adddata(data, name=...)``)
-      - ``rebalance``: bars between rebalances
+      - ``rebalance``: bars between rebalances (None: the checkpoint's decision)
       - ``max_weight``: cap per asset (fraction of portfolio value)
-      - ``min_trade``: smallest weight change traded
+      - ``min_trade``: smallest weight change traded (None: the checkpoint's decision)
       - ``fees``: ``"bybit"``: Bybit's taker fee where the broker still has backtrader's
         default commission (a commission you set is kept); ``None``: leave it
+      - ``allow_gap``: on a restart, accept (with a warning) a first bar more than one bar
+        spacing after the saved state (default: ``StateMismatch``)
+
+    Restarts: ``get_state()``/``set_state()`` (the shared stream and the count of
+    rebalances), which ``live.StateSaver`` saves after every bar and restores at start.
     """
 
-    params = dict(model=None, rebalance=24, max_weight=1.0, min_trade=0.02, fees="bybit")
+    params = dict(model=None, rebalance=None, max_weight=1.0, min_trade=None, fees="bybit",
+                  allow_gap=False)
 
     def __init__(self):
         self.predictor = as_multi_predictor(self.p.model)
@@ -40,12 +55,27 @@ class S4MultiAssetStrategy(bt.Strategy):
             raise ValueError(f"the model trades {self.predictor.assets}; no data is named "
                              f"{missing} (datas: {names})")
         self.assets = {a: self.datas[names.index(a)] for a in self.predictor.assets}
-        self.stream = self.predictor.stream()
-        self.latest: dict[str, dict] = {}  # the stream's last outputs (warm assets only)
-        self._bar = 0
+        self.shared = SharedStream(self.predictor, self.assets)
+        self.every, self.min_trade = self._decision()
         self.rebalances = 0
         self.weights_history = []  # (datetime, {asset: target weight})
         self.failed_orders = []  # (datetime, asset, status name)
+
+    def _decision(self) -> tuple[int, float]:
+        chosen = {**REBALANCE_FALLBACK, **(self.predictor.meta.get("decision") or {})}
+        every = chosen["rebalance"] if self.p.rebalance is None else self.p.rebalance
+        band = chosen["min_trade"] if self.p.min_trade is None else self.p.min_trade
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"rebalance must be a whole number of bars >= 1, got {every!r}")
+        if isinstance(band, bool) or not isinstance(band, (int, float)) or \
+                not 0.0 <= band < math.inf:
+            raise ValueError(f"min_trade must be a weight change >= 0, got {band!r}")
+        return every, float(band)
+
+    @property
+    def latest(self) -> dict:
+        """The model's outputs at the last bar time stepped (the warm assets only)."""
+        return self.shared.latest
 
     def start(self):
         apply_fees(self.broker, self.datas, self.p.fees)
@@ -54,26 +84,31 @@ class S4MultiAssetStrategy(bt.Strategy):
         # Some datas have not started yet: feed the stream and trade the others.
         self.next()
 
-    def _now(self):
-        return max(d.datetime.datetime(0) for d in self.assets.values() if len(d))
+    def step_model(self) -> bool:
+        """Feed this step's bars to the model; True when a bar time was stepped. What the
+        strategy does on a bar where it may not trade (``live.gate``). (Not ``advance``:
+        backtrader's lines have one, which moves their buffers.)"""
+        return self.shared.update()
 
     def next(self):
-        now = self._now()
-        bars = {a: bar_tuple(d) if len(d) and d.datetime.datetime(0) == now else None
-                for a, d in self.assets.items()}
-        self.latest = self.stream.step(bars)
-        self._bar += 1
-        if (self._bar - 1) % self.p.rebalance or not self.latest:
+        if self.step_model():
+            self.rebalance()
+
+    def rebalance(self) -> None:
+        """At every ``rebalance``-th bar time: order the warm assets to their weights."""
+        shared = self.shared
+        if (shared.steps - 1) % self.every or not shared.latest:
             return
+        now = bt.num2date(shared.time)
         cap = self.p.max_weight
-        weights = {a: min(cap, max(0.0, out["weight"])) for a, out in self.latest.items()
-                   if bars[a] is not None}
+        weights = {a: min(cap, max(0.0, out["weight"])) for a, out in shared.latest.items()
+                   if a in shared.bars}
         value = self.broker.getvalue()
         moves = []
         for a, w in weights.items():
             d = self.assets[a]
             current = self.getposition(d).size * d.close[0] / value if value > 0 else 0.0
-            if abs(w - current) >= self.p.min_trade or (w == 0 and current != 0):
+            if abs(w - current) >= self.min_trade or (w == 0 and current != 0):
                 moves.append((w - current, a, w))
         for _, a, w in sorted(moves):  # sells first so that buys find the cash
             d = self.assets[a]
@@ -83,4 +118,30 @@ class S4MultiAssetStrategy(bt.Strategy):
 
     def notify_order(self, order):
         if order.status in (order.Margin, order.Rejected, order.Canceled):
-            self.failed_orders.append((self._now(), order.data._name, order.getstatusname()))
+            when = bt.num2date(self.shared.time) if self.shared.time is not None else None
+            self.failed_orders.append((when, order.data._name, order.getstatusname()))
+
+    # -- state across restarts ----------------------------------------------------------
+    @property
+    def state_ready(self) -> bool:
+        """Whether there is a state to save: a bar time stepped, and not passing over the
+        bars a restored state already holds."""
+        return self.shared.time is not None and not self.shared.resuming
+
+    @property
+    def resumed_from(self) -> str | None:
+        """The bar time (UTC ISO) of the state this run continues, while and after resuming."""
+        if self.shared.time is None:
+            return None
+        return bt.num2date(self.shared.time).isoformat() + "+00:00"
+
+    def get_state(self) -> dict:
+        """The shared stream after its last bar time and the count of rebalances."""
+        return {"shared": self.shared.get_state(), "rebalances": self.rebalances}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from :meth:`get_state` (before the first bar; the checks of
+        ``SharedStream.resume``)."""
+        rebalances = int(state["rebalances"])
+        self.shared.resume(state["shared"], allow_gap=self.p.allow_gap)
+        self.rebalances = rebalances

@@ -155,11 +155,14 @@ def _build(cfg: TrainConfig, n_in: int, n_assets: int, lspec: LabelSpec):
 
 
 def train_multi(frames: dict, split_dates, cfg: TrainConfig | None = None,
-                fspec: FeatureSpec | None = None, lspec: LabelSpec | None = None
-                ) -> MultiTrainResult:
+                fspec: FeatureSpec | None = None, lspec: LabelSpec | None = None,
+                decide: bool = True, data_names: dict | None = None) -> MultiTrainResult:
     """Fit a ``MultiAssetS4`` on ``frames`` ``{asset: DataFrame}``; ``split_dates`` =
     (train_from, train_to): the last ``cfg.val_fraction`` of it (after a purge of the longest
-    label horizon) is validation. Returns the best model by ``cfg.criterion``."""
+    label horizon) is validation. Returns the best model by ``cfg.criterion``. ``decide``:
+    also choose the rebalancing the strategy trades on the validation bars
+    (``meta["decision"]``, :func:`.allocation.allocation_on_validation`); ``data_names``:
+    ``{asset: where its bars came from}`` for ``meta["data"]``."""
     import torch
 
     cfg, fspec, lspec = cfg or TrainConfig(), fspec or FeatureSpec(), lspec or LabelSpec()
@@ -178,6 +181,7 @@ def train_multi(frames: dict, split_dates, cfg: TrainConfig | None = None,
     assets = [str(a) for a in frames]
     meta = {
         "assets": assets,
+        "data": {a: str((data_names or {}).get(a, a)) for a in assets},
         "bar_spacing_s": float(np.median([bar_spacing(df.index).total_seconds()
                                           for df in frames.values()])),
         "periods": split.dates(index),
@@ -189,8 +193,14 @@ def train_multi(frames: dict, split_dates, cfg: TrainConfig | None = None,
         "train_seconds": loop.seconds,
         "recipe": {**loop.recipe(f"validation {cfg.criterion} loss (mean over assets)"),
                    "weights_loss": cfg.loss_weights.get("weights", WEIGHTS_LOSS)},
+        "history": loop.history,
     }
     predictor = MultiPredictor(model, fspec, norms, lspec, targets, assets, meta)
+    if decide:
+        from .allocation import allocation_on_validation
+
+        meta["decision"] = predictor.meta["decision"] = allocation_on_validation(
+            predictor, frames, split)
     return MultiTrainResult(predictor, loop.history, loop.best_epoch, loop.seconds, split,
                             meta)
 
