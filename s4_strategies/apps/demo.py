@@ -40,11 +40,17 @@ def _train_demo_model(path: Path) -> Path:
 
 
 def _train_demo_multi(path: Path) -> Path:
-    from .cli import main as cli
+    import feeds
 
-    cli(["train", "--multi", "--data", ",".join(ASSETS), "--from", "2021-01-01", "--to",
-         "2022-12-31", "--d-model", "16", "--d-state", "16", "--n-layers", "2", "--epochs", "4",
-         "--quiet", "--out", str(path)])
+    from ..features import FeatureSpec, LabelSpec
+    from ..training import TrainConfig
+    from ..training.multi_asset import save_multi, train_multi
+
+    frames = {a.split(":")[1]: feeds.load_embedded(a, todate="2022-12-31 23:00") for a in ASSETS}
+    cfg = TrainConfig(layer="s4d", d_model=16, d_state=16, n_layers=2, epochs=4, progress=False)
+    res = train_multi(frames, ("2021-01-01", "2022-12-31"), cfg, FeatureSpec(), LabelSpec(),
+                      data_names={a.split(":")[1]: a for a in ASSETS})
+    save_multi(res, path)
     return path
 
 
