@@ -9,8 +9,9 @@ docs/results/market_making_runs.md (the README held them once, hence the name).
 
 Each block goes between ``<!-- mm:KEY:begin -->`` and ``<!-- mm:KEY:end -->`` of the page
 (``page_block.PAGES``) with the command that made it and its wall time: the market-making
-tables are regenerated, never edited by hand. About 10 minutes on two cores. The cross-check against hftbacktest has
-its own page, written by ``scripts/crosscheck_hftbacktest.py``.
+tables are regenerated, never edited by hand. About 10 minutes on two cores. The
+cross-check against hftbacktest has its own page, written by
+``scripts/crosscheck_hftbacktest.py``.
 """
 
 from __future__ import annotations
