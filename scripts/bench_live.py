@@ -1,14 +1,15 @@
 """What the live stack costs per bar: the S4 directional strategy alone, then with each
 piece a live run adds, same bars, same run.
 
-    python scripts/bench_live.py [--bars N] [--repeat R] [--readme]
+    python scripts/bench_live.py [--bars N] [--repeat R] [--write]
 
 Bar by bar (``runonce=False``, as live) over the embedded Bybit BTCUSDT hourly bars, with
 the shipped checkpoint. Rows: the strategy on backtrader's broker (the baseline), then with
 the kill switch, the drift monitor, the state saved after every bar (with and without
 fsync), the shadow broker writing its journal, and everything together as ``s4trade live``
 runs it. Each time is the best of ``--repeat`` runs; × is the ratio to the baseline of the
-same run. ``--readme`` writes the table into README.md's ``live:bench`` block.
+same run. ``--write`` puts the table into the ``live:bench`` block of docs/benchmarks.md
+(``--readme``, its old name, still works).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bars", type=int, default=3000)
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--readme", action="store_true")
+    ap.add_argument("--write", "--readme", dest="write", action="store_true",
+                    help="put the table into docs/benchmarks.md's live:bench block")
     args = ap.parse_args(argv)
 
     import backtrader as bt
@@ -88,8 +90,8 @@ def main(argv=None) -> int:
         lines.append(f"| {label} | {t:.2f} | {1000 * t / len(df):.3f} | {t / base:.2f} |")
     table = "\n".join(lines)
     print(table)
-    if args.readme:
-        from readme_block import replace_block
+    if args.write:
+        from page_block import replace_block
 
         replace_block("live:bench", table)
     return 0

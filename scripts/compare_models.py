@@ -2,11 +2,12 @@
 
 A thin entry point for ``s4trade compare`` (same options; see ``s4trade compare --help``).
 
-    python scripts/compare_models.py --readme runs/compare/compare.json
+    python scripts/compare_models.py --write runs/compare/compare.json
 
-writes the tables of a finished run (its ``compare.json``) into README.md between the
-``<!-- compare:begin -->`` and ``<!-- compare:end -->`` markers, with the command that made
-them: the README's tables are regenerated from a run, never edited by hand.
+writes the tables of a finished run (its ``compare.json``) into docs/results/compare.md
+between the ``<!-- compare:begin -->`` and ``<!-- compare:end -->`` markers, with the command
+that made them: the tables are regenerated from a run, never edited by hand. ``--readme`` is
+the flag's old name (the README held these tables once), still accepted.
 """
 
 from __future__ import annotations
@@ -15,33 +16,34 @@ import json
 import sys
 from pathlib import Path
 
-from readme_block import README, replace_block
+from page_block import replace_block
 
 
-def readme_block(result: dict, command: str) -> str:
+def compare_block(result: dict, command: str) -> str:
     p = result["periods"]
     head = (f"{result['data']}: train {p['train'][0][:10]} .. {p['train'][1][:16]}, validation "
             f"{p['val'][0][:10]} .. {p['val'][1][:16]}, test {p['test'][0][:10]} .. "
             f"{p['test'][1][:16]}; taker fee {result['fee_per_side']:.3%} per side, funding "
             f"{result['funding_rate_per_8h']:.2%} per 8 h; seeds {result['seeds']}; "
             f"wall time {result['wall_seconds']:.0f} s")
-    return "\n".join([f"From `{command}` (its `compare.json`, written into this README "
-                      "by `python scripts/compare_models.py --readme runs/compare/compare.json`):",
+    return "\n".join([f"From `{command}` (its `compare.json`, written into this page "
+                      "by `python scripts/compare_models.py --write runs/compare/compare.json`):",
                       "", head, "", result["tables"]])
 
 
-def write_readme(json_path: str, readme: Path = README,
-                 command: str = "s4trade compare --out runs/compare") -> None:
+def write_block(json_path: str, page: Path | None = None,
+                command: str = "s4trade compare --out runs/compare") -> Path:
+    """The tables of ``json_path`` into ``page`` (docs/results/compare.md by default)."""
     from s4_strategies.training.compare import tables
 
     result = json.loads(Path(json_path).read_text())
     result["tables"] = tables(result)  # the same formatting as the run printed
-    replace_block("compare", readme_block(result, command), readme)
+    return replace_block("compare", compare_block(result, command), page)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--readme"]:
-        write_readme(sys.argv[2])
+    if sys.argv[1:2] in (["--write"], ["--readme"]):
+        print(write_block(sys.argv[2]))
         sys.exit(0)
     from s4_strategies.apps.cli import main
 

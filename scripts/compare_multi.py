@@ -1,13 +1,15 @@
 """One shared S4D encoder over BTC, ETH and SOL against one S4D per asset, by skill.
 
     python scripts/compare_multi.py [--seeds 5] [--quick] [--out runs/compare_multi]
-    python scripts/compare_multi.py --readme runs/compare_multi   # its tables into README.md
+    python scripts/compare_multi.py --write runs/compare_multi   # its tables into the page
 
 Both are trained with the default recipe at the comparison's size (``COMPARE_SIZE``) on
 2021–2022 (validation = the last 15 %, purged) and scored on each asset's 2023–2024 bars
 with the skill table's metrics (``training.skill_report``), mean ± sd over seeds. The
 multi-asset model reads every asset through one recurrent state (``MultiAssetS4``); ETH and
-SOL start later and join once warmed up.
+SOL start later and join once warmed up. ``--write`` puts a finished run's tables between
+the ``compare-multi`` markers of docs/results/compare.md (``--readme``, its old name, still
+works).
 """
 
 from __future__ import annotations
@@ -85,16 +87,17 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_readme(out: str, command: str) -> None:
-    """The tables of a finished run (``compare_multi.md``) into README.md between markers."""
-    from readme_block import replace_block
+def write_block(out: str, command: str, page: Path | None = None) -> Path:
+    """The tables of a finished run (``compare_multi.md``) between the ``compare-multi``
+    markers of ``page`` (docs/results/compare.md by default)."""
+    from page_block import replace_block
 
     table = (Path(out) / "compare_multi.md").read_text().strip()
-    replace_block("compare-multi", "\n".join([f"`{command}` printed:", "", table]))
+    return replace_block("compare-multi", "\n".join([f"`{command}` printed:", "", table]), page)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--readme"]:
-        write_readme(sys.argv[2], "python scripts/compare_multi.py --seeds 3")
+    if sys.argv[1:2] in (["--write"], ["--readme"]):
+        print(write_block(sys.argv[2], "python scripts/compare_multi.py --seeds 3"))
         sys.exit(0)
     sys.exit(main())

@@ -1,15 +1,17 @@
 #!/usr/bin/env python
-"""Run the market maker's README experiments and write their tables into README.md.
+"""Run the market maker's experiments and write their tables into
+docs/results/market_making_runs.md (the README held them once, hence the name).
 
-    python scripts/mm_readme.py                 # everything, then README.md is rewritten
+    python scripts/mm_readme.py                 # everything, then the page is rewritten
     python scripts/mm_readme.py --only latency  # one block (ticks, bars, bars-intensity,
                                                 # latency, changes, tick-lean)
-    python scripts/mm_readme.py --dry-run       # print the blocks, leave README.md alone
+    python scripts/mm_readme.py --dry-run       # print the blocks, leave the page alone
 
-Each block goes between ``<!-- mm:KEY:begin -->`` and ``<!-- mm:KEY:end -->`` with the
-command that made it and its wall time: the README's market-making tables are regenerated,
-never edited by hand. About 10 minutes on two cores. The cross-check against hftbacktest has
-its own page, written by ``scripts/crosscheck_hftbacktest.py``.
+Each block goes between ``<!-- mm:KEY:begin -->`` and ``<!-- mm:KEY:end -->`` of the page
+(``page_block.PAGES``) with the command that made it and its wall time: the market-making
+tables are regenerated, never edited by hand. About 10 minutes on two cores. The
+cross-check against hftbacktest has its own page, written by
+``scripts/crosscheck_hftbacktest.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import time
 import warnings
 
-from readme_block import replace_block
+from page_block import replace_block
 
 USDM = "binance-usdm:BTCUSDT"
 BLOCKS = ("ticks", "bars", "bars-intensity", "latency", "changes", "tick-lean")
@@ -148,7 +150,7 @@ def build(key: str) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", action="append", choices=BLOCKS, help="blocks to run (repeat)")
-    p.add_argument("--dry-run", action="store_true", help="print, do not touch README.md")
+    p.add_argument("--dry-run", action="store_true", help="print, do not touch the page")
     args = p.parse_args(argv)
     command = "python scripts/mm_readme.py" + "".join(f" --only {k}" for k in args.only or [])
     for key in args.only or BLOCKS:

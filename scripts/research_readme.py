@@ -4,8 +4,9 @@ from a run, never edited by hand.
     python scripts/research_readme.py KEY RUN_DIR
     python scripts/research_readme.py --page docs/results/research_quick.md RUN_DIR [RUN_DIR ...]
 
-The first form replaces the README block between ``<!-- research:KEY:begin -->`` and
-``<!-- research:KEY:end -->`` with ``RUN_DIR/report.md``; the second writes a results page
+The first form replaces the block between ``<!-- research:KEY:begin -->`` and
+``<!-- research:KEY:end -->`` of docs/results/research_KEY.md (``page_block.page_for``; the
+full equities study is ``equities``) with ``RUN_DIR/report.md``; the second writes a results page
 with each run's report (each names the command and wall time of every invocation that ran
 its trials, from ``RUN_DIR/runs.jsonl``, and its placebo runs) under a header giving this
 command and the date.
@@ -17,7 +18,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from readme_block import README, replace_block
+from page_block import ROOT, replace_block
 
 PAGE_HEAD = """# Research: the quick studies
 
@@ -31,14 +32,16 @@ to read every number against. How each is computed: `s4_strategies/training/verd
 """
 
 
-def write_readme(key: str, run_dir: str, readme: Path = README) -> None:
+def write_block(key: str, run_dir: str, page: Path | None = None) -> Path:
+    """``RUN_DIR/report.md`` between the ``research:KEY`` markers of ``page``
+    (docs/results/research_KEY.md by default)."""
     report = (Path(run_dir) / "report.md").read_text().strip()
     block = "\n".join([f"From `{run_dir}/report.md`, written here by `python "
                         f"scripts/research_readme.py {key} {run_dir}`:", "", report])
-    replace_block(f"research:{key}", block, readme)
+    return replace_block(f"research:{key}", block, page)
 
 
-def write_page(page: str, run_dirs: list[str], root: Path = README.parent) -> Path:
+def write_page(page: str, run_dirs: list[str], root: Path = ROOT) -> Path:
     """A results page with every run's ``report.md`` (its headings one level up)."""
     cmd = "python scripts/research_readme.py --page " + " ".join([page, *run_dirs])
     parts = [PAGE_HEAD, f"Written by `{cmd}` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}.",
@@ -58,6 +61,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--page"] and len(sys.argv) >= 4:
         print(write_page(sys.argv[2], sys.argv[3:]))
     elif len(sys.argv) == 3:
-        write_readme(sys.argv[1], sys.argv[2])
+        print(write_block(sys.argv[1], sys.argv[2]))
     else:
         raise SystemExit(__doc__)

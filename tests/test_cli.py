@@ -93,20 +93,27 @@ def test_compare_quick_runs_and_reports(tmp_path):
     assert md.index("### Skill") < md.index("### Which models") < md.index("### Trading")
     assert "| S4D | 2 |" in md and " ± " in md
     assert res["periods"]["test"][0].startswith("2021-07-01")
-    # the README's tables are written from the saved run by the committed script
+    # the results page's tables are written from the saved run by the committed script
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     try:
         import compare_models
+        import page_block
     finally:
         sys.path.pop(0)
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- compare:begin -->\nOLD BLOCK\n<!-- compare:end -->\n")
-    compare_models.write_readme(str(tmp_path / "compare.json"), readme)
-    text = readme.read_text()
+    assert page_block.page_for("compare").as_posix().endswith("docs/results/compare.md")
+    page = tmp_path / "compare.md"
+    page.write_text("<!-- compare:begin -->\nOLD BLOCK\n<!-- compare:end -->\n")
+    assert compare_models.write_block(str(tmp_path / "compare.json"), page) == page
+    text = page.read_text()
     assert "OLD BLOCK" not in text and "### Which models can be told apart" in text
+    assert "written into this page by `python scripts/compare_models.py --write" in text
+    page.write_text("no markers here\n")
+    with pytest.raises(SystemExit, match="compare:begin"):
+        compare_models.write_block(str(tmp_path / "compare.json"), page)
+    assert page.read_text() == "no markers here\n"  # nothing appended where no one looks
 
 
 def test_unknown_strategy_is_refused():

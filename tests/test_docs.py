@@ -95,3 +95,23 @@ def test_every_python_block_runs(page, tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert not list((tmp_path / ".cache").rglob("*.parquet"))  # nothing cached offline
+
+
+def test_every_generated_block_is_on_the_page_its_script_writes(monkeypatch):
+    """The scripts write their tables into docs pages (``scripts/page_block.py``); the README
+    holds none of them any more."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import page_block
+
+    keys = ["compare", "compare-multi", "research:equities", "live:bench",
+            *(f"mm:{k}" for k in ("changes", "latency", "ticks", "bars", "bars-intensity",
+                                  "tick-lean"))]
+    for key in keys:
+        page = page_block.page_for(key)
+        text = page.read_text(encoding="utf-8")
+        assert f"<!-- {key}:begin -->" in text and f"<!-- {key}:end -->" in text, (key, page)
+        assert page.is_relative_to(DOCS)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert not re.search(r"<!-- [\w:-]+:begin -->", readme)
+    with pytest.raises(SystemExit, match="no page holds"):
+        page_block.page_for("nonsense")

@@ -189,11 +189,16 @@ def test_the_scripts_put_the_report_where_readers_find_it(tiny_run, tmp_path, mo
     import research_readme
 
     out = tiny_run[0]
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- research:tiny:begin -->\nOLD BLOCK\n"
+    import page_block
+
+    # research:KEY lives on its own results page
+    assert page_block.page_for("research:tiny", root=tmp_path) == (
+        tmp_path / "docs" / "results" / "research_tiny.md")
+    target = tmp_path / "research_tiny.md"
+    target.write_text("intro\n<!-- research:tiny:begin -->\nOLD BLOCK\n"
                       "<!-- research:tiny:end -->\n")
-    research_readme.write_readme("tiny", str(out), readme)
-    text = readme.read_text()
+    research_readme.write_block("tiny", str(out), target)
+    text = target.read_text()
     assert "OLD BLOCK" not in text and "### Research: tiny" in text and text.startswith("intro")
     page = research_readme.write_page("docs/results/x.md", [str(out)], root=tmp_path)
     text = page.read_text()
