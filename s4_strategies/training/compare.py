@@ -157,8 +157,8 @@ def run_model(name, layer, ctx: _Context, cfg: TrainConfig, seeds, layer_options
         recipe = res.meta["recipe"]
         info.append({"seed": seed, "train_seconds": res.train_seconds,
                      "best_epoch": res.best_epoch, "steps": recipe["steps_taken"],
-                     "val_signal_loss": res.meta["best_val_loss"]})
-        log(f"  {name} seed {seed}: val CE {res.meta['best_val_loss']:.4f}, "
+                     "criterion": recipe["criterion"], "best_val_loss": res.meta["best_val_loss"]})
+        log(f"  {name} seed {seed}: {recipe['criterion']} {res.meta['best_val_loss']:.4f}, "
             f"{recipe['steps_taken']} steps, {res.train_seconds:.0f}s; test net "
             f"Sharpe {_fmt('{:+.2f}', trades[-1]['band']['net_sharpe'])}")
     us = time_per_bar(res.predictor, ctx.df.iloc[ctx.test])
