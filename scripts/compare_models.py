@@ -2,11 +2,12 @@
 
 A thin entry point for ``s4trade compare`` (same options; see ``s4trade compare --help``).
 
-    python scripts/compare_models.py --write runs/compare/compare.json
+    python scripts/compare_models.py --write runs/compare/compare.json [--command 'LINE']
 
 writes the tables of a finished run (its ``compare.json``) into docs/results/compare.md
 between the ``<!-- compare:begin -->`` and ``<!-- compare:end -->`` markers, with the command
-that made them: the tables are regenerated from a run, never edited by hand. ``--readme`` is
+that made them (``--command``: the ``s4trade compare`` line of the run, default ``s4trade
+compare --out runs/compare``): the tables are regenerated from a run, never edited by hand. ``--readme`` is
 the flag's old name (the README held these tables once), still accepted.
 """
 
@@ -26,9 +27,15 @@ def compare_block(result: dict, command: str) -> str:
             f"{p['test'][1][:16]}; taker fee {result['fee_per_side']:.3%} per side, funding "
             f"{result['funding_rate_per_8h']:.2%} per 8 h; seeds {result['seeds']}; "
             f"wall time {result['wall_seconds']:.0f} s")
+    out = _out_dir(command)
     return "\n".join([f"From `{command}` (its `compare.json`, written into this page "
-                      "by `python scripts/compare_models.py --write runs/compare/compare.json`):",
-                      "", head, "", result["tables"]])
+                      f"by `python scripts/compare_models.py --write {out}/compare.json "
+                      f"--command '{command}'`):", "", head, "", result["tables"]])
+
+
+def _out_dir(command: str) -> str:
+    words = command.split()
+    return words[words.index("--out") + 1] if "--out" in words[:-1] else "runs/compare"
 
 
 def write_block(json_path: str, page: Path | None = None,
@@ -43,7 +50,9 @@ def write_block(json_path: str, page: Path | None = None,
 
 if __name__ == "__main__":
     if sys.argv[1:2] in (["--write"], ["--readme"]):
-        print(write_block(sys.argv[2]))
+        # --command: the s4trade compare line that made the run (it is quoted on the page)
+        cmd = sys.argv[sys.argv.index("--command") + 1] if "--command" in sys.argv[3:] else None
+        print(write_block(sys.argv[2], **({"command": cmd} if cmd else {})))
         sys.exit(0)
     from s4_strategies.apps.cli import main
 
