@@ -185,3 +185,20 @@ def test_rebalance_path_is_the_strategy_in_backtrader(multi_ckpt):
     got = np.asarray(strat.analyzers.value.values)[:-1]
     assert len(got) == len(want) and np.isnan(w[:, 2]).sum() > 300  # SOL joined late
     np.testing.assert_allclose(got, want, rtol=1e-7)
+
+
+def test_train_multi_prints_its_training_curve(tmp_path, capsys):
+    """As the single-asset ``train``: stdout is the JSON summary, stderr the per-epoch curve
+    of every head with the kept epoch marked."""
+    from tests.conftest import MULTI_TRAIN
+
+    argv = [a for a in MULTI_TRAIN if a != "--quiet"]
+    argv[argv.index("--steps-per-epoch") + 1] = "2"
+    assert main([*argv, "--out", str(tmp_path / "m.pt")]) == 0
+    out = capsys.readouterr()
+    best = json.loads(out.out)["best_epoch"]
+    lines = out.err.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("training curve"))
+    head, rows = lines[i + 1].split(), lines[i + 2:i + 4]
+    assert head[:2] == ["epoch", "steps"] and "next_bar" in head
+    assert [r.split()[0] for r in rows].count(f"{best}*") == 1

@@ -58,6 +58,14 @@ def train_multi_command(args, cfg, lspec) -> dict:
     res = train_multi(frames, (args.from_, args.to), cfg, FeatureSpec(), lspec,
                       data_names=names)
     save_multi(res, args.out)
+    if not getattr(args, "quiet", False):
+        import sys
+
+        from ..training.recipe import history_table
+
+        print(f"training curve ({cfg.criterion} chooses, mean over assets; * = epoch kept, "
+              f"stored in the checkpoint's meta['history']):\n"
+              f"{history_table(res.history, res.best_epoch)}", file=sys.stderr)
     dec = res.meta.get("decision") or {}
     return {"checkpoint": str(args.out), "data": specs, "assets": res.predictor.assets,
             "first_bars": res.meta["first_bars"], "periods": res.meta["periods"],
