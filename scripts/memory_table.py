@@ -31,9 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-KINDS = ("s4", "s4d", "mamba", "lstm", "gru", "transformer", "linear")
+KINDS = ("s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer", "linear")
 LAGS = (1, 8, 24, 64, 128, 256, 512)
-NAMES = {"s4": "S4", "s4d": "S4D", "mamba": "Selective SSM", "lstm": "LSTM", "gru": "GRU",
+NAMES = {"s4": "S4", "s4d": "S4D", "mamba": "Selective SSM", "s5": "S5", "dss": "DSS",
+         "lstm": "LSTM", "gru": "GRU",
          "transformer": "Transformer", "linear": "Linear (OLS on the features)"}
 VARIANTS = {
     "default": {},
