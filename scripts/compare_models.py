@@ -7,8 +7,8 @@ A thin entry point for ``s4trade compare`` (same options; see ``s4trade compare 
 writes the tables of a finished run (its ``compare.json``) into docs/results/compare.md
 between the ``<!-- compare:begin -->`` and ``<!-- compare:end -->`` markers, with the command
 that made them (``--command``: the ``s4trade compare`` line of the run, default ``s4trade
-compare --out runs/compare``): the tables are regenerated from a run, never edited by hand. ``--readme`` is
-the flag's old name (the README held these tables once), still accepted.
+compare --out runs/compare``): the tables are regenerated from a run, never edited by hand.
+``--readme`` is the flag's old name (the README held these tables once), still accepted.
 """
 
 from __future__ import annotations
