@@ -261,11 +261,17 @@ def reading(cells: list[dict], kinds, lags) -> str:
         low = [lag for lag, m in means.items() if m < 0.25]
         seeds = min(len([c for c in cells if c["variant"] == "default" and c["kind"] == kind
                          and c["lag"] == lag]) for lag in means)
-        out.append(f"- {NAMES[kind]}: half the oracle's IC or more at lag(s) "
-                   f"{', '.join(map(str, half)) or '– (none run)'}; under a quarter at lag(s) "
-                   f"{', '.join(map(str, low)) or '– (none run)'}"
+        out.append(f"- {NAMES[kind]} (lags run: {', '.join(map(str, means))}): half the "
+                   f"oracle's IC or more at {', '.join(map(str, half)) or 'none'}; under a "
+                   f"quarter at {', '.join(map(str, low)) or 'none'}"
                    + (f" ({seeds} seed{'s' if seeds > 1 else ''} per lag: a single seed's "
                       "figure is a measurement, not an interval)" if seeds < 3 else "") + ".")
+    slow = [(NAMES[k], np.mean([c["seconds"] for c in cells if c["kind"] == k
+                                 and c["variant"] == "default"])) for k in kinds]
+    slow = [f"{n} ({s:,.0f} s)" for n, s in slow if s > 600]
+    if slow:
+        out += ["", "Over the budget of 10 minutes per training (mean over its cells, one "
+                "thread on a shared machine): " + ", ".join(slow) + "."]
     missing = [(k, lag) for k in KINDS for lag in LAGS
                if not any(c["variant"] == "default" and c["kind"] == k and c["lag"] == lag
                           for c in cells)]
