@@ -266,6 +266,15 @@ def reading(cells: list[dict], kinds, lags) -> str:
                    f"quarter at {', '.join(map(str, low)) or 'none'}"
                    + (f" ({seeds} seed{'s' if seeds > 1 else ''} per lag: a single seed's "
                       "figure is a measurement, not an interval)" if seeds < 3 else "") + ".")
+    kept = [c["best_epoch"] for c in cells if c["variant"] == "default"
+            and c.get("best_epoch") is not None]
+    if kept:
+        counts = ", ".join(f"epoch {e}: {kept.count(e)}" for e in sorted(set(kept)))
+        out += ["", f"The epoch kept (the validation next-bar loss's best; an epoch is 50 steps, "
+                f"at most 12) over the {len(kept)} network cells: {counts}. Where it is 0 or 1 "
+                "the validation loss turned up around the one-cycle learning rate's peak (step "
+                "60 of 600) and every later step was thrown away: a dependence the model "
+                "had not found by then is not in the kept weights."]
     slow = [(NAMES[k], np.mean([c["seconds"] for c in cells if c["kind"] == k
                                  and c["variant"] == "default"])) for k in kinds]
     slow = [f"{n} ({s:,.0f} s)" for n, s in slow if s > 600]
