@@ -264,8 +264,8 @@ def reading(cells: list[dict], kinds, lags) -> str:
         out.append(f"- {NAMES[kind]} (lags run: {', '.join(map(str, means))}): half the "
                    f"oracle's IC or more at {', '.join(map(str, half)) or 'none'}; under a "
                    f"quarter at {', '.join(map(str, low)) or 'none'}"
-                   + (f" ({seeds} seed{'s' if seeds > 1 else ''} per lag: a single seed's "
-                      "figure is a measurement, not an interval)" if seeds < 3 else "") + ".")
+                   + (" (a lag with one seed: a measurement, not an interval)"
+                      if seeds == 1 else "") + ".")
     kept = [c["best_epoch"] for c in cells if c["variant"] == "default"
             and c.get("best_epoch") is not None]
     if kept:
