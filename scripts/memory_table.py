@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from s4_strategies.training.research.reaper import alive  # noqa: E402
 
 KINDS = ("s4", "s4d", "mamba", "s5", "dss", "lstm", "gru", "transformer", "linear")
 LAGS = (1, 8, 24, 64, 128, 256, 512)
@@ -52,16 +53,6 @@ def cell_name(variant: str, kind: str, lag: int, seed: int) -> str:
     return f"{variant}_{kind}_lag{lag}_seed{seed}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def claim(path: Path) -> bool:
     """Take the cell at ``path`` (its .claim file) unless a live process holds it."""
     lock = path.with_suffix(".claim")
@@ -73,7 +64,7 @@ def claim(path: Path) -> bool:
                 pid = int(lock.read_text() or 0)
             except (OSError, ValueError):
                 pid = 0
-            if pid and _alive(pid):
+            if pid and alive(pid):
                 return False
             lock.unlink(missing_ok=True)  # a dead run's claim
             continue

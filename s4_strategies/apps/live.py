@@ -30,7 +30,7 @@ from pathlib import Path
 import backtrader as bt
 
 from ..live.gate import is_live
-from .live_parts import OnExit, live_source  # noqa: F401 (live_source: public here too)
+from .live_parts import OnExit, live_source, say_resumed  # noqa: F401 (live_source: public here too)
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +47,7 @@ class LiveLog(bt.Analyzer):
     def start(self):
         self.bars = 0
         self._went_live = False
-        saver = getattr(self.strategy.analyzers, "state", None)
-        if saver is not None:
-            restored = saver.get_analysis()["restored"]
-            self.p.printer(f"resuming from the state saved after the bar of {restored}"
-                           if restored else "no saved state: starting from the history")
+        say_resumed(self)
 
     def next(self):
         d = self.strategy.data

@@ -24,6 +24,7 @@ from pathlib import Path
 import backtrader as bt
 
 from ..live.gate import is_live
+from .live_parts import say_resumed
 from .sources import SourceError
 
 
@@ -37,11 +38,7 @@ class MultiLiveLog(bt.Analyzer):
         self.bars = 0
         self._steps = None
         self._went_live = False
-        saver = getattr(self.strategy.analyzers, "state", None)
-        if saver is not None:
-            restored = saver.get_analysis()["restored"]
-            self.p.printer(f"resuming from the state saved after the bar of {restored}"
-                           if restored else "no saved state: starting from the history")
+        say_resumed(self)
 
     def next(self):
         shared = self.strategy.shared

@@ -56,3 +56,13 @@ class OnExit(bt.Analyzer):
             for an in self.strategy.analyzers:
                 if an is not self:
                     an._notify_order(order)
+
+
+def say_resumed(analyzer) -> None:
+    """Print whether the run resumed from its saved state (the ``state`` analyzer) and from
+    which bar, through ``analyzer.p.printer``: both live printers start this way."""
+    saver = getattr(analyzer.strategy.analyzers, "state", None)
+    if saver is not None:
+        restored = saver.get_analysis()["restored"]
+        analyzer.p.printer(f"resuming from the state saved after the bar of {restored}"
+                           if restored else "no saved state: starting from the history")
