@@ -48,6 +48,9 @@ class Task:
     phase: str = "search"  # "search": Optuna's proposals; "seed": the chosen params, more seeds
     fingerprint: str = ""
     index: int | None = None  # a proposal's place in its Optuna study (None: no search)
+    #: a multi-asset trial's ``(dataset, fold)`` pairs, fold ``fold.number`` of every dataset
+    #: (``dataset`` is then the group's name, ``multi_trial.group_name``); not in the id
+    folds: tuple = ()
 
     @property
     def trial_id(self) -> str:
@@ -150,14 +153,51 @@ def _score(f: dict, truth: dict, rows: slice) -> dict:
     return out
 
 
-def run_trial(task: Task, spec: ResearchSpec, df: pd.DataFrame) -> dict:
+def evaluate(row: dict, spec: ResearchSpec, df: pd.DataFrame, fold: Fold, f: dict
+             ) -> pd.DataFrame:
+    """Score forecasts ``f`` (every bar of ``df.iloc[:fold.test[1]]``) on the fold: the band
+    chosen on validation, traded over the test block from flat; the validation and test
+    scores go into ``row``. Returns the test-bar predictions."""
+    from analyzers.metrics import infer_periods_per_year
+
+    lspec = spec.label_spec
+    data = df.iloc[: fold.test[1]]
+    truth = skill_report.targets(make_labels(df, lspec), lspec)  # scoring only
+    truth = {k: v[: fold.test[1]] for k, v in truth.items()}
+    val, test = slice(*fold.val), slice(*fold.test)
+    close = data["close"].to_numpy()
+    ppy = infer_periods_per_year(df.index)
+    funding = funding_per_bar(data.index, spec.funding_rate)
+    rule, table = select_rule(f["move"][val], close[val], spec.fee, funding=funding[val],
+                              periods_per_year=ppy, min_trades=spec.min_trades)
+    pos = rule.positions(f["move"][test])  # (n_test,)
+    net = net_returns(close[test], pos, spec.fee, funding[test])[0]
+    preds = _predictions(f, data.index, test, lspec.n_classes)
+    preds["position"] = pos
+    preds["net_return"] = net
+    v = _score(f, truth, val)
+    row.update({f"val_{k}": x for k, x in v.items()})
+    chosen = table.get("chosen")
+    row["val_net_sharpe"] = chosen["sharpe"] if chosen else float("nan")
+    row.update({f"test_{k}": x for k, x in _score(f, truth, test).items()})
+    row.update({"test_sharpe_bar": sharpe(net),
+                "test_net_sharpe": sharpe(net) * np.sqrt(ppy),
+                "band_enter": rule.enter, "band_exit": rule.exit,
+                "test_trades": count_trades(pos)})
+    return preds
+
+
+def run_trial(task: Task, spec: ResearchSpec, df) -> dict:
     """Train, select and test one trial. Returns ``{"row", "predictions", "checkpoint"}``;
-    an exception inside becomes a row with ``status="failed"`` and its error."""
+    an exception inside becomes a row with ``status="failed"`` and its error. A multi-asset
+    trial (``df``: every dataset's bars by name) goes to ``multi_trial.run_multi_trial``."""
+    if task.model.multi_asset:
+        from .multi_trial import run_multi_trial
+
+        return run_multi_trial(task, spec, df)
     t0 = time.perf_counter()
     row = {**task.describe(), "host": socket.gethostname(), "pid": os.getpid()}
     try:
-        from analyzers.metrics import infer_periods_per_year
-
         fold = task.fold
         fspec, lspec = spec.feature_spec, spec.label_spec
         data = df.iloc[: fold.test[1]]  # nothing after the test block reaches the model
@@ -167,28 +207,7 @@ def run_trial(task: Task, spec: ResearchSpec, df: pd.DataFrame) -> dict:
             f, info, ckpt = _forecast_lightgbm(task, data, fspec, lspec)
         else:
             f, info, ckpt = _forecast_linear(task, data, fspec, lspec)
-        truth = skill_report.targets(make_labels(df, lspec), lspec)  # scoring only
-        truth = {k: v[: fold.test[1]] for k, v in truth.items()}
-        val, test = slice(*fold.val), slice(*fold.test)
-        close = data["close"].to_numpy()
-        ppy = infer_periods_per_year(df.index)
-        funding = funding_per_bar(data.index, spec.funding_rate)
-        rule, table = select_rule(f["move"][val], close[val], spec.fee, funding=funding[val],
-                                  periods_per_year=ppy, min_trades=spec.min_trades)
-        pos = rule.positions(f["move"][test])  # (n_test,)
-        net = net_returns(close[test], pos, spec.fee, funding[test])[0]
-        preds = _predictions(f, data.index, test, lspec.n_classes)
-        preds["position"] = pos
-        preds["net_return"] = net
-        v = _score(f, truth, val)
-        row.update({f"val_{k}": x for k, x in v.items()})
-        chosen = table.get("chosen")
-        row["val_net_sharpe"] = chosen["sharpe"] if chosen else float("nan")
-        row.update({f"test_{k}": x for k, x in _score(f, truth, test).items()})
-        row.update({"test_sharpe_bar": sharpe(net),
-                    "test_net_sharpe": sharpe(net) * np.sqrt(ppy),
-                    "band_enter": rule.enter, "band_exit": rule.exit,
-                    "test_trades": count_trades(pos)})
+        preds = evaluate(row, spec, df, fold, f)
         row.update(info)
         row["status"], row["error"] = "ok", ""
         out = {"predictions": preds, "checkpoint": ckpt}
