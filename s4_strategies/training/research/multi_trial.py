@@ -43,8 +43,9 @@ import numpy as np
 
 from ...features import bar_spacing
 from .. import skill_report
+from .scoring import evaluate
 from .spec import GROUP_OBJECTIVE, OBJECTIVES, ResearchSpec
-from .trial import Task, evaluate
+from .task import Task
 from .walkforward import Fold, _test_edges
 
 __all__ = ["GROUP_OBJECTIVE", "align_folds", "group_name", "run_multi_trial", "shared_rows"]

@@ -9,6 +9,7 @@
     models:
       - {name: S4D, layer: s4d, params: {d_model: 16},
          space: {lr: {log_uniform: [5.0e-4, 5.0e-3]}, dropout: {uniform: [0.0, 0.3]}}}
+      - {name: Shared S4D, layer: s4d, multi_asset: true}   # one encoder, every dataset
       - {name: Linear, layer: linear}
     seeds: 3                                  # or a list
     search: {trials_per_fold: 4, concurrency: 2, objective: val_log_loss}
