@@ -158,6 +158,31 @@ class MultiPredictor:
             out[name] = frame
         return out
 
+    def forecasts(self, frames: dict) -> dict[str, dict[str, np.ndarray]]:
+        """Every head in the units of its target on each asset's OWN bars (as
+        ``Predictor.forecasts``; the model run over the union index from a zero state):
+        ``{asset: {"probs" (n, C), "returns" (n, R) forward log returns at the label
+        horizons, "log_vol" (n,)}}``, NaN rows where the asset is not warm."""
+        import torch
+
+        index, x, warm = self.features(frames)
+        with torch.no_grad():
+            raw = self.model(torch.as_tensor(x[None], dtype=torch.float64))
+        raw = {k: v[0].numpy() for k, v in raw.items()}  # (L, A, ...)
+        out = {}
+        for a, (name, t) in enumerate(zip(self.assets, self.targets)):
+            pos = index.get_indexer(frames[name].index)  # (n,) the asset's rows of the union
+            logits = raw["logits"][pos, a]  # (n, C)
+            z = np.exp(logits - logits.max(axis=-1, keepdims=True))  # (n, C)
+            f = {"probs": z / z.sum(axis=-1, keepdims=True),
+                 "returns": raw["returns"][pos, a] * np.asarray(t.return_scale),  # (n, R)
+                 "log_vol": raw["log_vol"][pos, a] * t.vol_std + t.vol_mean}  # (n,)
+            cold = ~warm[pos, a]
+            for v in f.values():
+                v[cold] = np.nan
+            out[name] = f
+        return out
+
     def stream(self) -> MultiStream:
         return MultiStream(self)
 

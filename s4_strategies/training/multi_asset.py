@@ -54,10 +54,11 @@ class MultiTrainResult:
     meta: dict
 
 
-def _asset_arrays(df, index, fspec: FeatureSpec, lspec: LabelSpec, tr: tuple[int, int]):
-    """One asset on ``index``: x (L, F), targets, mask (L,), normalizer, target scales."""
+def _asset_arrays(df, index, fspec: FeatureSpec, lspec: LabelSpec, rows: np.ndarray):
+    """One asset on ``index``: x (L, F), targets, mask (L,), normalizer, target scales;
+    ``rows`` (L,) bool: its training rows on ``index`` (its statistics come from them)."""
     pos = index.get_indexer(df.index)
-    own_train = (pos >= tr[0]) & (pos < tr[1]) & (np.arange(len(df)) >= fspec.warmup)
+    own_train = rows[pos] & (np.arange(len(df)) >= fspec.warmup)
     if not own_train.any():
         raise ValueError(f"an asset has no warmed-up bars in the training period "
                          f"(first bar {df.index[0]})")
@@ -78,10 +79,22 @@ def _asset_arrays(df, index, fspec: FeatureSpec, lspec: LabelSpec, tr: tuple[int
     return x, y, warm, norm, Targets(scale.tolist(), vmean, vstd)
 
 
-def prepare_panel(frames: dict, split: Split, index, fspec: FeatureSpec, lspec: LabelSpec):
+def period_rows(index, period: tuple[int, int], n_assets: int) -> np.ndarray:
+    """(L, A) bool: the union-index positions [lo, hi) for every asset."""
+    rows = np.zeros((len(index), n_assets), dtype=bool)
+    rows[period[0]: period[1]] = True
+    return rows
+
+
+def prepare_panel(frames: dict, train_rows, index, fspec: FeatureSpec, lspec: LabelSpec):
     """Stacked arrays on the union index: x (L, A, F), y {signal (L, A), returns (L, A, R),
-    vol (L, A), fwd1 (L, A)}, valid (L, A), normalizers, targets."""
-    parts = [_asset_arrays(df, index, fspec, lspec, split.train) for df in frames.values()]
+    vol (L, A), fwd1 (L, A)}, valid (L, A), normalizers, targets. ``train_rows``: a
+    ``Split`` (its training range, for every asset) or an (L, A) bool array of each asset's
+    own training rows."""
+    if isinstance(train_rows, Split):
+        train_rows = period_rows(index, train_rows.train, len(frames))
+    parts = [_asset_arrays(df, index, fspec, lspec, train_rows[:, a])
+             for a, df in enumerate(frames.values())]
     x = np.stack([p[0] for p in parts], axis=1)
     y = {k: np.stack([p[1][k] for p in parts], axis=1) for k in parts[0][1]}
     valid = np.stack([p[2] for p in parts], axis=1)
@@ -129,15 +142,16 @@ def _batch(x, y, starts, seq_len, burn_in, valid, device, dtype):
     return xb, yb, torch.as_tensor(mask, device=device)
 
 
-def _validate(model, x, y, valid, period, cfg: TrainConfig, device, dtype) -> dict:
-    """Losses on ``period`` [lo, hi), the state built from ``seq_len`` bars before it, and
-    the next-bar IC averaged over the assets that have one."""
+def _validate(model, x, y, valid, val_rows, cfg: TrainConfig, device, dtype) -> dict:
+    """Losses on the rows ``val_rows`` (L, A) marks, the model run from ``seq_len`` bars
+    before the first of them to the last (the state built on the bars before), and the
+    next-bar IC averaged over the assets that have one."""
     import torch
 
-    lo, hi = period
+    marked = np.flatnonzero(val_rows.any(axis=1))
+    lo, hi = int(marked[0]), int(marked[-1]) + 1
     ctx = max(0, lo - cfg.seq_len)
-    scored = valid.copy()
-    scored[:lo] = False
+    scored = valid & val_rows
     model.eval()
     with torch.no_grad():
         xb, yb, mb = _batch(x, y, [ctx], hi - ctx, 0, scored, device, dtype)
@@ -170,28 +184,60 @@ def train_multi(frames: dict, split_dates, cfg: TrainConfig | None = None,
     also choose the rebalancing the strategy trades on the validation bars
     (``meta["decision"]``, :func:`.allocation.allocation_on_validation`); ``data_names``:
     ``{asset: where its bars came from}`` for ``meta["data"]``."""
-    import torch
-
     cfg, fspec, lspec = cfg or TrainConfig(), fspec or FeatureSpec(), lspec or LabelSpec()
-    seed_everything(cfg.seed)
-    device, dtype = _device(cfg.device), torch.float32
     index, _ = panel(frames)
     split = date_split(index, *split_dates, purge=lspec.max_horizon, val_fraction=cfg.val_fraction)
-    x, y, valid, norms, targets = prepare_panel(frames, split, index, fspec, lspec)
+    res = fit_multi(frames, index, period_rows(index, split.train, len(frames)),
+                    period_rows(index, split.val, len(frames)), cfg, fspec, lspec,
+                    data_names)
+    res.split = split
+    res.meta["periods"] = res.predictor.meta["periods"] = split.dates(index)  # as before
+    if decide:
+        from .allocation import allocation_on_validation
+
+        res.meta["decision"] = res.predictor.meta["decision"] = allocation_on_validation(
+            res.predictor, frames, split)
+    return res
+
+
+def fit_multi(frames: dict, index, train_rows: np.ndarray, val_rows: np.ndarray,
+              cfg: TrainConfig, fspec: FeatureSpec, lspec: LabelSpec,
+              data_names: dict | None = None) -> MultiTrainResult:
+    """The training of :func:`train_multi` on the union ``index`` with each asset's own
+    training and validation rows, (L, A) bool arrays (research folds: one asset's rows need
+    not be another's). Windows are drawn from the first to the last training row of any
+    asset; a bar scores an asset's loss only where ``train_rows`` marks it, and the
+    validation losses only where ``val_rows`` does. ``meta["periods"]``: per asset, the
+    first and last bar of the rows it trained and was validated on."""
+    import torch
+
+    seed_everything(cfg.seed)
+    device, dtype = _device(cfg.device), torch.float32
+    x, y, valid, norms, targets = prepare_panel(frames, train_rows, index, fspec, lspec)
+    used = np.flatnonzero(train_rows.any(axis=1))
+    span = (int(used[0]), int(used[-1]) + 1)
+    fit_rows = valid & train_rows  # (L, A) the loss mask of the training windows
     model = _build(cfg, x.shape[-1], x.shape[1], lspec).to(device)
-    draw = window_draw(cfg, split.train, fspec.warmup, lambda starts, n: _batch(
-        x, y, starts, n, cfg.burn_in, valid, device, dtype))
+    draw = window_draw(cfg, span, fspec.warmup, lambda starts, n: _batch(
+        x, y, starts, n, cfg.burn_in, fit_rows, device, dtype))
     loop = fit_loop(model, cfg, draw, _multi_losses, lambda p: _total(p, cfg.loss_weights),
-                    lambda: _validate(model, x, y, valid, split.val, cfg, device, dtype),
+                    lambda: _validate(model, x, y, valid, val_rows, cfg, device, dtype),
                     "multi")
     model = model.cpu().eval()
     assets = [str(a) for a in frames]
+
+    def dates(rows):
+        at = np.flatnonzero(rows)
+        return [str(index[at[0]]), str(index[at[-1]])] if len(at) else None
+
     meta = {
         "assets": assets,
         "data": {a: str((data_names or {}).get(a, a)) for a in assets},
         "bar_spacing_s": float(np.median([bar_spacing(df.index).total_seconds()
                                           for df in frames.values()])),
-        "periods": split.dates(index),
+        "periods": {a: {"train": dates(fit_rows[:, i]), "val": dates(valid[:, i]
+                                                                     & val_rows[:, i])}
+                    for i, a in enumerate(assets)},
         "first_bars": {a: str(df.index[0]) for a, df in frames.items()},
         "train_config": cfg.to_dict(),
         "best_epoch": loop.best_epoch,
@@ -203,11 +249,8 @@ def train_multi(frames: dict, split_dates, cfg: TrainConfig | None = None,
         "history": loop.history,
     }
     predictor = MultiPredictor(model, fspec, norms, lspec, targets, assets, meta)
-    if decide:
-        from .allocation import allocation_on_validation
-
-        meta["decision"] = predictor.meta["decision"] = allocation_on_validation(
-            predictor, frames, split)
+    at = np.flatnonzero(val_rows.any(axis=1))
+    split = Split(train=span, val=(int(at[0]), int(at[-1]) + 1))
     return MultiTrainResult(predictor, loop.history, loop.best_epoch, loop.seconds, split,
                             meta)
 

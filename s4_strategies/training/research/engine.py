@@ -278,6 +278,10 @@ def run_trials(spec, frames: dict, folds: dict, store: ResultStore, executor,
     already = sum(s.done for s in plan)
     progress = Progress(total, getattr(executor, "workers", 1), log, skipped=already)
     refs = {ds: executor.put(df) for ds, df in frames.items()}
+    if any(m.multi_asset for m in spec.models):  # its trials read every dataset
+        from .multi_trial import group_name
+
+        refs[group_name(spec.datasets)] = executor.put(dict(frames))
     spec_ref = executor.put(spec)
     log(f"{spec.name}: {total} trials, {already} already done, on {executor.name} "
         f"({getattr(executor, 'workers', 1)} worker(s))")

@@ -42,7 +42,12 @@ def _write_stitched(root: Path, dataset: str, report: dict) -> None:
 def plan_folds(spec, frames: dict[str, pd.DataFrame]) -> dict:
     """Every dataset's walk-forward folds (``ValueError`` before any trial runs)."""
     warmup = spec.feature_spec.warmup
-    return {ds: walk_forward(frames[ds].index, spec.layout, warmup) for ds in spec.datasets}
+    folds = {ds: walk_forward(frames[ds].index, spec.layout, warmup) for ds in spec.datasets}
+    if any(m.multi_asset for m in spec.models):
+        from .multi_trial import align_folds
+
+        align_folds(spec, frames, folds)
+    return folds
 
 
 def research(spec, frames: dict[str, pd.DataFrame], out, executor, log=print,

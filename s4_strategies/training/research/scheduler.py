@@ -38,9 +38,10 @@ from .walkforward import Fold
 RETRY_OF = "retry_of"
 
 
-def objective_value(row: dict, objective: str) -> float:
-    """The row's validation objective, with NaN as the worst possible value."""
-    v = row.get(objective)
+def objective_value(row: dict, objective: str, column: str | None = None) -> float:
+    """The row's validation objective (in ``column``, default the objective's own), with
+    NaN as the worst possible value."""
+    v = row.get(column or objective)
     v = float("nan") if v is None else float(v)
     if not math.isfinite(v):
         return math.inf if OBJECTIVES[objective] == "minimize" else -math.inf
@@ -52,14 +53,14 @@ def search_index(row: dict) -> int:
     return -1 if v is None or v != v else int(v)
 
 
-def best_row(rows: list[dict], objective: str) -> dict | None:
-    """The search row with the best validation objective (ties: the earliest parameters in
-    sorted order, then the earliest proposal, so the choice never depends on finishing
-    order)."""
+def best_row(rows: list[dict], objective: str, column: str | None = None) -> dict | None:
+    """The search row with the best validation objective (read from ``column``, default the
+    objective's own; ties: the earliest parameters in sorted order, then the earliest
+    proposal, so the choice never depends on finishing order)."""
     if not rows:
         return None
     sign = 1.0 if OBJECTIVES[objective] == "minimize" else -1.0
-    return min(rows, key=lambda r: (sign * objective_value(r, objective), r["params"],
+    return min(rows, key=lambda r: (sign * objective_value(r, objective, column), r["params"],
                                     search_index(r)))
 
 
@@ -89,8 +90,9 @@ class Study:
     ``storage``: where its Optuna study lives (None: in memory, nothing resumes)."""
 
     def __init__(self, spec: ResearchSpec, dataset: str, fold: Fold, model: ModelSpec,
-                 done: dict[str, dict], storage=None):
+                 done: dict[str, dict], storage=None, folds: tuple = ()):
         self.spec, self.dataset, self.fold, self.model = spec, dataset, fold, model
+        self.folds = folds  # a multi-asset study: every dataset's fold (``Task.folds``)
         self.fingerprint = spec.fingerprint(model)
         self.name = f"{dataset}|fold {fold.number}|{model.name}|{self.fingerprint}"
         self.seeds = spec.seeds if model.network else spec.seeds[:1]
@@ -220,7 +222,7 @@ class Study:
     # -- tasks -------------------------------------------------------------------------
     def _task(self, params: dict, seed: int, phase: str, index: int | None = None) -> Task:
         return Task(self.dataset, self.fold, self.model, params, seed, phase,
-                    self.fingerprint, index)
+                    self.fingerprint, index, self.folds)
 
     def _mine(self, row: dict) -> bool:
         """A row of this study and spec version (its id is the one its fields give)."""
@@ -309,6 +311,15 @@ class Study:
 
 def studies(spec: ResearchSpec, folds: dict[str, list[Fold]], done: dict[str, dict],
             storage=None):
-    """Every study of the spec, in the order trials are handed out (dataset, fold, model)."""
-    return [Study(spec, ds, fold, model, done, storage)
-            for ds in spec.datasets for fold in folds[ds] for model in spec.models]
+    """Every study of the spec, in the order trials are handed out: the multi-asset models'
+    (one per fold: their trials train on every dataset, the longest first), then (dataset,
+    fold, model)."""
+    from .multi_trial import group_name, group_studies_folds
+
+    shared = [m for m in spec.models if m.multi_asset]
+    plan = [Study(spec, group_name(spec.datasets), fold, m, done, storage, pairs)
+            for fold, pairs in (group_studies_folds(spec, folds) if shared else [])
+            for m in shared]
+    return plan + [Study(spec, ds, fold, model, done, storage)
+                   for ds in spec.datasets for fold in folds[ds] for model in spec.models
+                   if not model.multi_asset]

@@ -190,9 +190,14 @@ def _unknown(where: str, name: str, allowed, what: str) -> ValueError:
     return ValueError(f"{where}.{name}: not {what}{hint}; allowed: {sorted(allowed)}")
 
 
+#: the layers a multi-asset model's shared encoder may be (``ssm.config.SSM_KINDS``)
+SHARED_ENCODERS = ("s4", "s4d", "mamba", "s5", "dss")
+
+
 class Model(_Section):
     name: str | None = None
     layer: Literal[NETWORKS + BASELINES]
+    multi_asset: bool = False  # one shared-encoder model (MultiAssetS4) on every dataset
     params: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Any] = Field(default_factory=dict)
 
@@ -204,6 +209,9 @@ class Model(_Section):
     @model_validator(mode="after")
     def _known_keys(self):
         label = self.name or self.layer
+        if self.multi_asset and self.layer not in SHARED_ENCODERS:
+            raise ValueError(f"models.{label}: a multi-asset model's shared encoder is one of "
+                             f"{list(SHARED_ENCODERS)}, got layer {self.layer!r}")
         if self.layer == "linear":
             if self.params or self.space:
                 raise ValueError(f"models.{label}: the linear baseline takes no params or "
@@ -259,7 +267,25 @@ class SpecSchema(_Section):
         names = [m.name or m.layer for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"models: names must be unique, got {names}")
+        for m in self.models:
+            if m.multi_asset:
+                _shared_fits(m.name or m.layer, self.datasets, self.walk_forward)
         return self
+
+
+def _shared_fits(label: str, datasets: list[str], wf: WalkForward) -> None:
+    """A multi-asset model trains on every dataset at once: it needs two or more, and test
+    blocks that are calendar spans (fold k must cover the same dates on every dataset;
+    ``multi_trial.align_folds`` checks the bars once they are loaded)."""
+    if len(set(datasets)) < 2:
+        raise ValueError(f"models.{label}: a multi-asset model trains one shared encoder on "
+                         f"several datasets; the spec lists {len(set(datasets))} "
+                         f"({datasets}): list two or more, or drop multi_asset")
+    if not isinstance(wf.test_length, str) or wf.test_length.strip().isdigit():
+        raise ValueError(f"models.{label}: a multi-asset model needs test blocks that are "
+                         f"calendar spans (walk_forward.test_length like '3M'), got "
+                         f"{wf.test_length!r} bars: a block of bars covers different dates "
+                         "on datasets with different bars, so the folds cannot be aligned")
 
 
 def _where(loc) -> str:

@@ -9,6 +9,7 @@
     models:
       - {name: S4D, layer: s4d, params: {d_model: 16},
          space: {lr: {log_uniform: [5.0e-4, 5.0e-3]}, dropout: {uniform: [0.0, 0.3]}}}
+      - {name: Shared S4D, layer: s4d, multi_asset: true}   # one encoder, every dataset
       - {name: Linear, layer: linear}
     seeds: 3                                  # or a list
     search: {trials_per_fold: 4, concurrency: 2, objective: val_log_loss}
@@ -39,6 +40,10 @@ from .schema import (  # noqa: F401 (re-exported)
 )
 from .walkforward import Layout
 
+#: the column every row of a multi-asset trial carries: the spec's validation objective
+#: averaged over the assets (what its search and each fold's choice of setting use)
+GROUP_OBJECTIVE = "val_objective_assets"
+
 
 class SpecError(ValueError):
     """A research spec that cannot run; the message names the key."""
@@ -61,6 +66,7 @@ class ModelSpec:
     layer: str
     params: dict = field(default_factory=dict)  # fixed TrainConfig fields / layer options
     space: dict = field(default_factory=dict)  # searched by Optuna inside each fold
+    multi_asset: bool = False  # one shared encoder on every dataset (``multi_trial``)
 
     @property
     def network(self) -> bool:
@@ -109,7 +115,12 @@ class ResearchSpec:
     def fingerprint(self, model: ModelSpec) -> str:
         """What a trial's result depends on besides its own key: a changed spec part means
         fresh trials rather than stale ones resumed."""
-        parts = {"layout": self.layout.to_dict(), "train": self.train, "model": asdict(model),
+        spec_of_model = asdict(model)
+        if model.multi_asset:  # it trains on every dataset: another list, another model
+            spec_of_model["datasets"] = list(self.datasets)
+        else:  # the fingerprints of runs made before the field existed
+            del spec_of_model["multi_asset"]
+        parts = {"layout": self.layout.to_dict(), "train": self.train, "model": spec_of_model,
                  "objective": self.objective, "min_trades": self.min_trades, "fee": self.fee,
                  "funding": self.funding_rate, "from": self.date_from, "to": self.date_to,
                  "features": self.features, "labels": self.labels}
@@ -163,8 +174,11 @@ def _check_train(spec: ResearchSpec) -> None:
         for params in trials:
             try:
                 cfg = spec.train_config(m, params, 0)
-                ModelConfig(m.layer, input_dim=1, d_model=cfg.d_model, n_layers=cfg.n_layers,
-                            dropout=cfg.dropout, **cfg.layer_options,
+                shared = {"layer": m.layer, "n_assets": len(spec.datasets)} \
+                    if m.multi_asset else {}
+                ModelConfig("multi" if m.multi_asset else m.layer, input_dim=1,
+                            d_model=cfg.d_model, n_layers=cfg.n_layers, dropout=cfg.dropout,
+                            **cfg.layer_options, **shared,
                             **({"d_state": cfg.state_size} if m.layer in SSM_KINDS else {}))
             except (TypeError, ValueError) as exc:
                 where = f"models.{m.name}" + (f".space.{next(iter(params))}" if params else "")
@@ -193,8 +207,8 @@ def parse_spec(raw: dict) -> ResearchSpec:
     if layout.purge < labels.max_horizon:
         raise SpecError(f"walk_forward.purge: {layout.purge} bars is less than the labels' "
                         f"longest horizon ({labels.max_horizon} bars)")
-    models = tuple(ModelSpec(m.name or m.layer, m.layer, dict(m.params), dict(m.space))
-                   for m in s.models)
+    models = tuple(ModelSpec(m.name or m.layer, m.layer, dict(m.params), dict(m.space),
+                             m.multi_asset) for m in s.models)
     spec = ResearchSpec(
         name=s.name, datasets=tuple(s.datasets), layout=layout, models=models,
         seeds=tuple(s.seeds), trials_per_fold=s.search.trials_per_fold,

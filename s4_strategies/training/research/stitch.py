@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .scheduler import best_row, search_index
-from .spec import ModelSpec, ResearchSpec
+from .spec import GROUP_OBJECTIVE, ModelSpec, ResearchSpec
 from .trial import Task
 from .walkforward import Fold
 
@@ -61,7 +61,8 @@ def chosen(rows: list[dict], spec: ResearchSpec, model: ModelSpec, folds: list[F
         if len(search) < budget:
             raise IncompleteError(f"{model.name}: fold {fold.number} has {len(search)} of "
                                   f"{budget} search trials")
-        best = best_row(search[:budget], spec.objective)  # the spec's budget, in order
+        best = best_row(search[:budget], spec.objective,  # the spec's budget, in order
+                        GROUP_OBJECTIVE if model.multi_asset else None)  # mean over assets
         picked = {int(r["seed"]): r for r in mine
                   if r["phase"] == "seed" and r["params"] == best["params"]}
         picked[seeds[0]] = best

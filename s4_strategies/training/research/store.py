@@ -148,6 +148,8 @@ class ResultStore:
             self._write(self.root / "checkpoints" / f"{tid}.pt",
                         lambda f: f.write(result["checkpoint"]))
             row["checkpoint"] = str(Path("checkpoints") / f"{tid}.pt")
+        for part in result.get("parts") or ():  # a multi-asset trial's rows per dataset
+            self.save(part)  # before the group's row, which marks the trial done
         self._write(self.root / "trials" / f"{tid}.parquet",
                     lambda f: pd.DataFrame([row]).to_parquet(f))
 

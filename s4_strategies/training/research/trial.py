@@ -13,56 +13,22 @@ the checkpoint's bytes (the driver writes them, so a cluster needs no shared dis
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
-
-import numpy as np
-import pandas as pd
 
 from ...features import bar_spacing, make_labels
-from .. import skill, skill_report
-from ..decision import count_trades, net_returns, select_rule
-from ..funding import funding_per_bar
+from .. import skill_report
 from ..tuned_baselines import LINEAR, lightgbm_forecasts
 from ..vol_baselines import har_windows
-from .overfit import sharpe
-from .spec import ModelSpec, ResearchSpec
-from .walkforward import Fold
+from .scoring import evaluate
+from .spec import ResearchSpec
+from .task import Task
 
-
-@dataclass(frozen=True)
-class Task:
-    """What identifies a trial (``trial_id`` hashes it with the spec's fingerprint)."""
-
-    dataset: str
-    fold: Fold
-    model: ModelSpec
-    params: dict = field(default_factory=dict)
-    seed: int = 0
-    phase: str = "search"  # "search": Optuna's proposals; "seed": the chosen params, more seeds
-    fingerprint: str = ""
-    index: int | None = None  # a proposal's place in its Optuna study (None: no search)
-
-    @property
-    def trial_id(self) -> str:
-        parts = [self.dataset, self.fold.number, self.model.name, self.params, self.seed,
-                 self.fingerprint]
-        if self.index is not None:
-            parts.append(self.index)
-        key = json.dumps(parts, sort_keys=True, default=str)
-        return hashlib.sha1(key.encode()).hexdigest()[:16]
-
-    def describe(self) -> dict:
-        return {"trial_id": self.trial_id, "dataset": self.dataset, "fold": self.fold.number,
-                "model": self.model.name, "layer": self.model.layer, "seed": self.seed,
-                "phase": self.phase, "params": json.dumps(self.params, sort_keys=True),
-                "index": -1 if self.index is None else int(self.index)}
+__all__ = ["Task", "evaluate", "run_trial"]
 
 
 def _forecast_network(task: Task, spec: ResearchSpec, data, fspec, lspec):
@@ -126,38 +92,17 @@ def _forecast_lightgbm(task: Task, data, fspec, lspec):
                "baseline_settings": json.dumps({k: v[0] for k, v in info.items()})}, None
 
 
-def _predictions(f: dict, index, rows: slice, n_classes: int) -> pd.DataFrame:
-    cols = {"bar": np.arange(rows.start, rows.stop)}
-    for c in range(n_classes):
-        cols[f"p{c}"] = f["probs"][rows, c]
-    for key in ("ret_1", "ret_5", "move", "log_vol", "har_log_vol", "ewma_log_vol",
-                "trailing_log_vol", "majority"):
-        if key in f:
-            cols[key] = np.asarray(f[key], dtype=np.float64)[rows]
-    if "prior_probs" in f:
-        for c in range(n_classes):
-            cols[f"prior_p{c}"] = f["prior_probs"][rows, c]
-    return pd.DataFrame(cols, index=index[rows])
-
-
-def _score(f: dict, truth: dict, rows: slice) -> dict:
-    p = f["probs"][rows]
-    out = {"accuracy": skill.accuracy(np.argmax(p, axis=1).astype(float), truth["signal"][rows]),
-           "log_loss": skill.log_loss(p, truth["signal"][rows]),
-           "vol_corr": skill.corr(f["log_vol"][rows], truth["log_vol"][rows])}
-    for h in skill_report.IC_HORIZONS:
-        out[f"ic_{h}"] = skill.spearman_ic(f[f"ret_{h}"][rows], truth[f"fwd_{h}"][rows])
-    return out
-
-
-def run_trial(task: Task, spec: ResearchSpec, df: pd.DataFrame) -> dict:
+def run_trial(task: Task, spec: ResearchSpec, df) -> dict:
     """Train, select and test one trial. Returns ``{"row", "predictions", "checkpoint"}``;
-    an exception inside becomes a row with ``status="failed"`` and its error."""
+    an exception inside becomes a row with ``status="failed"`` and its error. A multi-asset
+    trial (``df``: every dataset's bars by name) goes to ``multi_trial.run_multi_trial``."""
+    if task.model.multi_asset:
+        from .multi_trial import run_multi_trial
+
+        return run_multi_trial(task, spec, df)
     t0 = time.perf_counter()
     row = {**task.describe(), "host": socket.gethostname(), "pid": os.getpid()}
     try:
-        from analyzers.metrics import infer_periods_per_year
-
         fold = task.fold
         fspec, lspec = spec.feature_spec, spec.label_spec
         data = df.iloc[: fold.test[1]]  # nothing after the test block reaches the model
@@ -167,28 +112,7 @@ def run_trial(task: Task, spec: ResearchSpec, df: pd.DataFrame) -> dict:
             f, info, ckpt = _forecast_lightgbm(task, data, fspec, lspec)
         else:
             f, info, ckpt = _forecast_linear(task, data, fspec, lspec)
-        truth = skill_report.targets(make_labels(df, lspec), lspec)  # scoring only
-        truth = {k: v[: fold.test[1]] for k, v in truth.items()}
-        val, test = slice(*fold.val), slice(*fold.test)
-        close = data["close"].to_numpy()
-        ppy = infer_periods_per_year(df.index)
-        funding = funding_per_bar(data.index, spec.funding_rate)
-        rule, table = select_rule(f["move"][val], close[val], spec.fee, funding=funding[val],
-                                  periods_per_year=ppy, min_trades=spec.min_trades)
-        pos = rule.positions(f["move"][test])  # (n_test,)
-        net = net_returns(close[test], pos, spec.fee, funding[test])[0]
-        preds = _predictions(f, data.index, test, lspec.n_classes)
-        preds["position"] = pos
-        preds["net_return"] = net
-        v = _score(f, truth, val)
-        row.update({f"val_{k}": x for k, x in v.items()})
-        chosen = table.get("chosen")
-        row["val_net_sharpe"] = chosen["sharpe"] if chosen else float("nan")
-        row.update({f"test_{k}": x for k, x in _score(f, truth, test).items()})
-        row.update({"test_sharpe_bar": sharpe(net),
-                    "test_net_sharpe": sharpe(net) * np.sqrt(ppy),
-                    "band_enter": rule.enter, "band_exit": rule.exit,
-                    "test_trades": count_trades(pos)})
+        preds = evaluate(row, spec, df, fold, f)
         row.update(info)
         row["status"], row["error"] = "ok", ""
         out = {"predictions": preds, "checkpoint": ckpt}
