@@ -16,8 +16,15 @@ import pandas as pd
 
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
 from ..model import Predictor, Targets, save_model
-from .recipe import (CRITERIA, TRUNKS, criterion_label, criterion_score, fit_loop, route_heads,
-                     window_draw)
+from .recipe import (
+    CRITERIA,
+    TRUNKS,
+    criterion_label,
+    criterion_score,
+    fit_loop,
+    route_heads,
+    window_draw,
+)
 from .skill import spearman_ic
 from .splits import Split
 
