@@ -3,6 +3,7 @@
     python scripts/memory_table.py run [--kinds s4,s4d,...] [--lags 1,8,...] [--seeds 0,1,2]
                                        [--variants default] [--jobs N] [--threads T] [--dir D]
     python scripts/memory_table.py write [--dir D]      # docs/results/memory.md (+ .png)
+    python scripts/memory_table.py rename-loss [--dir D]
 
 ``run`` trains every (variant, kind, lag, seed) cell not yet in ``--dir`` (default
 runs/memory) with :func:`s4_strategies.training.memory.probe` and writes one JSON per cell,
@@ -13,7 +14,11 @@ tabulates whatever cells exist, says which, and records the commands that made t
 Variants: ``default`` (``TrainConfig()`` as users get it), and for the S4D ablations of
 docs/results/memory.md: ``old`` (the recipe before issue 30: every head through the trunk,
 no mixing, selection on the signal cross-entropy, 16 windows of 512 bars, burn-in 128),
-``nomix`` (default but ``mix=0``) and ``alltrunk`` (default but ``trunk="all"``).
+``nomix`` (default but ``mix=0``), ``alltrunk`` (default but ``trunk="all"``) and ``loss``
+(default but the epoch kept by the validation next-bar loss, ``criterion="next_bar"``: the
+default until the rank IC replaced it; cells run as "default" before that change are
+renamed ``loss_*`` by ``memory_table.py rename-loss``, since their configuration is exactly
+that variant's).
 """
 
 from __future__ import annotations
@@ -43,9 +48,11 @@ VARIANTS = {
             "batch_size": 16},
     "nomix": {"mix": 0.0},
     "alltrunk": {"trunk": "all"},
+    "loss": {"criterion": "next_bar"},
 }
 VARIANT_NAMES = {"old": "recipe before issue 30", "nomix": "no mixed windows",
-                 "alltrunk": "every head through the trunk"}
+                 "alltrunk": "every head through the trunk",
+                 "loss": "epoch by validation loss"}
 DOCS = ROOT / "docs" / "results"
 
 
@@ -85,6 +92,8 @@ def run_cell(variant: str, kind: str, lag: int, seed: int, out: Path, threads: i
     res = probe(kind, lag, seed, cfg)
     res.update(variant=variant, threads=threads, torch_threads=torch.get_num_threads(),
                config=VARIANTS[variant], finished=dt.datetime.now(dt.UTC).isoformat())
+    if kind != "linear":
+        res["criterion"] = cfg.criterion
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=1))
     tmp.rename(out)
@@ -230,9 +239,15 @@ are read out of it with their gradient stopped there (`TrainConfig.trunk`). Half
 training windows are replaced by a mixture of two windows' bars at the same hour of the week
 (`TrainConfig.mix`, `training/augment.py`), which keeps every linear dependence at its
 strength while no window repeats; windows are 1,024 bars (burn-in 256) so that a lag of
-several hundred bars fits inside one, and the epoch kept is the one with the lowest
-validation next-bar loss. Seconds per training: wall time of one process with the threads
-given in each cell's JSON, on a shared 2-core machine.
+several hundred bars fits inside one, and the epoch kept is the one whose next-bar forecast
+has the highest validation rank IC (`TrainConfig.criterion="next_bar_ic"`). The validation
+next-bar *loss* (the criterion before, the "epoch by validation loss" rows) is lowest after
+50 or 100 steps in almost every cell and then rises, while the rank IC of the same forecasts
+keeps improving: the model also fits some training noise, which widens its forecasts' spread
+(the loss counts that) without spoiling their order (what the IC and a trading rule read;
+the trading band is chosen on validation in the forecast's own units). Seconds per
+training: wall time of one process with the threads given in each cell's JSON, on a shared
+2-core machine.
 """
 
 
@@ -261,11 +276,16 @@ def reading(cells: list[dict], kinds, lags) -> str:
             and c.get("best_epoch") is not None]
     if kept:
         counts = ", ".join(f"epoch {e}: {kept.count(e)}" for e in sorted(set(kept)))
-        out += ["", f"The epoch kept (the validation next-bar loss's best; an epoch is 50 steps, "
-                f"at most 12) over the {len(kept)} network cells: {counts}. Where it is 0 or 1 "
-                "the validation loss turned up around the one-cycle learning rate's peak (step "
-                "60 of 600) and every later step was thrown away: a dependence the model "
-                "had not found by then is not in the kept weights."]
+        out += ["", f"The epoch kept (the best validation next-bar rank IC; an epoch is 50 "
+                f"steps, at most 12) over the {len(kept)} network cells: {counts}."]
+    old = [c["best_epoch"] for c in cells if c["variant"] == "loss"
+           and c.get("best_epoch") is not None]
+    if old:
+        counts = ", ".join(f"epoch {e}: {old.count(e)}" for e in sorted(set(old)))
+        out += ["", f"Kept by the validation next-bar loss instead (the \"epoch by validation "
+                f"loss\" cells, {len(old)}): {counts}. Where it is 0 or 1 the validation loss "
+                "turned up around the one-cycle learning rate's peak (step 60 of 600) and "
+                "every later step was thrown away."]
     slow = [(NAMES[k], np.mean([c["seconds"] for c in cells if c["kind"] == k
                                  and c["variant"] == "default"])) for k in kinds]
     slow = [f"{n} ({s:,.0f} s)" for n, s in slow if s > 600]
@@ -294,7 +314,8 @@ def cmd_write(a) -> int:
     size = (f"width {d.d_model}, {d.n_layers} layers, state 64 (16 for the selective SSM), "
             f"{d.epochs} × {d.steps_per_epoch} steps at most of {d.batch_size} windows of "
             f"{d.seq_len} bars")
-    ablations = [v for v in VARIANTS if v != "default" and any(c["variant"] == v for c in cells)]
+    ablations = [v for v in VARIANTS if v not in ("default", "loss")
+                 and any(c["variant"] == v for c in cells)]
     abl = ""
     if ablations:
         rows = [table(cells, v, kinds, lags).splitlines()[2:] for v in ablations]
@@ -303,6 +324,10 @@ def cmd_write(a) -> int:
                "part undone or the whole recipe before issue 30:\n\n"
                + "\n".join(main_rows[:2] + [r for r in main_rows[2:] if "| S4D |" in r]
                            + [r for rs in rows for r in rs]))
+    if any(c["variant"] == "loss" for c in cells):
+        abl += ("\n\n## The epoch kept by the validation loss (the criterion before)\n\n"
+                "The same recipe with `criterion=\"next_bar\"`: the epoch with the lowest "
+                "validation next-bar loss is kept.\n\n" + table(cells, "loss", kinds, lags))
     DOCS.mkdir(parents=True, exist_ok=True)
     plot(cells, kinds, lags, DOCS / "memory.png")
     commands = (directory / "commands.txt").read_text().strip() if \
@@ -312,6 +337,25 @@ def cmd_write(a) -> int:
                        reading=reading(cells, kinds, lags))
     (DOCS / "memory.md").write_text(page)
     print(page)
+    return 0
+
+
+def cmd_rename_loss(a) -> int:
+    """Cells run as "default" while the default criterion was the validation next-bar loss
+    (they record no criterion) are, by their configuration, "loss" cells: rename them."""
+    directory = Path(a.dir)
+    n = 0
+    for p in sorted(directory.glob("default_*.json")):
+        c = json.loads(p.read_text())
+        if c["kind"] == "linear" or "criterion" in c:
+            continue
+        c.update(variant="loss", config=VARIANTS["loss"], criterion="next_bar",
+                 renamed_from=p.name)
+        new = directory / (cell_name("loss", c["kind"], c["lag"], c["seed"]) + ".json")
+        new.write_text(json.dumps(c, indent=1))
+        p.unlink()
+        n += 1
+    print(f"{n} cells renamed to variant loss")
     return 0
 
 
@@ -330,7 +374,11 @@ def main(argv=None) -> int:
     r.add_argument("--dir", default="runs/memory")
     w = sub.add_parser("write", help="docs/results/memory.md and memory.png from the cells")
     w.add_argument("--dir", default="runs/memory")
+    n = sub.add_parser("rename-loss", help="default cells run before the IC criterion -> loss")
+    n.add_argument("--dir", default="runs/memory")
     a = ap.parse_args(argv)
+    if a.cmd == "rename-loss":
+        return cmd_rename_loss(a)
     if a.cmd == "run":
         bad = [k for k in a.kinds if k not in KINDS] + [v for v in a.variants if v not in VARIANTS]
         if bad:

@@ -44,7 +44,11 @@ def trained():
 def test_training_lowers_validation_loss(trained):
     result, _ = trained
     meta = result.meta
-    assert meta["best_val_loss"] < meta["initial_val_loss"]
+    initial = meta["recipe"]["initial_val_losses"]
+    assert min(h["val_total"] for h in result.history) < initial["total"]
+    # the epoch kept has the best mean next-bar IC over the assets (the default criterion)
+    assert meta["best_val_loss"] == -max(h["val_next_bar_ic"] for h in result.history)
+    assert meta["recipe"]["criterion"].endswith("(mean over assets)")
     assert meta["recipe"]["steps_taken"] > 0 and meta["first_bars"][SOL].startswith("2021-10-15")
     for h in result.history:
         assert all(np.isfinite(v) for k, v in h.items() if k.startswith("val_"))

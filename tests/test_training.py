@@ -34,14 +34,18 @@ def test_training_lowers_the_validation_loss_and_records_its_provenance(tiny_res
     assert meta["bar_spacing_s"] == 3600
     assert meta["periods"]["train"][0].startswith("2021-01-01")
     # four optimiser steps already beat the untrained weights on held-out bars (0.875 vs 0.946)
-    assert meta["best_val_loss"] < 0.99 * meta["initial_val_loss"]
+    initial = meta["recipe"]["initial_val_losses"]
+    assert min(h["val_total"] for h in tiny_result.history) < 0.99 * initial["total"]
+    assert meta["initial_val_loss"] == -initial["next_bar_ic"]
     assert meta["best_val_loss"] == min(h["val_loss"] for h in tiny_result.history)
     assert meta["best_epoch"] == int(np.argmin([h["val_loss"] for h in tiny_result.history]))
-    # the criterion is the next-bar return's loss (the trunk's target), recorded apart from
-    # the heads (of which it is one column of "returns")
+    # the criterion is the next-bar forecast's validation rank IC (the trunk's target): the
+    # score kept is -IC; the epoch kept has the highest IC of the curve
     recipe = meta["recipe"]
-    assert recipe["criterion"] == "validation next_bar loss"
-    assert recipe["val_losses"]["next_bar"] == meta["best_val_loss"]
+    assert recipe["criterion"].startswith("validation next-bar rank IC")
+    assert recipe["val_next_bar_ic"] == -meta["best_val_loss"]
+    assert meta["best_epoch"] == int(np.argmax([h["val_next_bar_ic"] for h in tiny_result.history]))
+    assert "next_bar" in recipe["val_losses"] and "next_bar_ic" not in recipe["val_losses"]
     assert {"signal", "returns", "vol", "total"} <= set(recipe["val_losses"])
     # the whole curve is in the checkpoint's metadata: train and validation loss per head
     assert meta["history"] == tiny_result.history and len(meta["history"]) == 2

@@ -16,7 +16,16 @@ import pandas as pd
 
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
 from ..model import Predictor, Targets, save_model
-from .recipe import CRITERIA, TRUNKS, fit_loop, route_heads, window_draw
+from .recipe import (
+    CRITERIA,
+    TRUNKS,
+    criterion_label,
+    criterion_score,
+    fit_loop,
+    route_heads,
+    window_draw,
+)
+from .skill import spearman_ic
 from .splits import Split
 
 # -- config ------------------------------------------------------------------------------
@@ -54,7 +63,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     patience: int = 4
-    criterion: str = "next_bar"  # see recipe.CRITERIA
+    criterion: str = "next_bar_ic"  # see recipe.CRITERIA
     trunk: str = "next_bar"  # see recipe.TRUNKS; "all": the recipe before issue 30
     mix: float = 0.5  # share of training windows mixed with another (augment.py); 0: none
     val_fraction: float = 0.15
@@ -201,8 +210,9 @@ def _batch(x, y, starts, seq_len, burn_in, valid, device, dtype):
 def validation_losses(model, x, y, valid, period, cfg: TrainConfig, device, dtype,
                       col: int = 0) -> dict:
     """Per-head losses on ``period`` = [lo, hi), the model run from ``seq_len`` bars before
-    it (its state built on the bars before the period, as the indicator's would be), and
-    their weighted ``total``."""
+    it (its state built on the bars before the period, as the indicator's would be), their
+    weighted ``total`` and ``next_bar_ic``: the Spearman IC of the next-bar return forecast
+    (returns column ``col``) with its target over the scored bars."""
     import torch
 
     lo, hi = period
@@ -212,10 +222,20 @@ def validation_losses(model, x, y, valid, period, cfg: TrainConfig, device, dtyp
     model.eval()
     with torch.no_grad():
         xb, yb, mb = _batch(x, y, [ctx], hi - ctx, 0, scored, device, dtype)
-        parts = _losses(model(xb), yb, mb, col)
+        pred = model(xb)
+        parts = _losses(pred, yb, mb, col)
     out = {k: float(v) for k, v in parts.items()}
     out["total"] = float(_total(parts, cfg.loss_weights))
+    out["next_bar_ic"] = next_bar_ic(pred["returns"][0, :, col], yb["returns"][0, :, col], mb[0])
     return out
+
+
+def next_bar_ic(forecast, target, mask) -> float:
+    """Spearman IC of ``forecast`` (L,) with ``target`` (L,) over the bars of ``mask`` (L,)
+    where both are finite (tensors); NaN when fewer than 3 bars or a constant side."""
+    m = mask.cpu().numpy()  # (L,)
+    f = forecast.detach().cpu().double().numpy()[m]
+    return float(spearman_ic(f, target.cpu().double().numpy()[m]))
 
 
 def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
@@ -268,10 +288,10 @@ def train_model(df: pd.DataFrame, split: Split, cfg: TrainConfig | None = None,
         "periods": split.dates(df.index),
         "train_config": cfg.to_dict(),
         "best_epoch": loop.best_epoch,
-        "best_val_loss": loop.best,
-        "initial_val_loss": loop.initial[cfg.criterion],
+        "best_val_loss": loop.best,  # the criterion's score (recipe.criterion_score)
+        "initial_val_loss": criterion_score(loop.initial, cfg.criterion),
         "train_seconds": loop.seconds,
-        "recipe": loop.recipe(f"validation {cfg.criterion} loss"),
+        "recipe": loop.recipe(criterion_label(cfg.criterion)),
         "history": loop.history,
     }
     predictor = Predictor(model, fspec, norm, lspec, targets, meta)

@@ -25,6 +25,7 @@ term is of the order of the other losses, and no asset dominates), ``m_a`` its m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +34,8 @@ import pandas as pd
 from ..features import FeatureSpec, LabelSpec, Normalizer, bar_spacing, make_features, make_labels
 from ..model.multi import MultiPredictor, asset_features, load_multi, panel, save_multi_predictor
 from ..model.predictor import Targets
-from .fit import DIAGNOSTIC, TrainConfig, _device, _losses, seed_everything
-from .recipe import fit_loop, window_draw
+from .fit import DIAGNOSTIC, TrainConfig, _device, _losses, next_bar_ic, seed_everything
+from .recipe import criterion_label, criterion_score, fit_loop, window_draw
 from .splits import Split, date_split
 
 __all__ = ["MultiTrainResult", "load_multi", "panel", "prepare_panel", "save_multi",
@@ -143,7 +144,8 @@ def _batch(x, y, starts, seq_len, burn_in, valid, device, dtype):
 
 def _validate(model, x, y, valid, val_rows, cfg: TrainConfig, device, dtype) -> dict:
     """Losses on the rows ``val_rows`` (L, A) marks, the model run from ``seq_len`` bars
-    before the first of them to the last (the state built on the bars before)."""
+    before the first of them to the last (the state built on the bars before), and the
+    next-bar IC averaged over the assets that have one."""
     import torch
 
     marked = np.flatnonzero(val_rows.any(axis=1))
@@ -153,9 +155,14 @@ def _validate(model, x, y, valid, val_rows, cfg: TrainConfig, device, dtype) -> 
     model.eval()
     with torch.no_grad():
         xb, yb, mb = _batch(x, y, [ctx], hi - ctx, 0, scored, device, dtype)
-        parts = _multi_losses(model(xb), yb, mb)
+        pred = model(xb)
+        parts = _multi_losses(pred, yb, mb)
     out = {k: float(v) for k, v in parts.items()}
     out["total"] = float(_total(parts, cfg.loss_weights))
+    ics = [next_bar_ic(pred["returns"][0, :, a, 0], yb["returns"][0, :, a, 0], mb[0, :, a])
+           for a in range(mb.shape[-1])]  # the shortest horizon of each asset
+    ics = [ic for ic in ics if math.isfinite(ic)]
+    out["next_bar_ic"] = float(np.mean(ics)) if ics else math.nan
     return out
 
 
@@ -234,10 +241,10 @@ def fit_multi(frames: dict, index, train_rows: np.ndarray, val_rows: np.ndarray,
         "first_bars": {a: str(df.index[0]) for a, df in frames.items()},
         "train_config": cfg.to_dict(),
         "best_epoch": loop.best_epoch,
-        "best_val_loss": loop.best,
-        "initial_val_loss": loop.initial[cfg.criterion],
+        "best_val_loss": loop.best,  # the criterion's score (recipe.criterion_score)
+        "initial_val_loss": criterion_score(loop.initial, cfg.criterion),
         "train_seconds": loop.seconds,
-        "recipe": {**loop.recipe(f"validation {cfg.criterion} loss (mean over assets)"),
+        "recipe": {**loop.recipe(criterion_label(cfg.criterion, " (mean over assets)")),
                    "weights_loss": cfg.loss_weights.get("weights", WEIGHTS_LOSS)},
         "history": loop.history,
     }
