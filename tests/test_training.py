@@ -163,3 +163,25 @@ def test_windows_are_sampled_at_every_offset():
     assert starts.min() == 100 and starts.max() == 144  # every admissible start, inclusive
     with pytest.raises(ValueError, match="fewer than one window"):
         sample_starts(np.random.default_rng(0), 0, 100, 256, 1)
+
+
+def test_the_ic_criterion_scores_minus_the_rank_ic_over_the_masked_bars():
+    from scipy import stats
+
+    from s4_strategies.training.fit import next_bar_ic
+    from s4_strategies.training.recipe import criterion_score
+
+    rng = np.random.default_rng(0)
+    f, t = rng.normal(size=200), rng.normal(size=200)
+    t[:50] += 3 * f[:50]  # skill only on the first 50 bars
+    t[7] = np.nan
+    mask = np.zeros(200, dtype=bool)
+    mask[:60] = True
+    got = next_bar_ic(torch.tensor(f), torch.tensor(t), torch.tensor(mask))
+    keep = mask & np.isfinite(t)
+    assert got == pytest.approx(stats.spearmanr(f[keep], t[keep])[0], abs=1e-12)
+    assert got > 0.5 > next_bar_ic(torch.tensor(f), torch.tensor(t), torch.tensor(~mask))
+    assert criterion_score({"next_bar_ic": got}, "next_bar_ic") == -got
+    # a constant forecast has no IC: no skill, not a divergence
+    assert criterion_score({"next_bar_ic": float("nan")}, "next_bar_ic") == 0.0
+    assert criterion_score({"next_bar": 0.4}, "next_bar") == 0.4
