@@ -143,6 +143,11 @@ def test_one_trial_writes_every_dataset_and_the_report_lists_it(shared_run, fram
         assert {r["model"] for r in rep["trading"]} >= {"S4D", "Shared S4D"}
         assert "Shared S4D" in rep["dsr"] and "Shared S4D" in rep["pbo"]["models"]
         assert "Shared S4D" in json.dumps(rep["verdicts"], default=str)
+        # one encoder vs one model per asset: a paired difference of each metric, Holm-adjusted
+        paired = [p for p in rep["verdicts"]["paired"]
+                  if (p["model"], p["against"]) == ("Shared S4D", "S4D")]
+        assert {p["metric"] for p in paired} == set(verdicts.PAIRED)
+        assert all(p["p_holm"] >= p["p_value"] for p in paired if np.isfinite(p["p_value"]))
     # the group's validation objective is the mean over the assets; each fold's chosen
     # setting is the one with the best mean, the same on both datasets
     for tid, g in groups.set_index("trial_id").iterrows():
@@ -159,6 +164,7 @@ def test_one_trial_writes_every_dataset_and_the_report_lists_it(shared_run, fram
     for ds in PAIR:
         section = md.split(f"#### {ds}:")[1].split("####")[0]
         assert "| Shared S4D |" in section and "| S4D |" in section
+        assert "| Shared S4D − S4D |" in section
 
 
 def test_the_shared_trial_never_overlaps_train_val_test_on_any_asset(shared_run, frames):

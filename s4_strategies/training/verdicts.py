@@ -59,12 +59,14 @@ def _frames(forecasts: dict[str, list[dict]], y: dict, test: slice,
 def verdicts(forecasts: dict[str, list[dict]], y: dict, test: slice, lspec,
              benchmark: str | None = None, networks=(), against=(),
              returns: dict[str, np.ndarray] | None = None, reps: int | None = None,
-             seed: int = 0) -> dict:
+             seed: int = 0, pairs=()) -> dict:
     """Every verdict of one comparison. ``forecasts``: model -> one forecast dict per seed
     (full-length arrays, ``test`` the scored rows); ``benchmark``: the SPA/StepM reference;
     ``networks``: the models tested against it; ``against``: the references of the paired
-    differences; ``returns``: model -> (seeds, T) net returns on the test bars (the
-    trading loss); ``reps``: bootstrap replicates (default ``REPS``)."""
+    differences; ``pairs``: further (model, reference) paired differences (a shared-encoder
+    model against the per-asset model of its layer); ``returns``: model -> (seeds, T) net
+    returns on the test bars (the trading loss); ``reps``: bootstrap replicates (default
+    ``REPS``). Holm's adjustment runs over every paired difference together."""
     reps = REPS if reps is None else int(reps)
     lap = overlaps(lspec)
     out = {"size": SIZE, "stepm_size": STEPM_SIZE, "reps": reps, "mcs": {}, "spa": {},
@@ -85,15 +87,13 @@ def verdicts(forecasts: dict[str, list[dict]], y: dict, test: slice, lspec,
             except ValueError as exc:
                 spa = {"error": str(exc)}
             out["spa"][key] = {"benchmark": benchmark, "models": nets, **spa}
-    for ref in against:
-        if ref not in forecasts:
-            continue
-        for name in networks:
-            if name == ref or name not in forecasts:
-                continue
-            for key in PAIRED:
-                out["paired"].append(_paired(name, ref, key, forecasts, y, test, lap,
-                                             reps, seed))
+    todo = [(name, ref) for ref in against if ref in forecasts for name in networks
+            if name != ref and name in forecasts]
+    todo += [(a, b) for a, b in pairs if a in forecasts and b in forecasts
+             and (a, b) not in todo]
+    for name, ref in todo:
+        for key in PAIRED:
+            out["paired"].append(_paired(name, ref, key, forecasts, y, test, lap, reps, seed))
     ps = [p["p_value"] for p in out["paired"]]
     for p, adj in zip(out["paired"], inference.holm(ps)):
         p["p_holm"] = adj

@@ -114,9 +114,14 @@ def dataset_report(spec, dataset: str, df: pd.DataFrame, folds, store, rows: dic
     verdict = None
     if len(forecasts) >= 2:
         nets = [m.name for m in spec.models if m.network and m.name in stitched]
+        # one encoder vs one model per asset: each shared model against the per-asset
+        # model(s) of its layer, in the same Holm family
+        pairs = [(m.name, o.name) for m in spec.models if m.multi_asset
+                 for o in spec.models if o.layer == m.layer and not o.multi_asset]
         verdict = verdicts.verdicts(forecasts, y, test, lspec, benchmark=lin_name,
                                     networks=nets, against=[lin_name] if lin_name else [],
-                                    returns={**seed_paths, "Buy & hold": bh_returns[None, :]})
+                                    returns={**seed_paths, "Buy & hold": bh_returns[None, :]},
+                                    pairs=pairs)
     sel_returns = None
     if selected is not None:
         sel_returns = pd.Series(seed_paths[selected].mean(axis=0), index=df.index[test],
