@@ -138,14 +138,19 @@ class MultiPredictor:
         return (index, np.stack([p[0] for p in parts], axis=1),
                 np.stack([p[1] for p in parts], axis=1))
 
-    def predict(self, frames: dict) -> dict[str, pd.DataFrame]:
-        """Batch forward over the union index of ``frames`` (a zero state at its first bar)."""
+    def _forward(self, frames: dict):
+        """The model over the union index of ``frames`` from a zero state: the index, the
+        warm mask (L, A) and every head's raw output {name: (L, A, ...)}."""
         import torch
 
         index, x, warm = self.features(frames)
         with torch.no_grad():
             raw = self.model(torch.as_tensor(x[None], dtype=torch.float64))
-        raw = {k: v[0].numpy() for k, v in raw.items()}  # (L, A, ...)
+        return index, warm, {k: v[0].numpy() for k, v in raw.items()}  # (L, A, ...)
+
+    def predict(self, frames: dict) -> dict[str, pd.DataFrame]:
+        """Batch forward over the union index of ``frames`` (a zero state at its first bar)."""
+        index, warm, raw = self._forward(frames)
         out = {}
         for a, (name, dec) in enumerate(zip(self.assets, self.decoders)):
             d = dec.decode(raw["logits"][:, a], raw["returns"][:, a], raw["log_vol"][:, a])
@@ -163,12 +168,7 @@ class MultiPredictor:
         ``Predictor.forecasts``; the model run over the union index from a zero state):
         ``{asset: {"probs" (n, C), "returns" (n, R) forward log returns at the label
         horizons, "log_vol" (n,)}}``, NaN rows where the asset is not warm."""
-        import torch
-
-        index, x, warm = self.features(frames)
-        with torch.no_grad():
-            raw = self.model(torch.as_tensor(x[None], dtype=torch.float64))
-        raw = {k: v[0].numpy() for k, v in raw.items()}  # (L, A, ...)
+        index, warm, raw = self._forward(frames)
         out = {}
         for a, (name, t) in enumerate(zip(self.assets, self.targets)):
             pos = index.get_indexer(frames[name].index)  # (n,) the asset's rows of the union
