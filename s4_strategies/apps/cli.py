@@ -71,7 +71,7 @@ def _cmd_train(args) -> int:
                       d_state=args.d_state, n_layers=args.n_layers, seq_len=args.seq_len,
                       batch_size=args.batch_size, lr=args.lr, ssm_lr=args.ssm_lr,
                       seed=args.seed, device=args.device, mix=args.mix, trunk=args.trunk,
-                      progress=not args.quiet,
+                      input_noise=args.input_noise, progress=not args.quiet,
                       # A Transformer attends to half its training window (see inference.py).
                       layer_options={"window": args.seq_len // 2} if args.layer == "transformer"
                       else {})
@@ -191,6 +191,9 @@ def _add_train(sub) -> None:
                     help="peak learning rate of A, B, dt (no weight decay)")
     tr.add_argument("--mix", type=float, default=d.mix,
                     help="share of training windows mixed with another window (0: none)")
+    tr.add_argument("--input-noise", type=float, default=d.input_noise,
+                    help="std of the Gaussian noise on each normalised training feature "
+                         "(a ridge penalty on the model's filters; 0: none)")
     tr.add_argument("--trunk", default=d.trunk, choices=["next_bar", "all"],
                     help="which heads' gradients shape the shared layers")
     tr.add_argument("--classes", type=int, default=3, choices=[3, 5],

@@ -44,7 +44,9 @@ class TrainConfig:
     are measured and the best weights by ``criterion`` are kept (early stop after
     ``patience`` epochs without improvement). ``trunk``: which heads' gradients shape the
     shared layers (``recipe.TRUNKS``); ``mix``: the share of training windows replaced by a
-    mixture with another window (``augment``). ``train_multi`` ignores ``trunk`` and ``mix``.
+    mixture with another window (``augment``); ``input_noise``: the std of Gaussian noise
+    added to every normalised feature of every training bar (``recipe.add_input_noise``: a
+    ridge penalty on the model's filters). ``train_multi`` ignores ``trunk`` and ``mix``.
     """
 
     layer: str = "s4d"
@@ -66,6 +68,7 @@ class TrainConfig:
     criterion: str = "next_bar_ic"  # see recipe.CRITERIA
     trunk: str = "next_bar"  # see recipe.TRUNKS; "all": the recipe before issue 30
     mix: float = 0.5  # share of training windows mixed with another (augment.py); 0: none
+    input_noise: float = 1.0  # std of the noise on each training feature (recipe.add_input_noise)
     val_fraction: float = 0.15
     loss_weights: dict = field(default_factory=lambda: {"signal": 1.0, "returns": 0.5, "vol": 0.5})
     seed: int = 0
@@ -79,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"trunk must be one of {TRUNKS}, got {self.trunk!r}")
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"mix must be a share in [0, 1], got {self.mix}")
+        if not (np.isfinite(self.input_noise) and self.input_noise >= 0):
+            raise ValueError(f"input_noise must be a finite std >= 0, got {self.input_noise}")
         for name in ("epochs", "steps_per_epoch", "batch_size", "seq_len", "patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -119,12 +119,42 @@ def describe_groups(groups: list[dict]) -> list[dict]:
 def window_draw(cfg, train: tuple[int, int], warmup: int, batch: Callable) -> Callable:
     """``draw()`` for :func:`fit_loop`: ``cfg.batch_size`` random windows of the training
     period [train), starting where the features are defined less a burn-in of warm-up
-    context; ``batch(starts, seq_len)`` -> (x, y, mask). Seeded by ``cfg.seed``."""
+    context; ``batch(starts, seq_len)`` -> (x, y, mask), then ``cfg.input_noise``
+    (:func:`add_input_noise`) on x. Seeded by ``cfg.seed``."""
     rng = np.random.default_rng(cfg.seed)
+    noise_rng = np.random.default_rng([cfg.seed, 31])
+    sigma = float(getattr(cfg, "input_noise", 0.0))
     lo, hi = train
     lo = max(lo, min(warmup - cfg.burn_in, hi - cfg.seq_len))
     seq_len = min(cfg.seq_len, hi - lo)
-    return lambda: batch(sample_starts(rng, lo, hi, seq_len, cfg.batch_size), seq_len)
+
+    def draw():
+        x, y, mask = batch(sample_starts(rng, lo, hi, seq_len, cfg.batch_size), seq_len)
+        return add_input_noise(x, sigma, noise_rng), y, mask
+
+    return draw
+
+
+def add_input_noise(x, sigma: float, rng: np.random.Generator):
+    """x + σ ε, ε ~ N(0, 1) independent for every bar and feature (x: the normalised features
+    of a training batch (B, L, F), a tensor). Training with input noise is Tikhonov
+    regularisation (Bishop 1995): for a model linear in its inputs, f(x) = Σ_j w_j * x_j
+    (each w_j a causal filter over the past bars of feature j),
+
+        E_ε (y − f(x + σ ε))² = (y − f(x))² + σ² Σ_j ‖w_j‖²
+
+    so the noise is a ridge penalty on every filter. It is what stops a long-memory model
+    from recalling the training series: with F features and filters as long as the window,
+    the model has about F × seq_len free coefficients against as many training bars, and
+    the least-norm fit of the noise needs large filters, a sparse real dependence (one
+    return k bars back) a small one (docs/results/memory.md). σ in units of the features'
+    training std; validation and prediction never see the noise. σ = 0: x unchanged."""
+    if sigma <= 0:
+        return x
+    import torch
+
+    eps = torch.from_numpy(rng.standard_normal(tuple(x.shape), dtype=np.float32))  # (B, L, F)
+    return x + sigma * eps.to(device=x.device, dtype=x.dtype)  # (B, L, F)
 
 
 def sample_starts(rng: np.random.Generator, lo: int, hi: int, seq_len: int, n: int) -> np.ndarray:
