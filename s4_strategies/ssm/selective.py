@@ -151,7 +151,7 @@ class SelectiveSSM(SequenceLayer):
         x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E) each
         x_pad = torch.cat([conv_state, x.transpose(1, 2)], -1)  # (B, E, K-1+L)
         x = F.silu(F.conv1d(x_pad, self.conv1d.weight, self.conv1d.bias,
-                            groups=self.config.d_inner)).transpose(1, 2)  # (B, L, E)
+                            groups=self.config.d_inner)).transpose(1, 2).contiguous()  # (B, L, E)
         dt, B, C = self._ssm_inputs(x)  # (B, L, E), (B, L, N), (B, L, N)
         A = -torch.exp(self.A_log)  # (E, N)
         kind = self.config.scan if self.config.scan != "auto" else auto_scan(x, A)
