@@ -14,6 +14,7 @@ from s4_strategies.ssm import (
     discretize_bilinear,
     discretize_zoh,
     selective_scan_chunked,
+    selective_scan_compiled,
     selective_scan_recompute,
     selective_scan_ref,
 )
@@ -27,6 +28,7 @@ LAYERS = {
     "mamba": lambda **kw: SelectiveSSM(d_model=H, d_state=N, scan="chunked", **kw),
     "mamba-seq": lambda **kw: SelectiveSSM(d_model=H, d_state=N, scan="sequential", **kw),
     "mamba-recompute": lambda **kw: SelectiveSSM(d_model=H, d_state=N, scan="recompute", **kw),
+    "mamba-compiled": lambda **kw: SelectiveSSM(d_model=H, d_state=N, scan="compiled", **kw),
     "s5": lambda **kw: S5Layer(H, N, **kw),
     "s5-blocks-bilinear": lambda **kw: S5Layer(H, N, blocks=2, disc="bilinear", **kw),
     "dss": lambda **kw: DSSLayer(H, N, **kw),
@@ -150,7 +152,8 @@ def test_s4d_vandermonde_kernel_closed_form(disc, init):
         assert rel(layer.kernel(20)[0], K) < 1e-12
 
 
-@pytest.mark.parametrize("scan", [selective_scan_chunked, selective_scan_recompute])
+@pytest.mark.parametrize("scan", [selective_scan_chunked, selective_scan_recompute,
+                                  selective_scan_compiled])
 @pytest.mark.parametrize("chunk", [None, 1, 3, 8, 64])
 def test_selective_scans_equal_the_reference_values_and_gradients(scan, chunk):
     g = torch.Generator().manual_seed(7)

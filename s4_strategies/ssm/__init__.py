@@ -29,7 +29,12 @@ from .model import MultiAssetS4, S4TradingModel, TradingHeads, TradingModel, mak
 from .s4 import S4Layer
 from .s4d import S4DLayer
 from .s5 import S5Layer, associative_scan, s5_init
-from .scan import selective_scan_chunked, selective_scan_recompute, selective_scan_ref
+from .scan import (
+    selective_scan_chunked,
+    selective_scan_compiled,
+    selective_scan_recompute,
+    selective_scan_ref,
+)
 from .selective import MambaConfig, SelectiveSSM
 from .stepper import SSMStepper, TorchStepper
 
@@ -62,6 +67,7 @@ __all__ = [
     "SequenceLayer", "S4Layer", "S4DLayer", "S5Layer", "DSSLayer", "SelectiveSSM", "MambaConfig",
     "s5_init", "associative_scan",
     "selective_scan_ref", "selective_scan_chunked", "selective_scan_recompute",
+    "selective_scan_compiled",
     "S4TradingModel", "MultiAssetS4", "TradingHeads", "make_ssm",
     "LSTMModel", "GRUModel", "TransformerModel",
     "SSMStepper", "TorchStepper",

@@ -1,20 +1,40 @@
 """Selective scans: h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t,  y_t = C_t h_t + D x_t.
 
 Shapes: x, dt (B, L, E); A (E, N); B, C (B, L, N); D (E,); h0 (B, E, N) or None
--> y (B, L, E), h_L (B, E, N). Three implementations of the same function:
+-> y (B, L, E), h_L (B, E, N). Four implementations of the same function:
 
     selective_scan_ref        the sequential reference, differentiated by autograd
     selective_scan_chunked    two-level chunked parallel scan (fewest Python steps)
     selective_scan_recompute  sequential, with a hand-written backward that stores the state
                               only every T steps and recomputes each chunk in reverse
+    selective_scan_compiled   the recompute scheme as numba kernels (CPU; forward and
+                              backward compiled, parallel over batch rows and channel groups)
+
+Memory kept for the backward: ref O(B L E N) (every state), chunked O(B L E N) (a, b and the
+partial states), recompute and compiled O(B E N L / T) with T ~ sqrt(L).
+
+The compiled scan runs its jobs on Python threads (the kernels release the GIL), not numba's
+``prange``: numba's OpenMP layer brings a second OpenMP runtime beside torch's, and its
+spinning idle threads competed with torch's; inside the training step that made the
+backward ~3x slower than the same kernel called alone, and it doubled the compile time.
+Compilation (~15 s for float32 and float64 together) is cached on disk after the first use.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
+
+try:  # numba is a dependency; without it the compiled scan is unavailable (auto skips it)
+    from . import _scan_numba as _nb
+except ImportError:  # pragma: no cover
+    _nb = None
+COMPILED_SCAN = _nb is not None  # whether selective_scan_compiled can run here
 
 
 def _chunk(L: int, chunk_size: int | None) -> int:
@@ -130,3 +150,98 @@ def selective_scan_recompute(x, dt, A, B, C, D, h0=None, chunk_size: int | None 
     recomputes each chunk. Same arguments and results as :func:`selective_scan_ref`."""
     h0 = x.new_zeros(x.shape[0], x.shape[2], A.shape[1]) if h0 is None else h0
     return _RecomputeScan.apply(x, dt, A, B, C, D, h0, _chunk(x.shape[1], chunk_size))
+
+
+class _CompiledScan(torch.autograd.Function):
+    """The scan as numba kernels (:mod:`._scan_numba`), forward and backward, on the CPU.
+
+    Forward: the sequential loop, storing only the state entering every T-th step,
+    saved (B, ceil(L/T), N, E). Backward, chunk by chunk from the last: recompute
+    h_{t0-1} .. h_{t1-1} and a_t = exp(dt_t A) from the stored state, then for
+    t = t1-1 .. t0, with g = dLoss/dh_t arriving from h_{t+1}:
+
+        g      += gy_t C_t                           (B, E, N)   now all of dLoss/dh_t
+        dC_t    = sum_e gy_t h_t                     (B, N)
+        dA     += sum_b dt_t g h_{t-1} a_t           (E, N)      d(dt_t A) = g h_{t-1} a_t
+        ddt_t   = sum_n (A g h_{t-1} a_t + g B_t x_t)            (B, E)
+        dB_t    = sum_e g dt_t x_t                   (B, N)
+        dx_t    = dt_t sum_n g B_t + D gy_t          (B, E)
+        g      <- a_t g                              (the gradient reaching h_{t-1})
+
+    then dD = sum_{b,t} gy x and dh0 = the last g. No (B, L, E, N) tensor is formed: memory
+    is the B E N ceil(L/T) stored states plus (2T + 1) N E/G per running job. The work is
+    B * G jobs (batch row, channel group) shared out over torch.get_num_threads() threads.
+    """
+
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, D, h0, T):
+        x, dt, A, B, C, D, h0 = (v.detach().contiguous() for v in (x, dt, A, B, C, D, h0))
+        Bsz, L, E = x.shape
+        threads, G = _threads_and_groups(Bsz, E)
+        y, h = torch.empty_like(x), torch.empty_like(h0)  # (B, L, E), (B, E, N)
+        saved = x.new_empty(Bsz, -(-L // T), A.shape[1], E)  # (B, nc, N, E)
+        args = [v.numpy() for v in (x, dt, A, B, C, D, h0)] + [T, G] + [
+            v.numpy() for v in (y, h, saved)]
+        _run_jobs(_nb.scan_forward, Bsz * G, threads, args)
+        ctx.save_for_backward(x, dt, A, B, C, D, saved)
+        ctx.T = T
+        return y, h
+
+    @staticmethod
+    def backward(ctx, gy, gh):
+        x, dt, A, B, C, D, saved = ctx.saved_tensors
+        Bsz, L, E = x.shape
+        gy = torch.zeros_like(x) if gy is None else gy.contiguous()  # (B, L, E)
+        gh = x.new_zeros(Bsz, E, A.shape[1]) if gh is None else gh.contiguous()  # (B, E, N)
+        threads, G = _threads_and_groups(Bsz, E)
+        gx, gdt, gh0 = torch.empty_like(x), torch.empty_like(x), torch.empty_like(gh)
+        gA = x.new_empty(Bsz, *A.shape)  # (B, E, N), summed over b below
+        gB, gC = x.new_empty(G, *B.shape), x.new_empty(G, *C.shape)  # (G, B, L, N)
+        args = [v.numpy() for v in (x, dt, A, B, C, D, saved, gy, gh)] + [ctx.T, G] + [
+            v.numpy() for v in (gx, gdt, gA, gB, gC, gh0)]
+        _run_jobs(_nb.scan_backward, Bsz * G, threads, args)
+        gD = (gy * x).reshape(-1, E).sum(0)  # (E,)
+        return gx, gdt, gA.sum(0), gB.sum(0), gC.sum(0), gD, gh0, None
+
+
+_POOL: dict = {}  # (process id, workers) -> ThreadPoolExecutor; a forked child makes its own
+_POOL_LOCK = threading.Lock()
+
+
+def _threads_and_groups(batch: int, channels: int) -> tuple[int, int]:
+    """torch's thread count, and the channel groups per batch row that share batch * groups
+    jobs evenly over those threads: threads / gcd(batch, threads)."""
+    threads = max(1, torch.get_num_threads())
+    return threads, min(channels, threads // math.gcd(batch, threads))
+
+
+def _run_jobs(kernel, jobs: int, threads: int, args) -> None:
+    """kernel(j0, j1, *args) over jobs 0 .. jobs-1, in contiguous shares on up to ``threads``
+    threads (the kernels release the GIL); this thread runs the first share."""
+    threads = min(threads, jobs)
+    cuts = [k * jobs // threads for k in range(threads + 1)]
+    if threads == 1:
+        kernel(0, jobs, *args)
+        return
+    key = (os.getpid(), threads - 1)
+    with _POOL_LOCK:
+        pool = _POOL.get(key) or _POOL.setdefault(key, ThreadPoolExecutor(threads - 1))
+    futures = [pool.submit(kernel, cuts[k], cuts[k + 1], *args) for k in range(1, threads)]
+    kernel(cuts[0], cuts[1], *args)
+    for f in futures:
+        f.result()
+
+
+def selective_scan_compiled(x, dt, A, B, C, D, h0=None, chunk_size: int | None = None):
+    """The scan as compiled (numba) CPU kernels with a hand-written backward that stores the
+    state every T (~sqrt(L)) steps. Same arguments and results as :func:`selective_scan_ref`;
+    CPU tensors, computed in x's dtype (float32 or float64)."""
+    if _nb is None:  # pragma: no cover
+        raise ImportError("selective_scan_compiled needs numba installed (pip install numba)")
+    if x.device.type != "cpu":
+        raise ValueError(f"selective_scan_compiled runs on the CPU, got x on {x.device}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"selective_scan_compiled takes float32 or float64, got {x.dtype}")
+    h0 = x.new_zeros(x.shape[0], x.shape[2], A.shape[1]) if h0 is None else h0
+    args = [v.to(x.dtype) for v in (x, dt, A, B, C, D, h0)]
+    return _CompiledScan.apply(*args, _chunk(x.shape[1], chunk_size))

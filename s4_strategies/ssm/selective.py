@@ -19,8 +19,9 @@ Scans (:mod:`scan`, all tested equal, gradients included): ``selective_scan_ref`
 slow sequential reference; ``selective_scan_chunked`` a two-level chunked parallel scan
 (O(L) work in ~2 sqrt(L) Python steps); ``selective_scan_recompute`` the sequential loop
 with a hand-written backward that recomputes states chunk by chunk instead of storing
-all of them (Mamba's trick; O(B E N sqrt(L)) memory). ``scan="auto"`` picks by measured
-speed (see AUTO_CHUNKED_BELOW).
+all of them (Mamba's trick; O(B E N sqrt(L)) memory); ``selective_scan_compiled`` the same
+scheme as numba kernels on the CPU (no Python step per bar). ``scan="auto"`` picks by
+measured speed (see AUTO_CHUNKED_BELOW and :func:`auto_scan`).
 """
 
 from __future__ import annotations
@@ -34,16 +35,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SequenceLayer
-from .scan import selective_scan_chunked, selective_scan_recompute, selective_scan_ref
+from .scan import (
+    COMPILED_SCAN,
+    selective_scan_chunked,
+    selective_scan_compiled,
+    selective_scan_recompute,
+    selective_scan_ref,
+)
 
-# scan="auto", measured on CPU (one thread). The chunked scan wins for one long stream
-# (B 1, E 128, N 16, L 16384, fwd+bwd: 1.3 s chunked vs 5.0 s sequential). Once the
-# per-step state (B, E, N) is big enough to amortise the per-op overhead while staying in
-# cache, a per-step loop wins (batch 32, L 256: 0.12 s sequential vs 2.2 s chunked), and the
-# recompute loop keeps memory flat (whole 4-layer model, batch 32, L 1024: 4.9 s and 1.3 GB
-# recompute vs 17 s and 5.2 GB sequential). Threshold on B * E * N elements:
+# scan="auto": on the CPU the compiled scan (numba kernels, forward and backward; memory
+# O(B E N sqrt(L))) whenever it can run (numba installed, float32/float64). Measured fwd+bwd
+# of the scan alone, E 128, N 16, one thread (scripts/bench_ssm.py, section 5, has the table):
+# B 1, L 16384: 66 ms compiled vs 1.6 s chunked, 4.2 s recompute; B 8, L 1024: 34 ms vs
+# 0.91 s chunked, 0.48 s recompute; B 32, L 1024: 0.13 s vs 4.4 s, 1.4 s. Without it (or
+# for other dtypes) the older rule on B * E * N elements: the chunked scan below the
+# threshold (one long stream: few Python steps), the recompute loop above (a per-step loop
+# amortises its per-op overhead and keeps memory flat). On CUDA: the chunked scan.
 AUTO_CHUNKED_BELOW = 16384
-SCANS = ("auto", "chunked", "recompute", "sequential")
+SCANS = ("auto", "chunked", "recompute", "compiled", "sequential")
 MAMBA_INITS = ("real", "random")
 
 
@@ -62,7 +71,7 @@ class MambaConfig:
     bidirectional: bool = False
     bias: bool = False
     conv_bias: bool = True
-    scan: str = "auto"  # "chunked", "recompute", "sequential" (reference) or "auto" (below)
+    scan: str = "auto"  # "compiled", "chunked", "recompute", "sequential" (reference), "auto"
     chunk_size: int | None = None  # None: ~sqrt(L)
 
     def __post_init__(self):
@@ -76,6 +85,15 @@ class MambaConfig:
     @property
     def d_inner(self) -> int:
         return self.expand * self.d_model
+
+
+def auto_scan(x: torch.Tensor, A: torch.Tensor) -> str:
+    """The scan ``scan="auto"`` runs for x (B, L, E) and A (E, N); see AUTO_CHUNKED_BELOW."""
+    if x.is_cuda:
+        return "chunked"
+    if COMPILED_SCAN and x.dtype in (torch.float32, torch.float64):
+        return "compiled"
+    return "chunked" if x.shape[0] * A.numel() < AUTO_CHUNKED_BELOW else "recompute"
 
 
 class SelectiveSSM(SequenceLayer):
@@ -133,17 +151,16 @@ class SelectiveSSM(SequenceLayer):
         x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E) each
         x_pad = torch.cat([conv_state, x.transpose(1, 2)], -1)  # (B, E, K-1+L)
         x = F.silu(F.conv1d(x_pad, self.conv1d.weight, self.conv1d.bias,
-                            groups=self.config.d_inner)).transpose(1, 2)  # (B, L, E)
+                            groups=self.config.d_inner)).transpose(1, 2).contiguous()  # (B, L, E)
         dt, B, C = self._ssm_inputs(x)  # (B, L, E), (B, L, N), (B, L, N)
         A = -torch.exp(self.A_log)  # (E, N)
-        kind = self.config.scan
-        if kind == "auto":
-            small = u.is_cuda or Bsz * A.numel() < AUTO_CHUNKED_BELOW
-            kind = "chunked" if small else "recompute"
+        kind = self.config.scan if self.config.scan != "auto" else auto_scan(x, A)
         if kind == "chunked":
             scan = partial(selective_scan_chunked, chunk_size=self.config.chunk_size)
         elif kind == "recompute":
             scan = partial(selective_scan_recompute, chunk_size=self.config.chunk_size)
+        elif kind == "compiled":
+            scan = partial(selective_scan_compiled, chunk_size=self.config.chunk_size)
         else:
             scan = selective_scan_ref
         y, h = scan(x, dt, A, B, C, self.D, h0)  # (B, L, E), (B, E, N)
@@ -182,5 +199,5 @@ class SelectiveSSM(SequenceLayer):
         return self.out_proj(y * F.silu(z)), (window[..., 1:], h)
 
 
-__all__ = ["MambaConfig", "SelectiveSSM", "selective_scan_ref", "selective_scan_chunked",
-           "selective_scan_recompute"]
+__all__ = ["MambaConfig", "SelectiveSSM", "auto_scan", "selective_scan_ref",
+           "selective_scan_chunked", "selective_scan_recompute", "selective_scan_compiled"]
