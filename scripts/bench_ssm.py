@@ -10,7 +10,12 @@
 2. Stepper backends side by side (numba / numpy / torch step) for the five SSM layers.
 3. The stepper's memory as consumed history grows.
 4. Training view: forward + backward at batch 32 and peak memory (RSS high-water mark,
-   reset per case through /proc/self/clear_refs) for L = 256, 1024, 4096.
+   reset per case through /proc/self/clear_refs) for L = 256, 1024, 4096; the selective SSM
+   with the compiled scan (what scan="auto" runs on the CPU) and with the recompute scan.
+5. One training step (forward + backward) of the default model, TrainConfig() sizes
+   (d_model 64, 4 layers, dropout 0.1, batch 8, windows of 1,024 bars), at 1 and 2 torch
+   threads: S4D beside the selective SSM with each CPU scan.
+6. The selective scans alone (forward + backward), E 128, N 16, one thread.
 
 Every ratio is against a baseline measured in the same run. A cell whose time or memory,
 estimated from the previous length, would exceed the per-cell budget (60 s, 8 GB) or the
@@ -34,7 +39,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s4_strategies.ssm import build_model  # noqa: E402
+from s4_strategies.ssm import (  # noqa: E402
+    build_model,
+    selective_scan_chunked,
+    selective_scan_compiled,
+    selective_scan_recompute,
+)
+from s4_strategies.training.fit import DEFAULT_D_STATE, TrainConfig  # noqa: E402
 
 INPUT_DIM = 16
 DEFAULT = dict(d_model=64, d_state=64, n_layers=4)
@@ -190,7 +201,10 @@ def bench_backends(n_numba=3000, n_slow=100):
 def bench_training(lengths, batch, budget, deadline, mem_cap_mb=8000):
     kinds = [("LSTM (baseline)", "lstm", {}), ("S4", "s4", {}), ("S4D", "s4d", {}),
              ("S5 (parallel scan)", "s5", {}), ("DSS (exp)", "dss", {}),
-             ("selective SSM (d_state 16)", "mamba", dict(d_state=16)),
+             ("selective SSM (d_state 16), compiled scan (auto)", "mamba",
+              dict(d_state=16, scan="compiled")),
+             ("selective SSM (d_state 16), recompute scan", "mamba",
+              dict(d_state=16, scan="recompute")),
              ("Transformer", "transformer", {})]
     results = {}
     for label, kind, kw in kinds:
@@ -228,8 +242,85 @@ def bench_training(lengths, batch, budget, deadline, mem_cap_mb=8000):
             base = results[kinds[0][0], L][0]
             ratio = "" if label == kinds[0][0] or base is None else f" ({t / base:.1f}×)"
             cells.append(f"{fmt_t(t)}{ratio}, " + (f"{mb:,.0f} MB" if mb is not None else "n/a"))
+            s4d_t, _, s4d_mb = results["S4D", L]
+            if label.startswith("selective") and s4d_t is not None:  # issue 28: vs S4D
+                cells[-1] += f"; ÷ S4D: {t / s4d_t:.2f}× time" + (
+                    f", {mb / s4d_mb:.2f}× memory" if mb and s4d_mb else "")
         rows.append([label] + cells)
     return table(["model"] + [f"L = {L:,}" for L in lengths], rows)
+
+
+def bench_default_step(threads=(1, 2), rounds=3):
+    """Forward + backward of the model train_model builds from TrainConfig(), per layer. The
+    layers take turns, one step each per round (best of ``rounds`` after a warm-up step), so
+    a burst of load on the shared cores hits them alike; memory is the largest peak of a step
+    above the RSS before it."""
+    cfg = TrainConfig()
+    rows = [("S4D", "s4d", {}), ("selective SSM, compiled scan (auto)", "mamba",
+                                 dict(scan="compiled")),
+            ("selective SSM, recompute scan", "mamba", dict(scan="recompute"))]
+    x = torch.randn(cfg.batch_size, cfg.seq_len, INPUT_DIM)
+    res = {}
+    for n in threads:
+        torch.set_num_threads(n)
+        models = {}
+        for label, layer, kw in rows:
+            torch.manual_seed(0)
+            models[label] = build_model(
+                layer, INPUT_DIM, d_model=cfg.d_model, n_layers=cfg.n_layers,
+                dropout=cfg.dropout, d_state=DEFAULT_D_STATE[layer], **kw).train()
+        for r in range(rounds + 1):
+            for label, model in models.items():
+                with PeakRSS() as mem:
+                    t0 = time.perf_counter()
+                    out = model(x)
+                    sum(v.float().square().mean() for v in out.values()).backward()
+                    model.zero_grad(set_to_none=True)
+                    t = time.perf_counter() - t0
+                    del out
+                best_t, best_mb = res.get((label, n), (float("inf"), None))
+                mb = mem.mb if best_mb is None or mem.mb is None else max(mem.mb, best_mb)
+                res[label, n] = (min(best_t, t) if r else best_t, mb)
+    torch.set_num_threads(1)
+    out = []
+    for label, *_ in rows:
+        cells = [label]
+        for n in threads:
+            t, mb = res[label, n]
+            t0, mb0 = res[rows[0][0], n]
+            r = "" if label == rows[0][0] else f" ({t / t0:.2f}× S4D)"
+            m = "n/a" if mb is None else f"{mb:,.0f} MB" + (
+                "" if label == rows[0][0] or not mb0 else f" ({mb / mb0:.2f}× S4D)")
+            cells += [fmt_t(t) + r, m]
+        out.append(cells)
+    header = ["layer"] + [c for n in threads for c in (f"{n} thread{'s' * (n > 1)}",
+                                                        f"peak memory, {n} thr.")]
+    return table(header, out)
+
+
+def bench_scans(shapes, E=128, N=16):
+    """The selective scans alone, forward + backward, one thread (scan="auto" evidence)."""
+    scans = [("compiled", selective_scan_compiled), ("chunked", selective_scan_chunked),
+             ("recompute", selective_scan_recompute)]
+    rows = []
+    for B, L in shapes:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(B, L, E, generator=g).requires_grad_()
+        dt = (torch.rand(B, L, E, generator=g) * 0.1).requires_grad_()
+        A = (-torch.arange(1, N + 1.0).repeat(E, 1)).requires_grad_()  # (E, N), S4D-Real
+        Bm = torch.randn(B, L, N, generator=g).requires_grad_()
+        Cm = torch.randn(B, L, N, generator=g).requires_grad_()
+        D = torch.ones(E, requires_grad=True)
+        t = {}
+        for name, fn in scans:
+            def fwd_bwd(fn=fn, args=(x, dt, A, Bm, Cm, D)):
+                y, h = fn(*args)
+                (y.sum() + h.square().sum()).backward()
+
+            t[name] = timed(fwd_bwd, min_time=0.3, max_reps=3)
+        rows.append([f"{B}", f"{L:,}"] + [fmt_t(t["compiled"])] + [
+            fmt_t(t[k]) + f" ({t[k] / t['compiled']:.0f}×)" for k in ("chunked", "recompute")])
+    return table(["B", "L", "compiled", "chunked", "recompute"], rows)
 
 
 def est_mb_fmt(mb: float) -> str:
@@ -271,7 +362,8 @@ def main(argv=None):
     print("# s4-trading SSM benchmark\n")
     print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
           f"load average at start {os.getloadavg()[0]:.2f} (the cores are shared)")
-    print(f"- torch {torch.__version__}, torch.set_num_threads(1) for every measurement; "
+    print(f"- torch {torch.__version__}, torch.set_num_threads(1) for every measurement but "
+          "section 5's 2-thread columns; "
           f"numpy {np.__version__}")
     print(f"- model: input_dim {INPUT_DIM}, d_model 64, d_state 64, 4 layers, float32 weights; "
           "the stepper runs in the model's dtype (float32) unless marked f64\n")
@@ -284,6 +376,16 @@ def main(argv=None):
     print(f"\n## 4. Training view: forward + backward at batch {batch}, time (× = multiple of "
           "the LSTM baseline) and peak memory above the process baseline\n")
     print(bench_training(train, batch, args.budget, deadline=t_start + 360))
+    cfg = TrainConfig()
+    print(f"\n## 5. One training step of the default model (TrainConfig: d_model {cfg.d_model}, "
+          f"{cfg.n_layers} layers, batch {cfg.batch_size}, L {cfg.seq_len:,}), forward + "
+          "backward, and peak memory above the process baseline\n")
+    print(f"load average before: {os.getloadavg()[0]:.2f}\n")
+    print(bench_default_step(rounds=1 if args.quick else 3))
+    print("\n## 6. The selective scans alone, forward + backward, E 128, N 16, one thread "
+          "(× = multiple of the compiled scan)\n")
+    print(bench_scans([(1, 1024), (4, 256)] if args.quick
+                      else [(1, 16384), (8, 1024), (32, 1024)]))
     print(f"\ntotal benchmark time: {time.perf_counter() - t_start:.0f} s")
 
 

@@ -44,13 +44,14 @@ from .scan import (
 )
 
 # scan="auto": on the CPU the compiled scan (numba kernels, forward and backward; memory
-# O(B E N sqrt(L))) whenever it can run (numba installed, float32/float64). Measured fwd+bwd
-# of the scan alone, E 128, N 16, one thread (scripts/bench_ssm.py, section 5, has the table):
-# B 1, L 16384: 66 ms compiled vs 1.6 s chunked, 4.2 s recompute; B 8, L 1024: 34 ms vs
-# 0.91 s chunked, 0.48 s recompute; B 32, L 1024: 0.13 s vs 4.4 s, 1.4 s. Without it (or
-# for other dtypes) the older rule on B * E * N elements: the chunked scan below the
-# threshold (one long stream: few Python steps), the recompute loop above (a per-step loop
-# amortises its per-op overhead and keeps memory flat). On CUDA: the chunked scan.
+# O(B E N sqrt(L))) whenever it can run (numba installed, float32/float64). The scans alone,
+# fwd+bwd, E 128, N 16, one thread (scripts/bench_ssm.py section 6, load average ~4 on 2
+# cores): B 1, L 16384: 69 ms compiled vs 2.0 s chunked, 5.0 s recompute; B 8, L 1024: 39 ms
+# vs 0.73 s, 0.69 s; B 32, L 1024: 0.15 s vs 4.5 s, 1.5 s. The default model's training step
+# (batch 8, L 1024, section 5): 0.60 s compiled, 2.3 s recompute, 1.05 s for S4D. Without
+# numba (or for other dtypes) the older rule on B * E * N elements: the chunked scan below
+# the threshold (one long stream: few Python steps), the recompute loop above (a per-step
+# loop amortises its per-op overhead and keeps memory flat). On CUDA: the chunked scan.
 AUTO_CHUNKED_BELOW = 16384
 SCANS = ("auto", "chunked", "recompute", "compiled", "sequential")
 MAMBA_INITS = ("real", "random")
