@@ -256,20 +256,28 @@ the trading band is chosen on validation in the forecast's own units).
 
 Why the model fits training noise at all, and what stops it: an SSM layer is a bank of
 causal filters as long as the window. With F input features (17 by default) each filter
-from a feature to the forecast has up to seq_len coefficients, about F × 1,024 free
-coefficients against ~14,000 training bars, so the model can fit the training series'
-noise with a linear recall of its past that needs no nonlinearity (mixing windows, which
-breaks nonlinear recall, cannot stop it; neither can a narrower or shallower model,
-whose filters are as long, nor ordinary weight decay, which does not act on the filters
-themselves). Gaussian noise of one training std on every feature of every training bar
-(`TrainConfig.input_noise`, `recipe.add_input_noise`) is, for a linear filter, exactly a
-ridge penalty σ² Σ‖w‖² on the filters (Bishop 1995): a fit of the noise needs large
-filters and pays for them; a sparse real dependence needs one small coefficient. Measured
-on S4D at lag 256 (seed 0, per-epoch test IC in a diagnostic run; fraction of the oracle):
-without noise the training-series IC reaches 2.8 × the oracle's while the test IC stops
-near 0.26; with σ = 1 the validation loss no longer rises, the training IC grows half as
-fast and the test IC climbs to 0.44 by the tenth epoch (σ = 0.5: 0.33; σ = 2 learns too
-slowly for the 12 epochs). Seconds per
+from a feature to the forecast can have up to seq_len coefficients, about F × 1,024 free
+coefficients against ~15,000 training bars, so the model can fit the training series'
+noise by a *linear* recall of its past. Mixing windows cannot stop that (the recall of a
+mixture of two windows is the mixture of their recalls); Gaussian noise of one training
+std on every feature of every training bar (`TrainConfig.input_noise`,
+`recipe.add_input_noise`) can: for a model linear in its inputs it is exactly a ridge
+penalty σ² Σ‖w‖² on the filters (Bishop 1995), and a fit of the noise needs large filters
+where a sparse real dependence needs one small coefficient. Learning curves of S4D at lag
+256, seed 0 (`python scripts/memory_curve.py s4d 256 --set patience=12 --set
+input_noise=...`: the next-bar IC on training, validation and test bars after every 50
+steps, as a fraction of the oracle's): without noise the training IC passes the oracle's
+after 150 steps and reaches 2.8 × it while the validation next-bar loss rises from step 50
+and the test IC stays between 0.22 and 0.28; with σ = 1 the validation loss stays flat, the training
+IC grows half as fast and the test IC is still rising at step 500 (0.44); σ = 0.5 sits
+between (0.31 at step 300). Tried on the same cell and not adopted (no better, one seed):
+every window mixed (`mix=1` with σ = 1: 0.42 at step 450); weight decay 1.0 instead of 0.05
+(training IC 1.9 × the oracle's by step 200, as without it); width 32 × 2 layers (the
+training IC still passes the oracle's; test 0.18 at step 400). S5 behaves differently: with
+σ = 1 or 2 its test IC stops at 0.20–0.25 while its training IC reaches 1.5 or 0.9 × the
+oracle's
+(`scripts/memory_curve.py s5 256 --set patience=12 [--set input_noise=2]`), so what limits
+S5 at lag 256 is not only this recall. Seconds per
 training: wall time of one process with the threads given in each cell's JSON, on a shared
 2-core machine.
 """
