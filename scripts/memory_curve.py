@@ -34,7 +34,6 @@ def main(argv=None) -> int:
 
     from s4_strategies.model.sequence import predict_sequence
     from s4_strategies.training import TrainConfig, fit, memory
-    from s4_strategies.training.skill import spearman_ic
 
     torch.set_num_threads(a.threads)
     over = {}
@@ -43,7 +42,6 @@ def main(argv=None) -> int:
         over[key] = json.loads(value)
     cfg = replace(TrainConfig(progress=False, device="cpu"), **over)
     df, split = memory.planted_task(a.lag, a.seed)
-    nxt, orc = memory.next_returns(df), memory.oracle(df, a.lag)
     rows = []
     validate = fit.validation_losses
 
@@ -56,9 +54,8 @@ def main(argv=None) -> int:
         row = {"steps": len(rows) * cfg.steps_per_epoch,
                "val_next_bar_loss": round(float(out["next_bar"]), 4)}
         for name, (lo, hi) in (("train", split.train), ("val", split.val), ("test", split.test)):
-            lo = max(lo, a.lag + 1)
-            row[name] = round(spearman_ic(r[lo:hi], nxt[lo:hi])
-                              / spearman_ic(orc[lo:hi], nxt[lo:hi]), 3)
+            row[name] = round(memory.score(r, df, split, a.lag, (max(lo, a.lag + 1), hi))
+                              ["fraction"], 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
         return out

@@ -26,16 +26,10 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
-
-def _jit(fn):
-    """njit without the GIL, with an on-disk cache where one can be written (_stepper_numba)."""
-    try:
-        return njit(cache=True, fastmath=True, nogil=True)(fn)
-    except RuntimeError:  # pragma: no cover
-        return njit(fastmath=True, nogil=True)(fn)
+from ._stepper_numba import _F32, _LN2_HI, _LN2_LO, _LOG2E, _P, _XMIN, _jit
 
 
 @intrinsic
@@ -46,14 +40,13 @@ def _bits_to_f32(typingctx, i):
     return types.float32(types.int32), codegen
 
 
-# exp on float32 by Cody–Waite range reduction and a degree-6 Taylor polynomial (as the
-# stepper's exp_nonpos_f32): x = k ln 2 + r, |r| <= ln 2 / 2, exp(x) = 2^k p(r) with 2^k built
-# in the exponent bits. No libm call, so the loops over the N states vectorise. Arguments are
-# clamped to [-87, 88] (2^k stays a normal float32); the scans only meet dt A <= 0.
-_F32 = np.float32
-_LOG2E, _LN2_HI, _LN2_LO = _F32(1.4426950408889634), _F32(0.693359375), _F32(-2.12194440e-4)
-_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (_F32(1.0 / math.factorial(i)) for i in range(7))
-_XMIN, _XMAX = _F32(-87.0), _F32(88.0)
+# exp on float32 by the stepper's Cody–Waite range reduction and degree-6 Taylor polynomial
+# (its constants; _stepper_numba.exp_nonpos_f32), as a scalar inlined into the loops: x =
+# k ln 2 + r, |r| <= ln 2 / 2, exp(x) = 2^k p(r) with 2^k built in the exponent bits. No libm
+# call, so the loops over the N states vectorise. Arguments are clamped to [-87, 88] (2^k
+# stays a normal float32); the scans only meet dt A <= 0.
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = _P
+_XMAX = _F32(88.0)
 
 
 def _exp(v):  # pragma: no cover - replaced by the overload inside jitted code

@@ -54,9 +54,11 @@ def oracle(df, lag: int, rho: float = RHO) -> np.ndarray:
     return f
 
 
-def score(forecast: np.ndarray, df, split: Split, lag: int) -> dict:
-    """Test-year IC of a next-bar forecast, the oracle's IC and the fraction."""
-    t0, t1 = split.test
+def score(forecast: np.ndarray, df, split: Split, lag: int,
+          period: tuple[int, int] | None = None) -> dict:
+    """Test-year IC of a next-bar forecast (or over the bars ``period`` [t0, t1)), the
+    oracle's IC and the fraction."""
+    t0, t1 = period or split.test
     target = next_returns(df)[t0:t1]
     ic = spearman_ic(forecast[t0:t1], target)
     best = spearman_ic(oracle(df, lag)[t0:t1], target)

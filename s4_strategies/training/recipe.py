@@ -123,7 +123,7 @@ def window_draw(cfg, train: tuple[int, int], warmup: int, batch: Callable) -> Ca
     (:func:`add_input_noise`) on x. Seeded by ``cfg.seed``."""
     rng = np.random.default_rng(cfg.seed)
     noise_rng = np.random.default_rng([cfg.seed, 31])
-    sigma = float(getattr(cfg, "input_noise", 0.0))
+    sigma = float(cfg.input_noise)
     lo, hi = train
     lo = max(lo, min(warmup - cfg.burn_in, hi - cfg.seq_len))
     seq_len = min(cfg.seq_len, hi - lo)
