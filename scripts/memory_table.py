@@ -266,9 +266,11 @@ std on every feature of every training bar (`TrainConfig.input_noise`,
 `recipe.add_input_noise`) can: for a model linear in its inputs it is exactly a ridge
 penalty σ² Σ‖w‖² on the filters (Bishop 1995), and a fit of the noise needs large filters
 where a sparse real dependence needs one small coefficient. Learning curves of S4D at lag
-256, seed 0 (`python scripts/memory_curve.py s4d 256 --set patience=12 --set
-input_noise=...`: the next-bar IC on training, validation and test bars after every 50
-steps, as a fraction of the oracle's): without noise the training IC passes the oracle's
+256, seed 0 (the next-bar IC on training, validation and test bars after every 50 steps, as
+a fraction of the oracle's; measured with a first version of `scripts/memory_curve.py`
+that drew the noise from another generator, so rerunning `python scripts/memory_curve.py
+s4d 256 --set patience=12 --set input_noise=...` gives the same kind of curve, not these
+digits): without noise the training IC passes the oracle's
 after 150 steps and reaches 2.8 × it while the validation next-bar loss rises from step 50
 and the test IC stays between 0.22 and 0.28; with σ = 1 the validation loss stays flat, the training
 IC grows half as fast and the test IC is still rising at step 500 (0.44); σ = 0.5 sits
